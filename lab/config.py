@@ -1,0 +1,195 @@
+"""Typed configuration: one dataclass per stage, gathered in `LabConfig`.
+
+Profiles (`lab.profiles`) are small override dicts applied to the defaults here;
+the CLI's `--set section.field=value` and YAML files go through the same `apply_overrides`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class WorldConfig:
+    """The tiny world: a generated knowledge base, tasks, graded responses and annotators."""
+
+    seed: int = 0
+    """Seed of everything the world generates (same seed, same files)."""
+    n_countries: int = 24
+    """Fictional countries in the knowledge base (each has a capital, an export and an animal)."""
+    n_pretrain_docs: int = 24_000
+    """Documents in the pretraining corpus (encyclopedia text and mixed-quality chats)."""
+    n_sft: int = 3_000
+    """SFT demonstrations (good but imperfect answers, as real demonstrators write)."""
+    n_pairs_train: int = 6_000
+    """Preference pairs for reward-model training, labelled by simulated annotators."""
+    n_pairs_test: int = 600
+    """Held-out preference pairs (prompts never seen in the training pairs)."""
+    n_ppo_prompts: int = 2_000
+    """Prompts for RL (PPO/GRPO) rollouts."""
+    n_eval_prompts: int = 200
+    """Held-out prompts for gold evaluation; disjoint from every training split."""
+    n_annotators: int = 20
+    """Simulated annotators; each has its own noise and taste."""
+    annotator_noise: float = 0.6
+    """Mean Bradley-Terry temperature of annotators (higher = noisier votes)."""
+
+
+@dataclass
+class TokenizerConfig:
+    """Byte-level BPE tokenizer trained on the world's corpus (ignored for hub models)."""
+
+    vocab_size: int = 1024
+    """Vocabulary size including special tokens."""
+
+
+@dataclass
+class ModelConfig:
+    """The base model: a hub id / local path, or a small Llama built from scratch."""
+
+    name_or_path: str = ""
+    """Hub id or local directory of a pretrained model; empty = pretrain the tiny Llama."""
+    hidden_size: int = 128
+    """Width of the residual stream (tiny Llama only)."""
+    num_layers: int = 4
+    """Transformer blocks (tiny Llama only)."""
+    num_heads: int = 4
+    """Attention heads (tiny Llama only)."""
+    num_kv_heads: int = 2
+    """Key/value heads, grouped-query attention (tiny Llama only)."""
+    intermediate_size: int = 384
+    """MLP width (tiny Llama only)."""
+    max_length: int = 256
+    """Longest sequence the model sees, prompt and response together."""
+    dtype: str = "float32"
+    """Training/inference dtype: float32, bfloat16 or float16."""
+
+
+@dataclass
+class PretrainConfig:
+    """Stage 0: next-token pretraining of the tiny Llama on the world's corpus."""
+
+    steps: int = 500
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Sequences per step."""
+    seq_len: int = 128
+    """Tokens per packed training sequence."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW, linear warm-up then cosine decay)."""
+    warmup_steps: int = 30
+    """Linear warm-up steps."""
+    weight_decay: float = 0.1
+    """AdamW weight decay."""
+    eval_every: int = 100
+    """Steps between held-out loss evaluations."""
+    n_samples: int = 4
+    """Sample generations written to metrics.json at the end."""
+
+
+@dataclass
+class LabConfig:
+    """Everything a run needs; `profile` names the diff it was built from."""
+
+    profile: str = "tiny"
+    """Name of the profile these settings came from."""
+    device: str = "auto"
+    """Torch device: auto (cuda if available), cpu or cuda."""
+    seed: int = 0
+    """Seed for training randomness (the world has its own)."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """The generated world and its datasets."""
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    """The tiny world's tokenizer."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The base model."""
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    """Stage 0: pretraining."""
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:
+    """Set dotted fields (`"pretrain.lr": 1e-3`) in place, checking names and types."""
+    for key, value in overrides.items():
+        *path, name = key.split(".")
+        target = cfg
+        for part in path:
+            if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+                raise KeyError(f"unknown config section {part!r} in {key!r}")
+            target = getattr(target, part)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise KeyError(
+                f"unknown config field {key!r}; {'.'.join(path) or 'top level'} has: {known}"
+            )
+        hint = typing.get_type_hints(type(target))[name]
+        setattr(target, name, _coerce(value, hint, key))
+
+
+def parse_set_args(items: list[str]) -> dict[str, Any]:
+    """Parse CLI `key=value` strings; values are read as YAML scalars (`0`, `1e-3`, `true`)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_yaml_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file of nested sections and flatten it to dotted keys."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: expected a mapping of config sections, got {type(data).__name__}"
+        )
+    return _flatten(data)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain nested dicts (for metrics.json and config.yaml)."""
+    return dataclasses.asdict(cfg)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    # Accept ints for float fields and strings that YAML left as strings; refuse the rest.
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint in (int, float) and isinstance(value, str):
+        # YAML reads "1e-3" (no dot) as a string; numbers written that way are still numbers.
+        try:
+            value = float(value) if hint is float else int(value)
+        except ValueError:
+            raise TypeError(f"{key} expects {hint.__name__}, got {value!r}") from None
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, int | float):
+        return str(value)
+    if (
+        isinstance(hint, type)
+        and isinstance(value, hint)
+        and not (hint is int and isinstance(value, bool))
+    ):
+        return value
+    raise TypeError(f"{key} expects {getattr(hint, '__name__', hint)}, got {value!r}")

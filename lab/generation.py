@@ -1,0 +1,55 @@
+"""Sampling answers from a causal LM with the chat template (left padding, stop at EOS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class DecodingConfig:
+    """How to sample; the same settings everywhere a comparison is made."""
+
+    max_new_tokens: int = 64
+    """Longest answer, in tokens."""
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    seed: int = 0
+    """Seed of the sampling noise, so two models can be compared on the same draws."""
+
+
+def as_messages(prompt) -> list[dict]:
+    """A prompt string becomes one user message; a conversation is kept as is."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+@torch.no_grad()
+def generate(
+    model, tokenizer, prompts: list, decoding: DecodingConfig, batch_size: int = 32
+) -> list[str]:
+    """Answer each prompt (string or messages); returns the decoded answers without special tokens."""
+    model.eval()
+    torch.manual_seed(decoding.seed)
+    answers: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = [as_messages(p) for p in prompts[start : start + batch_size]]
+        batch = tokenizer.apply_chat_template(
+            chunk, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
+        ).to(model.device)
+        greedy = decoding.temperature == 0
+        out = model.generate(
+            **batch,
+            max_new_tokens=decoding.max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else decoding.temperature,
+            top_p=None if greedy else decoding.top_p,
+            top_k=None,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
+        answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return [a.strip() for a in answers]

@@ -1,0 +1,61 @@
+"""Loading and building models: a hub id, a local folder, or a tiny Llama from scratch."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from lab.config import ModelConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda when present, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def tiny_llama_config(cfg: ModelConfig, tokenizer) -> LlamaConfig:
+    """A small Llama sized by `cfg`, with the tokenizer's vocabulary and special ids."""
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_length,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_tiny_llama(cfg: ModelConfig, tokenizer, seed: int = 0) -> LlamaForCausalLM:
+    """A freshly initialised tiny Llama (the base model before pretraining)."""
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_llama_config(cfg, tokenizer))
+
+
+def load_causal_lm(path_or_id: str, dtype: str = "float32", device: str = "auto"):
+    """`AutoModelForCausalLM.from_pretrained`, the same call for a folder or a hub id."""
+    model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=DTYPES[dtype])
+    return model.to(resolve_device(device))
+
+
+def load_tokenizer(path_or_id: str):
+    """The tokenizer, padding on the left (generation); a missing pad token becomes UNK or EOS."""
+    tokenizer = AutoTokenizer.from_pretrained(path_or_id)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        # Masks, never pad ids, decide what is padding in the lab, so reusing a token is safe.
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def num_params(model: torch.nn.Module) -> int:
+    """Parameters, counting tied weights once."""
+    return sum(p.numel() for p in model.parameters())

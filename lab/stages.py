@@ -1,0 +1,88 @@
+"""The pipeline: stages in order, each writing `<run_dir>/<stage>/`, reused once done.
+
+A stage is reused when its `metrics.json` exists and was made with the same settings;
+when a stage runs again, every stage after it runs again too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import metrics as M
+from lab.config import LabConfig, to_dict
+from lab.runlog import RunLog, is_done, read_metrics, write_json
+from lab.world.build import build_world
+
+FINGERPRINT = "stage/config_fingerprint"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named step of the pipeline and the config sections its output depends on."""
+
+    name: str
+    run: Callable[[LabConfig, Path], dict]
+    depends_on: tuple[str, ...]
+
+
+def run_world(cfg: LabConfig, run_dir: Path) -> dict:
+    """Generate the tiny world's datasets."""
+    log = RunLog(run_dir / "world")
+    stats = build_world(cfg.world, run_dir / "world")
+    return log.finish({**stats, M.STAGE_SECONDS: log.elapsed})
+
+
+def run_pretrain_stage(cfg: LabConfig, run_dir: Path) -> dict:
+    """Pretrain the tiny base model, or note that the base comes from the hub."""
+    if cfg.model.name_or_path:
+        out = run_dir / "pretrain"
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = {"pretrain/base_model": cfg.model.name_or_path, M.STAGE_SECONDS: 0.0}
+        write_json(out / "metrics.json", metrics)
+        return metrics
+    from lab.pretrain import run_pretrain  # torch import only when needed
+
+    return run_pretrain(cfg, run_dir / "world", run_dir / "pretrain")
+
+
+STAGES = [
+    Stage("world", run_world, ("world",)),
+    Stage("pretrain", run_pretrain_stage, ("world", "tokenizer", "model", "pretrain", "seed")),
+]
+STAGE_NAMES = [s.name for s in STAGES]
+
+
+def base_model_path(cfg: LabConfig, run_dir: Path) -> str:
+    """Where the base model lives: the hub id of a real profile, or the pretrained folder."""
+    return cfg.model.name_or_path or str(run_dir / "pretrain" / "model")
+
+
+def fingerprint(cfg: LabConfig, sections: tuple[str, ...]) -> str:
+    """A short hash of the config sections a stage depends on."""
+    data = to_dict(cfg)
+    blob = json.dumps({s: data[s] for s in sections}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_stages(cfg: LabConfig, run_dir: Path, until: str, force: bool = False) -> dict[str, dict]:
+    """Run every stage up to `until`, reusing finished ones; `force` reruns `until` itself."""
+    results, rerun = {}, False
+    for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
+        out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
+        stale = is_done(out) and read_metrics(out).get(FINGERPRINT) != fp
+        if is_done(out) and not (rerun or stale or (force and stage.name == until)):
+            print(f"[{stage.name}] reusing {out}")
+            results[stage.name] = read_metrics(out)
+            continue
+        if out.exists():
+            shutil.rmtree(out)
+        print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
+        metrics = {**stage.run(cfg, run_dir), FINGERPRINT: fp}
+        write_json(out / "metrics.json", metrics)
+        results[stage.name], rerun = metrics, True
+    return results

@@ -1,0 +1,44 @@
+"""Shared fixtures: a small world and a briefly pretrained base, built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# The tiny profile, made smaller still so the whole suite runs in minutes on 2 CPU cores.
+SMALL = {
+    "world.n_pretrain_docs": 8000,
+    "world.n_sft": 600,
+    "world.n_pairs_train": 1200,
+    "world.n_pairs_test": 200,
+    "world.n_ppo_prompts": 200,
+    "world.n_eval_prompts": 60,
+    "pretrain.steps": 250,
+    "pretrain.eval_every": 50,
+}
+
+
+@pytest.fixture(scope="session")
+def small_cfg():
+    """The tiny profile with the SMALL overrides."""
+    from lab.profiles import load_config
+
+    return load_config("tiny", SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_run(small_cfg, tmp_path_factory) -> Path:
+    """A run folder with the world built and the base model pretrained (shared, read-only)."""
+    from lab.stages import run_stages
+
+    run_dir = tmp_path_factory.mktemp("run")
+    run_stages(small_cfg, run_dir, until="pretrain")
+    return run_dir

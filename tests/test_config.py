@@ -1,0 +1,85 @@
+import ast
+import inspect
+
+import pytest
+import yaml
+
+from lab.config import LabConfig, apply_overrides, parse_set_args
+from lab.profiles import PROFILES, load_config
+
+
+def test_tiny_is_the_defaults():
+    assert load_config("tiny") == LabConfig(profile="tiny")
+
+
+def test_profiles_are_small_diffs():
+    for name, diff in PROFILES.items():
+        assert len(diff) <= 8, f"profile {name} should be a small diff, has {len(diff)} fields"
+        load_config(name)  # every key in every profile exists and has the right type
+
+
+def test_smollm_profile_names_a_hub_model():
+    cfg = load_config("smollm2-135m")
+    assert cfg.model.name_or_path == "HuggingFaceTB/SmolLM2-135M"
+    assert cfg.model.dtype == "bfloat16"
+    assert cfg.world == LabConfig().world  # same world, different model
+
+
+def test_set_args_are_typed_yaml_scalars():
+    assert parse_set_args(["pretrain.steps=5", "model.name_or_path=x/y", "pretrain.lr=0.5"]) == {
+        "pretrain.steps": 5,
+        "model.name_or_path": "x/y",
+        "pretrain.lr": 0.5,
+    }
+    cfg = load_config(
+        "tiny", parse_set_args(["pretrain.lr=1", "seed=3", "world.annotator_noise=1e-3"])
+    )
+    assert cfg.pretrain.lr == 1.0 and isinstance(cfg.pretrain.lr, float)
+    assert cfg.world.annotator_noise == 1e-3  # YAML leaves "1e-3" a string; still a float here
+    assert cfg.seed == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, error, words",
+    [
+        ({"pretrain.stepz": 1}, KeyError, "pretrain.stepz"),
+        ({"nosuch.steps": 1}, KeyError, "nosuch"),
+        ({"pretrain.steps": "many"}, TypeError, "pretrain.steps expects int"),
+        ({"pretrain.steps": 1.5}, TypeError, "pretrain.steps"),
+        ({"pretrain.steps": True}, TypeError, "pretrain.steps"),
+    ],
+)
+def test_bad_overrides_name_the_field(overrides, error, words):
+    with pytest.raises(error, match=words):
+        apply_overrides(LabConfig(), overrides)
+
+
+def test_bad_set_syntax():
+    with pytest.raises(ValueError, match="key=value"):
+        parse_set_args(["pretrain.steps"])
+
+
+def test_yaml_file_then_set_wins(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"pretrain": {"steps": 7, "lr": 0.01}, "world": {"seed": 4}}))
+    cfg = load_config("tiny", {"pretrain.steps": 9}, str(path))
+    assert (cfg.pretrain.steps, cfg.pretrain.lr, cfg.world.seed) == (9, 0.01, 4)
+
+
+def test_unknown_profile():
+    with pytest.raises(KeyError, match="unknown profile"):
+        load_config("gpt-5")
+
+
+def test_every_field_has_a_docstring():
+    import lab.config as module
+
+    tree = ast.parse(inspect.getsource(module))
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        body = cls.body
+        for i, node in enumerate(body):
+            if isinstance(node, ast.AnnAssign):
+                nxt = body[i + 1] if i + 1 < len(body) else None
+                assert isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant), (
+                    f"{cls.name}.{node.target.id} needs a one-line docstring"
+                )
