@@ -143,7 +143,7 @@ def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
             M.STAGE_SECONDS: log.elapsed,
             "pretrain/samples": [
                 {"prompt": q[-1]["content"], "answer": a}
-                for q, a in zip(prompts[: p.n_samples], answers)
+                for q, a in zip(prompts[: p.n_samples], answers[: p.n_samples], strict=True)
             ],
         }
     )
