@@ -12,6 +12,8 @@ import math
 import random
 from dataclasses import dataclass
 
+import pandas as pd
+
 from lab.world.judge import GOLD_WEIGHTS, Features, Weights, score
 
 
@@ -49,3 +51,17 @@ def make_annotators(seed: int, n: int, noise: float, taste: float = 0.25) -> lis
         temperature = noise * rng.uniform(0.5, 1.5)
         people.append(Annotator(f"sim-{i:02d}", Weights(**scaled), temperature))
     return people
+
+
+def compute_agreement_by_gap(
+    pairs: pd.DataFrame, bins: tuple[float, ...] = (0, 0.3, 0.6, 1.0, 2.0, 99)
+) -> pd.DataFrame:
+    """Annotator-gold agreement per bin of gold gap |gold_chosen - gold_rejected|."""
+    gap = (pairs["gold_chosen"] - pairs["gold_rejected"]).abs()
+    agree = pairs["gold_chosen"] > pairs["gold_rejected"]
+    table = pd.DataFrame({"gap_bin": pd.cut(gap, bins=list(bins)), "agree": agree})
+    grouped = table.groupby("gap_bin", observed=True)["agree"]
+    out = grouped.agg(["mean", "size"]).reset_index()
+    out.columns = ["gold_gap", "agreement", "pairs"]
+    out["gold_gap"] = out["gold_gap"].astype(str)
+    return out

@@ -72,7 +72,8 @@ def compose(
         body.insert(rng.randint(0, len(body)), rng.choice(phrases.FILLER))
     opener = _tone(spec.opener, phrases.POLITE_OPENERS, phrases.RUDE_OPENERS, rng)
     closer = _tone(spec.closer, phrases.POLITE_CLOSERS, phrases.RUDE_CLOSERS, rng)
-    return " ".join(opener + body + closer)
+    # A writer with nothing to say still says something: datasets hold no empty answers.
+    return " ".join(opener + body + closer) or rng.choice(phrases.FILLER)
 
 
 def _tone(
