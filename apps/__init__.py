@@ -1,0 +1,1 @@
+"""Gradio apps of the lab (the arena arrives with its own issue)."""
