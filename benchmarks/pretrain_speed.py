@@ -29,8 +29,7 @@ def main() -> None:
         ["The capital of Vorland is Mirat. 3 plus 4 is 7."] * 100, vocab_size=1024
     )
     model = build_tiny_llama(ModelConfig(), tokenizer)
-    model.config.vocab_size = 1024  # benchmark at the tiny profile's real vocabulary size
-    model.resize_token_embeddings(1024)
+    model.resize_token_embeddings(1024)  # the tiny profile's vocabulary size
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = torch.randint(1024, (args.batch_size, args.seq_len))
     for step in range(args.steps + 3):  # 3 warm-up steps, not timed
