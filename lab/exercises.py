@@ -70,3 +70,52 @@ def check_perplexity(eval_loss: float, perplexity: float | None) -> bool:
     )
     print(f"Correct: perplexity {truth:.2f}: as unsure as a fair choice among {truth:.1f} tokens.")
     return True
+
+
+def check_win_rate(new_gold: list[float], old_gold: list[float], win_rate: float | None) -> bool:
+    """Exercise 02.1: the share of prompts where the new model's answer beats the old one's."""
+    if win_rate is None:
+        return _pending("compute the SFT model's win rate against the base model")
+    from lab.evaluation import compute_win_rate
+
+    truth = compute_win_rate(new_gold, old_gold)
+    assert abs(win_rate - truth.win) < 1e-6, (
+        f"got {win_rate:.4f}. Hint: compare the two gold columns row by row; count strict wins only "
+        f"(ties are {truth.tie:.1%} here)."
+    )
+    print(f"Correct: wins {truth.win:.1%}, ties {truth.tie:.1%}, losses {truth.loss:.1%}.")
+    return True
+
+
+def check_bt_loss(loss_fn) -> bool:
+    """Exercise 03.1: the reward model's pairwise loss, -log sigmoid(r_chosen - r_rejected)."""
+    if loss_fn is None:
+        return _pending("write the Bradley-Terry loss as a function of the two rewards")
+    import math
+
+    for rc, rr in [(0.0, 0.0), (2.0, 0.0), (-1.0, 1.5), (30.0, -30.0)]:
+        truth = math.log1p(math.exp(-(rc - rr)))
+        got = float(loss_fn(rc, rr))
+        assert abs(got - truth) < 1e-4, (
+            f"loss({rc}, {rr}) = {got:.4f}, expected {truth:.4f}. Hint: P(chosen wins) = sigmoid(rc - rr)."
+        )
+    print("Correct: ln 2 at a tie, near 0 when chosen wins clearly, large when the order is wrong.")
+    return True
+
+
+def check_worst_kind(pairs: pd.DataFrame, kind: str | None) -> bool:
+    """Exercise 03.2: the task kind on which the reward model disagrees with gold most often."""
+    if kind is None:
+        return _pending("find the task kind where the reward model disagrees with gold most")
+    rm_right = (pairs["chosen_score"] - pairs["rejected_score"]) * (
+        pairs["gold_chosen"] - pairs["gold_rejected"]
+    ) > 0
+    errors = (~rm_right).groupby(pairs["kind"]).mean()
+    assert kind == errors.idxmax(), (
+        f"{kind!r} has error rate {errors.get(kind, float('nan')):.1%}; another kind is worse. "
+        "Hint: group by 'kind' and compare the RM's order with the gold order."
+    )
+    print(
+        f"Correct: {kind} ({errors[kind]:.1%} disagreement). Why would this kind be hard to judge?"
+    )
+    return True
