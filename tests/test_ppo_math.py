@@ -1,0 +1,122 @@
+"""PPO's maths against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from lab.ppo_math import (
+    KLController,
+    entropy_from_logits,
+    explained_variance,
+    gae,
+    kl_penalty,
+    logprobs_of,
+    masked_mean,
+    masked_var,
+    masked_whiten,
+    policy_loss,
+    token_rewards,
+    value_loss,
+)
+
+T = torch.tensor
+
+
+def test_masked_mean_and_var_ignore_padding():
+    x, m = T([[1.0, 2.0, 100.0], [3.0, -50.0, -50.0]]), T([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert masked_mean(x, m).item() == pytest.approx(2.0)
+    assert masked_mean(x, m, dim=1).tolist() == pytest.approx([1.5, 3.0])
+    assert masked_var(x, m).item() == pytest.approx(1.0)  # (1+0+1)/(3-1)
+    assert masked_var(x, m, unbiased=False).item() == pytest.approx(2 / 3)
+
+
+def test_masked_whiten():
+    x, m = T([[1.0, 2.0, 3.0, 99.0]]), T([[1.0, 1.0, 1.0, 0.0]])
+    w = masked_whiten(x, m)
+    assert w[0, :3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-4)
+    assert masked_whiten(x, m, shift_mean=False)[0, :3].tolist() == pytest.approx(
+        [1.0, 2.0, 3.0], abs=1e-4
+    )
+
+
+def test_kl_estimators():
+    lp, ref = T([[math.log(0.5)]]), T([[math.log(0.25)]])
+    assert kl_penalty(lp, ref, "k1").item() == pytest.approx(math.log(2))
+    # k3 = (q/p - 1) - log(q/p) with q/p = 0.5: -0.5 + ln 2
+    assert kl_penalty(lp, ref, "k3").item() == pytest.approx(-0.5 + math.log(2))
+    assert kl_penalty(ref, lp, "k3").item() >= 0  # k3 is never negative
+    with pytest.raises(ValueError, match="k2"):
+        kl_penalty(lp, ref, "k2")
+
+
+def test_token_rewards_put_the_score_on_the_last_real_token():
+    kl = T([[0.1, 0.2, 0.3], [0.5, 0.0, 0.0]])
+    mask = T([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    r = token_rewards(T([1.0, 2.0]), kl, mask, kl_coef=0.5)
+    assert r.flatten().tolist() == pytest.approx([-0.05, -0.1, -0.15 + 1.0, -0.25 + 2.0, 0.0, 0.0])
+
+
+def test_gae_by_hand():
+    rewards, values = T([[0.0, 1.0]]), T([[0.5, 0.25]])
+    mask = torch.ones(1, 2)
+    adv, ret = gae(rewards, values, mask, gamma=0.9, lam=0.8)
+    # t=1: delta = 1 + 0 - 0.25 = 0.75 -> A1 = 0.75
+    # t=0: delta = 0 + 0.9*0.25 - 0.5 = -0.275 -> A0 = -0.275 + 0.9*0.8*0.75 = 0.265
+    assert adv[0].tolist() == pytest.approx([0.265, 0.75])
+    assert ret[0].tolist() == pytest.approx([0.765, 1.0])
+
+
+def test_gae_stops_at_the_end_of_each_response():
+    rewards, values = T([[1.0, 0.0, 0.0]]), T([[0.0, 9.0, 9.0]])
+    adv, _ = gae(rewards, values, T([[1.0, 0.0, 0.0]]), gamma=1.0, lam=1.0)
+    assert adv[0].tolist() == pytest.approx([1.0, 0.0, 0.0])  # padding's values never leak back
+
+
+def test_policy_loss_clips_by_hand():
+    old = torch.zeros(1, 2)
+    new = T([[math.log(1.5), math.log(0.5)]])  # ratios 1.5 and 0.5
+    adv, mask = T([[1.0, -1.0]]), torch.ones(1, 2)
+    loss, stats = policy_loss(new, old, adv, mask, clip=0.2)
+    # token 0: max(-1.5, -1.2) = -1.2 (clipped); token 1: max(0.5, 0.8) = 0.8 (clipped)
+    assert loss.item() == pytest.approx((-1.2 + 0.8) / 2)
+    assert stats["clipfrac"].item() == pytest.approx(1.0)
+    assert stats["ratio"].item() == pytest.approx(1.0)
+    same, stats = policy_loss(old, old, adv, mask, clip=0.2)
+    assert same.item() == pytest.approx(0.0) and stats["clipfrac"].item() == 0.0
+
+
+def test_value_loss_clips_by_hand():
+    loss, frac = value_loss(
+        T([[2.0, 0.0]]), T([[0.0, 0.0]]), T([[3.0, 1.0]]), torch.ones(1, 2), clip=0.5
+    )
+    # token 0: clipped V = 0.5 -> max(1, 6.25) = 6.25; token 1: max(1, 1) = 1
+    assert loss.item() == pytest.approx(0.5 * (6.25 + 1.0) / 2)
+    assert frac.item() == pytest.approx(0.5)
+
+
+def test_entropy_and_logprobs():
+    logits = torch.zeros(1, 1, 4)
+    assert entropy_from_logits(logits).item() == pytest.approx(math.log(4))
+    assert logprobs_of(logits, T([[2]])).item() == pytest.approx(math.log(0.25))
+    peaked = T([[[2.0, 0.0]]])
+    assert logprobs_of(peaked, T([[0]]), temperature=2.0).item() == pytest.approx(
+        -math.log1p(math.exp(-1))
+    )
+
+
+def test_explained_variance():
+    target, mask = T([[1.0, 2.0, 3.0]]), torch.ones(1, 3)
+    assert explained_variance(target, target, mask) == pytest.approx(1.0)
+    assert explained_variance(torch.full((1, 3), 2.0), target, mask) == pytest.approx(0.0)
+
+
+def test_kl_controller():
+    fixed = KLController(0.1)
+    fixed.update(kl=100.0, n_steps=64)
+    assert fixed.value == 0.1
+    adaptive = KLController(0.1, target=6.0, horizon=100)
+    adaptive.update(kl=12.0, n_steps=10)  # error clipped to +0.2 -> *1.02
+    assert adaptive.value == pytest.approx(0.102)
+    adaptive.update(kl=3.0, n_steps=10)  # error -0.5 clipped to -0.2 -> *0.98
+    assert adaptive.value == pytest.approx(0.102 * 0.98)
