@@ -95,6 +95,56 @@ class PretrainConfig:
 
 
 @dataclass
+class SFTStageConfig:
+    """Stage 1: supervised fine-tuning on the world's demonstrations (TRL `SFTTrainer`)."""
+
+    epochs: float = 3.0
+    """Passes over the training demonstrations."""
+    batch_size: int = 32
+    """Demonstrations per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
+    warmup_ratio: float = 0.05
+    """Share of the steps spent warming up."""
+    lora_r: int = 0
+    """LoRA rank; 0 = full fine-tuning. Adapters are merged before saving."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    eval_fraction: float = 0.05
+    """Share of demonstrations held out for the eval loss."""
+    logging_steps: int = 10
+    """Optimizer steps between logged losses (and held-out evaluations)."""
+    n_samples: int = 4
+    """Sample answers (base vs SFT) written to metrics.json."""
+
+
+@dataclass
+class RewardStageConfig:
+    """Stage 2: a reward model trained on preference pairs (TRL `RewardTrainer`)."""
+
+    train_data: str = ""
+    """Any `load_preferences` source; empty = the world's preferences_train.jsonl."""
+    max_train_pairs: int = 0
+    """Use at most this many training pairs (0 = all)."""
+    holdout: int = 200
+    """Pairs of `train_data` held out for evaluation (the world has its own test split)."""
+    epochs: float = 2.0
+    """Passes over the training pairs."""
+    batch_size: int = 32
+    """Pairs per optimizer step (each pair is two sequences)."""
+    lr: float = 5e-4
+    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
+    warmup_ratio: float = 0.05
+    """Share of the steps spent warming up."""
+    lora_r: int = 0
+    """LoRA rank; 0 = full fine-tuning. Adapters (and the trained head) are merged before saving."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    logging_steps: int = 10
+    """Optimizer steps between logged losses."""
+
+
+@dataclass
 class LabConfig:
     """Everything a run needs; `profile` names the diff it was built from."""
 
@@ -112,6 +162,10 @@ class LabConfig:
     """The base model."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     """Stage 0: pretraining."""
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    """Stage 1: supervised fine-tuning."""
+    reward: RewardStageConfig = field(default_factory=RewardStageConfig)
+    """Stage 2: the reward model."""
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:

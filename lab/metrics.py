@@ -9,6 +9,27 @@ PRETRAIN_LR = "pretrain/lr"
 PRETRAIN_TOKENS_PER_S = "pretrain/tokens_per_s"
 PRETRAIN_IN_WORLD = "pretrain/in_world_rate"
 
+# Stage 1: supervised fine-tuning
+SFT_LOSS = "sft/loss"
+SFT_LR = "sft/lr"
+SFT_TOKEN_ACCURACY = "sft/token_accuracy"
+SFT_EVAL_LOSS = "sft/eval_loss"
+SFT_EVAL_PPL = "sft/eval_perplexity"
+SFT_BASE_EVAL_LOSS = "sft/base_eval_loss"
+
+# Stage 2: the reward model
+REWARD_LOSS = "reward/loss"
+REWARD_LR = "reward/lr"
+REWARD_TRAIN_ACCURACY = "reward/train_accuracy"
+REWARD_ACCURACY = "reward/accuracy"
+REWARD_GOLD_ACCURACY = "reward/gold_accuracy"
+REWARD_MARGIN = "reward/margin"
+
+# Gold evaluation on held-out prompts (a policy against the one before it)
+EVAL_GOLD_MEAN = "eval/gold_mean"
+EVAL_BASE_GOLD_MEAN = "eval/base_gold_mean"
+EVAL_WIN_RATE = "eval/win_rate"
+
 # Every stage
 STAGE_SECONDS = "time/seconds"
 NUM_PARAMS = "model/num_params"

@@ -50,9 +50,27 @@ def run_pretrain_stage(cfg: LabConfig, run_dir: Path) -> dict:
     return run_pretrain(cfg, run_dir / "world", run_dir / "pretrain")
 
 
+def run_sft_stage(cfg: LabConfig, run_dir: Path) -> dict:
+    """Fine-tune the base model on the world's demonstrations."""
+    from lab.sft import run_sft
+
+    return run_sft(cfg, base_model_path(cfg, run_dir), run_dir / "world", run_dir / "sft")
+
+
+def run_reward_stage(cfg: LabConfig, run_dir: Path) -> dict:
+    """Train a reward model on preference pairs, starting from the SFT model."""
+    from lab.reward import run_reward
+
+    return run_reward(cfg, str(run_dir / "sft" / "model"), run_dir / "world", run_dir / "reward")
+
+
+# A stage depends on its own section and on everything the stages before it depend on.
+BASE = ("world", "tokenizer", "model", "pretrain", "seed")
 STAGES = [
     Stage("world", run_world, ("world",)),
-    Stage("pretrain", run_pretrain_stage, ("world", "tokenizer", "model", "pretrain", "seed")),
+    Stage("pretrain", run_pretrain_stage, BASE),
+    Stage("sft", run_sft_stage, (*BASE, "sft")),
+    Stage("reward", run_reward_stage, (*BASE, "sft", "reward")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,12 @@ SMALL = {
     "world.n_pretrain_docs": 8000,
     "world.n_sft": 600,
     "world.n_pairs_train": 1200,
-    "world.n_pairs_test": 200,
+    "world.n_pairs_test": 400,
     "world.n_ppo_prompts": 200,
     "world.n_eval_prompts": 60,
     "pretrain.steps": 250,
     "pretrain.eval_every": 50,
+    "sft.epochs": 6.0,
 }
 
 
@@ -42,3 +44,23 @@ def small_run(small_cfg, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("run")
     run_stages(small_cfg, run_dir, until="pretrain")
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def small_sft_run(small_cfg, small_run, tmp_path_factory) -> Path:
+    """A copy of `small_run` with the SFT stage done (shared, read-only)."""
+    from lab.stages import run_stages
+
+    run_dir = tmp_path_factory.mktemp("sft_run")
+    shutil.copytree(small_run, run_dir, dirs_exist_ok=True)
+    run_stages(small_cfg, run_dir, until="sft")
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def small_reward_run(small_cfg, small_sft_run) -> Path:
+    """`small_sft_run` with the reward stage done too (it adds `reward/`, leaving `sft/` as is)."""
+    from lab.stages import run_stages
+
+    run_stages(small_cfg, small_sft_run, until="reward")
+    return small_sft_run

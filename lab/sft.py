@@ -1,0 +1,168 @@
+"""Stage 1: supervised fine-tuning. Teach the base model to answer like the demonstrators.
+
+TRL's `SFTTrainer` on the world's prompt/completion demonstrations, with the loss on the
+completion only: the model learns to answer, not to ask. Then the gold judge compares the
+SFT model with the base model on held-out prompts, answer by answer.
+
+The plumbing shared with the reward stage (training arguments, LoRA, log forwarding) lives
+here too, so both trainers are configured the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import trl
+from peft import LoraConfig, PeftModel
+from transformers import TrainerCallback
+
+from lab import metrics as M
+from lab.config import LabConfig
+from lab.data import load_prompts, load_sft
+from lab.evaluation import compute_win_rate, evaluate_model, save_gold_table, summarize_gold
+from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
+from lab.runlog import RunLog
+from lab.world import World
+from lab.world.build import FILES
+
+GOLD_TABLE = "eval.jsonl"  # the stage model's answers to the held-out prompts, gold-scored
+BASE_GOLD_TABLE = "eval_base.jsonl"  # the same for the model the stage started from
+TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
+    "loss": M.SFT_LOSS,
+    "learning_rate": M.SFT_LR,
+    "mean_token_accuracy": M.SFT_TOKEN_ACCURACY,
+    "eval_loss": M.SFT_EVAL_LOSS,
+}
+
+
+class ForwardLogs(TrainerCallback):
+    """Copy a trainer's logs into the stage's `RunLog`, renamed to the lab's metric names."""
+
+    def __init__(self, log: RunLog, names: dict[str, str]):
+        self.log, self.names = log, names
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        row = {self.names[k]: float(v) for k, v in (logs or {}).items() if k in self.names}
+        if row:
+            self.log.log(state.global_step, row)
+
+
+def trainer_args(cfg: LabConfig, stage: Any, out_dir: Path) -> dict[str, Any]:
+    """Arguments every lab TRL trainer shares: the stage's schedule, CPU-safe precision, no checkpoints."""
+    return {
+        "output_dir": str(out_dir),  # nothing is written there: no checkpoints, no reports
+        "num_train_epochs": stage.epochs,
+        "per_device_train_batch_size": stage.batch_size,
+        "per_device_eval_batch_size": stage.batch_size,
+        "learning_rate": stage.lr,
+        "warmup_steps": stage.warmup_ratio,  # a float below 1 is a share of the steps
+        "logging_steps": stage.logging_steps,
+        "eval_strategy": "epoch",
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": resolve_device(cfg.device).type == "cpu",
+        "bf16": cfg.model.dtype == "bfloat16",  # TRL turns bf16 on by default; not on CPU float32
+        "fp16": cfg.model.dtype == "float16",
+        "activation_checkpointing": False,  # TRL turns it on by default; no gain for a tiny model
+        "seed": cfg.seed,
+    }
+
+
+def lora_config(r: int, alpha: int, task_type: str) -> LoraConfig | None:
+    """LoRA on every linear layer, or None for full fine-tuning (r = 0)."""
+    if r == 0:
+        return None
+    return LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", task_type=task_type)
+
+
+def merged(model):
+    """A plain model: LoRA adapters folded into the weights, so later stages load a normal folder."""
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
+    """Fine-tune `base` on the world's demonstrations; save model, tokenizer and gold tables."""
+    s, log = cfg.sft, RunLog(out_dir)
+    world = World.from_seed(cfg.world.seed, cfg.world.n_countries)
+
+    # 1. Data: conversational prompt/completion demonstrations, a few held out for the eval loss.
+    demos = load_sft(world_dir / FILES["sft"]).select_columns(["prompt", "completion"])
+    split = demos.train_test_split(test_size=s.eval_fraction, seed=cfg.seed)
+    prompts = load_prompts(world_dir / FILES["eval_prompts"])["prompt"]
+
+    # 2. Model: the base model and its tokenizer (a local folder or a hub id, the same call).
+    model = load_causal_lm(base, cfg.model.dtype, cfg.device)
+    tokenizer = load_tokenizer(base)
+
+    # 3. Before: the base model's answers to the held-out prompts, gold-scored.
+    base_table = evaluate_model(model, tokenizer, world, prompts)
+
+    # 4. Train: next-token loss on the completion only (full fine-tuning or LoRA).
+    args = trl.SFTConfig(
+        **trainer_args(cfg, s, out_dir),
+        max_length=cfg.model.max_length,
+        completion_only_loss=True,
+    )
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=split["train"],
+        eval_dataset=split["test"],
+        processing_class=tokenizer,
+        peft_config=lora_config(s.lora_r, s.lora_alpha, "CAUSAL_LM"),
+        callbacks=[ForwardLogs(log, TRAINER_LOGS)],
+    )
+    base_eval_loss = trainer.evaluate()["eval_loss"]  # logged at step 0
+    trainer.train()  # evaluates after every epoch
+    eval_loss = last_logged(trainer, "eval_loss")
+
+    # 5. After: the SFT model on the same prompts, with the same decoding seed.
+    model = merged(trainer.model)
+    sft_table = evaluate_model(model, tokenizer, world, prompts)
+    win = compute_win_rate(sft_table["gold"].tolist(), base_table["gold"].tolist())
+
+    # 6. Save a plain model folder, and the answers behind every number.
+    model.save_pretrained(out_dir / "model")
+    tokenizer.save_pretrained(out_dir / "model")
+    save_gold_table(sft_table, out_dir / GOLD_TABLE)
+    save_gold_table(base_table, out_dir / BASE_GOLD_TABLE)
+    return log.finish(
+        {
+            M.NUM_PARAMS: num_params(model),
+            M.SFT_LOSS: last_logged(trainer, "loss"),
+            M.SFT_BASE_EVAL_LOSS: base_eval_loss,
+            M.SFT_EVAL_LOSS: eval_loss,
+            M.SFT_EVAL_PPL: math.exp(eval_loss),
+            **summarize_gold(sft_table),
+            **{k.replace("eval/", "eval/base_"): v for k, v in summarize_gold(base_table).items()},
+            M.EVAL_WIN_RATE: win.win_or_half_tie,
+            "sft/win_tie_loss_vs_base": [win.win, win.tie, win.loss],
+            "sft/train_examples": len(split["train"]),
+            "sft/steps": trainer.state.global_step,
+            M.STAGE_SECONDS: log.elapsed,
+            "sft/samples": samples(base_table, sft_table, s.n_samples),
+        }
+    )
+
+
+def last_logged(trainer, key: str) -> float | None:
+    """The last value a trainer logged under `key` (e.g. the final training loss)."""
+    return next((row[key] for row in reversed(trainer.state.log_history) if key in row), None)
+
+
+def samples(before, after, n: int) -> list[dict]:
+    """The first `n` held-out prompts with both models' answers and gold scores."""
+    return [
+        {
+            "prompt": b["prompt"],
+            "base": b["answer"],
+            "base_gold": b["gold"],
+            "sft": a["answer"],
+            "sft_gold": a["gold"],
+        }
+        for b, a in zip(
+            before.head(n).to_dict("records"), after.head(n).to_dict("records"), strict=True
+        )
+    ]
