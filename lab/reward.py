@@ -108,9 +108,10 @@ def score(
     """The reward of each response to its prompt (strings or messages), one float per pair.
 
     Sequences are padded on the right, as TRL's preference collator does, whatever the
-    tokenizer's own padding side: the head reads the last non-pad token, and right padding
-    keeps every token's position as in training. `max_length` defaults to
-    `tokenizer.model_max_length`, which the reward stage sets to the length it trained with.
+    tokenizer's padding side. The head reads the rightmost non-pad token, so left padding
+    would find the same EOS, but only right padding also keeps every token's position as in
+    training (RoPE barely notices a shift; absolute positions would). `max_length` defaults
+    to `tokenizer.model_max_length`, which the reward stage sets to the length it trained with.
     """
     check_reward_model(model, tokenizer)
     if len(prompts) != len(responses):

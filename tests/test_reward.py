@@ -138,6 +138,15 @@ def test_padding_side_and_batching_do_not_change_scores(reward_model, test_pairs
     assert left == pytest.approx(one_by_one, abs=1e-4)
     as_messages = score(model, tokenizer, test_pairs["prompt"], test_pairs["chosen"])
     assert left == pytest.approx(as_messages)
+    # The model itself, fed a batch the tokenizer left-pads, reads the same last token.
+    conversations = [p + c for p, c in zip(test_pairs["prompt"], test_pairs["chosen"], strict=True)]
+    batch = tokenizer.apply_chat_template(
+        conversations, padding=True, return_tensors="pt", return_dict=True
+    )
+    assert (batch["attention_mask"][:, 0] == 0).any()  # some rows really are left-padded
+    with torch.no_grad():
+        direct = model(**batch).logits[:, 0].tolist()
+    assert direct == pytest.approx(left, abs=1e-4)
 
 
 def test_score_refuses_a_tokenizer_that_is_not_the_models(reward_model):
