@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", default=None, help="YAML file of settings to override")
     parser.add_argument("--force", action="store_true", help="rerun the stage even if it is done")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted stage (ppo) from its last checkpoint")
     return parser
 
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_dir = args.out or Path("runs") / args.profile
     until = STAGE_NAMES[-1] if args.stage == "pipeline" else args.stage
-    results = run_stages(cfg, run_dir, until, force=args.force)
+    results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)
     for stage, metrics in results.items():
         shown = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
         print(f"[{stage}] " + json.dumps(shown, default=str))

@@ -145,6 +145,58 @@ class RewardStageConfig:
 
 
 @dataclass
+class PPOStageConfig:
+    """Stage 3: PPO against the reward model, written in the lab (`lab.ppo`)."""
+
+    updates: int = 60
+    """PPO updates (each: one batch of rollouts, then `ppo_epochs` passes over it)."""
+    batch_size: int = 64
+    """Prompts per rollout batch."""
+    mini_batch_size: int = 16
+    """Responses per gradient step."""
+    ppo_epochs: int = 2
+    """Passes over each rollout batch."""
+    lr: float = 3e-5
+    """AdamW learning rate for the policy and value function."""
+    max_new_tokens: int = 48
+    """Longest response sampled during training."""
+    temperature: float = 1.0
+    """Sampling temperature during training (log-probs use the same)."""
+    kl_coef: float = 0.05
+    """beta: weight of the per-token KL penalty to the SFT model."""
+    kl_target: float = 0.0
+    """Target KL per response for the adaptive controller; 0 keeps beta fixed."""
+    kl_horizon: int = 10_000
+    """Adaptive controller horizon, in responses."""
+    kl_estimator: str = "k1"
+    """Per-token KL estimator in the reward: k1 (log ratio) or k3 (non-negative)."""
+    gamma: float = 1.0
+    """Discount factor."""
+    lam: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """Policy ratio clip range."""
+    value_clip: float = 0.2
+    """Value clip range."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    whiten_rewards: bool = False
+    """Scale per-token rewards to unit variance within each batch."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the score of a response that never emitted EOS."""
+    lora_r: int = 0
+    """LoRA rank; 0 = full fine-tuning with separate policy/reference/value copies."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    checkpoint_every: int = 10
+    """Updates between checkpoints (each keeps a few sample answers)."""
+    n_samples: int = 4
+    """Held-out prompts answered at every checkpoint."""
+
+
+@dataclass
 class LabConfig:
     """Everything a run needs; `profile` names the diff it was built from."""
 
@@ -166,6 +218,8 @@ class LabConfig:
     """Stage 1: supervised fine-tuning."""
     reward: RewardStageConfig = field(default_factory=RewardStageConfig)
     """Stage 2: the reward model."""
+    ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
+    """Stage 3: PPO."""
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:

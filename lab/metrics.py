@@ -25,6 +25,26 @@ REWARD_ACCURACY = "reward/accuracy"
 REWARD_GOLD_ACCURACY = "reward/gold_accuracy"
 REWARD_MARGIN = "reward/margin"
 
+# Stage 3: PPO (per update, on the rollout batch)
+PPO_REWARD = "ppo/reward"  # reward-model score
+PPO_RLHF_REWARD = "ppo/rlhf_reward"  # score - beta * KL
+PPO_KL = "ppo/kl"  # KL(policy || SFT) per response, k1
+PPO_KL_COEF = "ppo/kl_coef"
+PPO_ENTROPY = "ppo/entropy"
+PPO_APPROX_KL = "ppo/approx_kl"  # KL(old || new) within an update
+PPO_CLIPFRAC = "ppo/clipfrac"
+PPO_VALUE_CLIPFRAC = "ppo/value_clipfrac"
+PPO_POLICY_LOSS = "ppo/policy_loss"
+PPO_VALUE_LOSS = "ppo/value_loss"
+PPO_RATIO = "ppo/ratio"
+PPO_GRAD_NORM = "ppo/grad_norm"
+PPO_EXPLAINED_VARIANCE = "ppo/explained_variance"
+PPO_LENGTH = "ppo/response_length"
+PPO_EOS_RATE = "ppo/eos_rate"
+PPO_GOLD = "ppo/gold"  # gold-judge score of the batch (tiny world only)
+PPO_EVAL_KL = "ppo/eval_kl"  # on held-out prompts, at the end
+PPO_EVAL_REWARD = "ppo/eval_reward"
+
 # Gold evaluation on held-out prompts (a policy against the one before it)
 EVAL_GOLD_MEAN = "eval/gold_mean"
 EVAL_BASE_GOLD_MEAN = "eval/base_gold_mean"

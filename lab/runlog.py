@@ -15,10 +15,10 @@ LOG_FILE = "log.jsonl"
 class RunLog:
     """Append step metrics to `log.jsonl`; `finish` writes `metrics.json`, marking the stage done."""
 
-    def __init__(self, stage_dir: Path):
+    def __init__(self, stage_dir: Path, append: bool = False):
         self.dir = Path(stage_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._file = (self.dir / LOG_FILE).open("w", encoding="utf-8")
+        self._file = (self.dir / LOG_FILE).open("a" if append else "w", encoding="utf-8")
         self._start = time.perf_counter()
 
     def log(self, step: int, values: dict[str, float]) -> None:
@@ -63,3 +63,11 @@ def read_metrics(stage_dir: Path) -> dict[str, Any]:
 def is_done(stage_dir: Path) -> bool:
     """A stage is done once its metrics.json exists (written last)."""
     return (Path(stage_dir) / METRICS_FILE).exists()
+
+
+def truncate_log(stage_dir: Path, last_step: int) -> None:
+    """Drop log rows after `last_step` (a run resumed from a checkpoint logs them again)."""
+    path = Path(stage_dir) / LOG_FILE
+    if path.exists():
+        keep = [r for r in read_log(stage_dir) if r["step"] <= last_step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")

@@ -26,8 +26,9 @@ class Stage:
     """A named step of the pipeline and the config sections its output depends on."""
 
     name: str
-    run: Callable[[LabConfig, Path], dict]
+    run: Callable[..., dict]
     depends_on: tuple[str, ...]
+    resumable: bool = False
 
 
 def run_world(cfg: LabConfig, run_dir: Path) -> dict:
@@ -64,6 +65,13 @@ def run_reward_stage(cfg: LabConfig, run_dir: Path) -> dict:
     return run_reward(cfg, str(run_dir / "sft" / "model"), run_dir / "world", run_dir / "reward")
 
 
+def run_ppo_stage(cfg: LabConfig, run_dir: Path, resume: bool = False) -> dict:
+    """Optimise the SFT policy against the reward model with the lab's PPO."""
+    from lab.ppo import run_ppo
+
+    return run_ppo(cfg, run_dir, run_dir / "ppo", resume=resume)
+
+
 # A stage depends on its own section and on everything the stages before it depend on.
 BASE = ("world", "tokenizer", "model", "pretrain", "seed")
 STAGES = [
@@ -71,6 +79,7 @@ STAGES = [
     Stage("pretrain", run_pretrain_stage, BASE),
     Stage("sft", run_sft_stage, (*BASE, "sft")),
     Stage("reward", run_reward_stage, (*BASE, "sft", "reward")),
+    Stage("ppo", run_ppo_stage, (*BASE, "sft", "reward", "ppo"), resumable=True),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -87,8 +96,13 @@ def fingerprint(cfg: LabConfig, sections: tuple[str, ...]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_stages(cfg: LabConfig, run_dir: Path, until: str, force: bool = False) -> dict[str, dict]:
-    """Run every stage up to `until`, reusing finished ones; `force` reruns `until` itself."""
+def run_stages(
+    cfg: LabConfig, run_dir: Path, until: str, force: bool = False, resume: bool = False
+) -> dict[str, dict]:
+    """Run every stage up to `until`, reusing finished ones; `force` reruns `until` itself.
+
+    `resume` continues an interrupted resumable stage (`until`) from its last checkpoint.
+    """
     results, rerun = {}, False
     for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
         out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
@@ -97,10 +111,12 @@ def run_stages(cfg: LabConfig, run_dir: Path, until: str, force: bool = False) -
             print(f"[{stage.name}] reusing {out}")
             results[stage.name] = read_metrics(out)
             continue
-        if out.exists():
+        resuming = resume and stage.resumable and stage.name == until and not stale
+        if out.exists() and not resuming:
             shutil.rmtree(out)
         print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
-        metrics = {**stage.run(cfg, run_dir), FINGERPRINT: fp}
+        extra = {"resume": resuming} if stage.resumable else {}
+        metrics = {**stage.run(cfg, run_dir, **extra), FINGERPRINT: fp}
         write_json(out / "metrics.json", metrics)
         results[stage.name], rerun = metrics, True
     return results

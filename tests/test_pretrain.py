@@ -61,7 +61,7 @@ def test_cli_reuses_done_stages_and_reruns_changed_ones(small_run, tmp_path, cap
 
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
-    args = ["pipeline", "--out", str(run)] + [f"--set={k}={v}" for k, v in SMALL.items()]
+    args = ["pretrain", "--out", str(run)] + [f"--set={k}={v}" for k, v in SMALL.items()]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "[world] reusing" in out and "[pretrain] reusing" in out

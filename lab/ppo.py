@@ -1,0 +1,307 @@
+"""Stage 3: PPO, written in the lab. The loop reads as the algorithm; the maths is in `ppo_math`.
+
+Each update: (1) sample prompts, (2) generate, (3) score at EOS, (4) log-probs of policy and
+reference, (5) rewards = score - beta * KL, (6) GAE advantages, (7) clipped updates, (8) log.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification
+
+from lab import metrics as M
+from lab.config import LabConfig
+from lab.data import load_prompts
+from lab.evaluation import compute_win_rate, evaluate_model, save_gold_table, summarize_gold
+from lab.generation import DecodingConfig, generate
+from lab.models import load_tokenizer, resolve_device
+from lab.ppo_checkpoint import append_samples, latest_checkpoint, load_checkpoint, save_checkpoint
+from lab.ppo_math import (
+    KLController,
+    entropy_from_logits,
+    explained_variance,
+    gae,
+    kl_penalty,
+    logprobs_of,
+    masked_mean,
+    masked_whiten,
+    policy_loss,
+    token_rewards,
+    value_loss,
+)
+from lab.ppo_models import ActorCritic, save_policy
+from lab.reward import check_reward_model, score
+from lab.runlog import RunLog, truncate_log
+from lab.sft import GOLD_TABLE
+from lab.world import World, last_content
+from lab.world.build import FILES
+
+SAMPLE_DECODING = DecodingConfig(max_new_tokens=48, temperature=0.7, seed=0)  # checkpoint samples
+
+
+@dataclass
+class Rollout:
+    """One batch of experience. P = prompt tokens (left-padded), R = response tokens (right-padded)."""
+
+    prompts: list
+    texts: list[str]
+    ids: torch.Tensor  # (B, P + R) prompt and response
+    mask: torch.Tensor  # (B, P + R) attention mask
+    response_mask: torch.Tensor  # (B, R) 1 up to and including EOS
+    has_eos: torch.Tensor  # (B,) bool
+    score: torch.Tensor  # (B,) reward-model score (with the missing-EOS penalty)
+    logprobs: torch.Tensor  # (B, R) policy at sampling time
+    ref_logprobs: torch.Tensor  # (B, R) reference
+    values: torch.Tensor  # (B, R)
+    entropy: torch.Tensor  # (B, R)
+    kl: torch.Tensor | None = None  # (B, R) per-token KL estimate
+    rewards: torch.Tensor | None = None  # (B, R)
+    advantages: torch.Tensor | None = None  # (B, R)
+    returns: torch.Tensor | None = None  # (B, R)
+
+
+def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of real response tokens, up to and including the first EOS; and whether EOS came.
+
+    (B, R) token ids -> ((B, R) float mask, (B,) bool).
+    """
+    is_eos = response == eos_id
+    has_eos = is_eos.any(1)
+    first = torch.where(
+        has_eos,
+        is_eos.float().argmax(1),
+        torch.full_like(has_eos, response.shape[1] - 1, dtype=torch.long),
+    )
+    positions = torch.arange(response.shape[1], device=response.device).unsqueeze(0)
+    return (positions <= first.unsqueeze(1)).float(), has_eos
+
+
+@torch.no_grad()
+def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: LabConfig) -> Rollout:
+    """Steps 2-4: generate, score, and read log-probs, reference log-probs and values."""
+    p = cfg.ppo
+    # 2. Generate with the policy: KV cache, left-padded prompts, stop at EOS.
+    query = tokenizer.apply_chat_template(
+        prompts, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
+    ).to(ac.policy.device)
+    model = ac.generation_model()
+    model.eval()
+    out = model.generate(
+        **query,
+        max_new_tokens=p.max_new_tokens,
+        do_sample=True,
+        temperature=p.temperature,
+        top_p=1.0,
+        top_k=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    n_prompt = query["input_ids"].shape[1]
+    response = out[:, n_prompt:]  # (B, R)
+    resp_mask, has_eos = response_mask(response, tokenizer.eos_token_id)
+    mask = torch.cat([query["attention_mask"], resp_mask.long()], 1)
+    texts = tokenizer.batch_decode(
+        response * resp_mask.long() + tokenizer.pad_token_id * (1 - resp_mask.long()),
+        skip_special_tokens=True,
+    )
+
+    # 3. Score with the reward model at EOS; an answer that never ended is penalised.
+    raw = torch.tensor(
+        score(rm, rm_tokenizer, prompts, [t.strip() for t in texts]), device=response.device
+    )
+    scores = torch.where(has_eos, raw, raw - p.missing_eos_penalty)
+
+    # 4. Per-token log-probs of policy and reference, and the value of each state.
+    n = response.shape[1]
+    logits = ac.response_logits(out, mask, n)
+    ref_logits = ac.reference_logits(out, mask, n)
+    return Rollout(
+        prompts=prompts,
+        texts=texts,
+        ids=out,
+        mask=mask,
+        response_mask=resp_mask,
+        has_eos=has_eos,
+        score=scores,
+        logprobs=logprobs_of(logits, response, p.temperature),
+        ref_logprobs=logprobs_of(ref_logits, response, p.temperature),
+        values=ac.values(out, mask, n),
+        entropy=entropy_from_logits(logits / p.temperature),
+    )
+
+
+def add_advantages(r: Rollout, kl_coef: float, cfg: LabConfig) -> None:
+    """Steps 5-6: per-token rewards (score at the last token, minus beta * KL) and GAE advantages."""
+    p = cfg.ppo
+    r.kl = kl_penalty(r.logprobs, r.ref_logprobs, p.kl_estimator) * r.response_mask
+    rewards = token_rewards(r.score, r.kl, r.response_mask, kl_coef)
+    if p.whiten_rewards:
+        rewards = masked_whiten(rewards, r.response_mask, shift_mean=False) * r.response_mask
+    r.rewards = rewards
+    advantages, r.returns = gae(rewards, r.values, r.response_mask, p.gamma, p.lam)
+    r.advantages = masked_whiten(advantages, r.response_mask) * r.response_mask
+
+
+def ppo_update(
+    ac: ActorCritic, optimizer, r: Rollout, cfg: LabConfig, rng: torch.Generator
+) -> dict[str, float]:
+    """Step 7: several epochs of minibatch updates with the clipped policy and value losses."""
+    p, n = cfg.ppo, r.response_mask.shape[1]
+    stats: dict[str, list[float]] = {}
+    ac.train()
+    for _ in range(p.ppo_epochs):
+        for idx in torch.randperm(len(r.texts), generator=rng).split(p.mini_batch_size):
+            m = r.response_mask[idx]
+            logits = ac.response_logits(r.ids[idx], r.mask[idx], n)
+            logprobs = logprobs_of(logits, r.ids[idx, -n:], p.temperature)
+            pg_loss, pg = policy_loss(logprobs, r.logprobs[idx], r.advantages[idx], m, p.clip)
+            pg_loss.backward()  # policy and value run on different adapters: one backward each
+            values = ac.values(r.ids[idx], r.mask[idx], n)
+            vf_loss, vf_clipfrac = value_loss(
+                values, r.values[idx], r.returns[idx], m, p.value_clip
+            )
+            (p.vf_coef * vf_loss).backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), p.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            for name, value in {
+                M.PPO_POLICY_LOSS: pg_loss,
+                M.PPO_VALUE_LOSS: vf_loss,
+                M.PPO_CLIPFRAC: pg["clipfrac"],
+                M.PPO_APPROX_KL: pg["approx_kl"],
+                M.PPO_RATIO: pg["ratio"],
+                M.PPO_VALUE_CLIPFRAC: vf_clipfrac,
+                M.PPO_GRAD_NORM: grad_norm,
+            }.items():
+                stats.setdefault(name, []).append(float(torch.as_tensor(value).detach()))
+    if any(not torch.isfinite(torch.tensor(v)).all() for v in stats.values()):
+        raise FloatingPointError(f"non-finite PPO losses: { {k: v[-1] for k, v in stats.items()} }")
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, float]:
+    """Step 8: what one batch looked like (rewards, KL, entropy, length, EOS rate, gold)."""
+    m = r.response_mask
+    kl_per_response = (r.kl * m).sum(1)
+    out = {
+        M.PPO_REWARD: float(r.score.mean()),
+        M.PPO_RLHF_REWARD: float((r.score - kl_coef * kl_per_response).mean()),
+        M.PPO_KL: float(kl_per_response.mean()),
+        M.PPO_ENTROPY: float(masked_mean(r.entropy, m)),
+        M.PPO_EXPLAINED_VARIANCE: explained_variance(r.values, r.returns, m),
+        M.PPO_LENGTH: float(m.sum(1).mean()),
+        M.PPO_EOS_RATE: float(r.has_eos.float().mean()),
+        M.PPO_KL_COEF: kl_coef,
+    }
+    if world is not None:
+        out[M.PPO_GOLD] = sum(
+            world.gold_score(q, a) for q, a in zip(r.prompts, r.texts, strict=True)
+        ) / len(r.texts)
+    return out
+
+
+def run_ppo(cfg: LabConfig, run_dir: Path, out_dir: Path, resume: bool = False) -> dict:
+    """Train the SFT model against the reward model with PPO; checkpoints, log, final policy."""
+    p = cfg.ppo
+    device = resolve_device(cfg.device)
+    sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
+    prompts = list(load_prompts(run_dir / "world" / FILES["ppo_prompts"])["prompt"])
+    eval_prompts = list(load_prompts(run_dir / "world" / FILES["eval_prompts"])["prompt"])
+    world = (
+        None if cfg.model.name_or_path else World.from_seed(cfg.world.seed, cfg.world.n_countries)
+    )
+
+    # 0. Load: policy / reference / value function, the frozen reward model, and their tokenizers.
+    torch.manual_seed(cfg.seed)
+    tokenizer, rm_tokenizer = load_tokenizer(sft), load_tokenizer(reward)
+    ac = ActorCritic(sft, reward, p.lora_r, p.lora_alpha, cfg.model.dtype, device)
+    rm = (
+        AutoModelForSequenceClassification.from_pretrained(reward)
+        .to(device)
+        .eval()
+        .requires_grad_(False)
+    )
+    check_reward_model(rm, rm_tokenizer)
+    ac.prepare_for_training()
+    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=p.lr, eps=1e-5)
+    kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)
+    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    start = 0
+    if resume and (ckpt := latest_checkpoint(out_dir)):
+        start = load_checkpoint(ckpt, ac, optimizer, kl_ctl, rng, gen)
+        truncate_log(out_dir, start)
+        print(f"[ppo] resuming from {ckpt} (update {start})")
+    log = RunLog(out_dir, append=start > 0)
+
+    def checkpoint(step: int) -> None:
+        answers = generate(
+            ac.generation_model(), tokenizer, eval_prompts[: p.n_samples], SAMPLE_DECODING
+        )
+        rows = [
+            {"prompt": last_content(q, "user"), "answer": a}
+            for q, a in zip(eval_prompts, answers, strict=False)
+        ]
+        if world is not None:
+            rows = [{**row, "gold": world.gold_score(row["prompt"], row["answer"])} for row in rows]
+        append_samples(out_dir, step, rows)
+        save_checkpoint(out_dir, step, ac, optimizer, kl_ctl, rng, gen)
+
+    update = start
+    try:
+        for update in tqdm(
+            range(start, p.updates), desc="ppo", unit="update", initial=start, total=p.updates
+        ):
+            # 1. Sample a batch of prompts.
+            batch = [prompts[rng.randrange(len(prompts))] for _ in range(p.batch_size)]
+            # 2-4. Generate, score at EOS, log-probs of policy and reference, values.
+            r = rollout(ac, tokenizer, rm, rm_tokenizer, batch, cfg)
+            # 5-6. Rewards with the KL penalty, then GAE advantages.
+            add_advantages(r, kl_ctl.value, cfg)
+            # 7. Several epochs of clipped updates.
+            losses = ppo_update(ac, optimizer, r, cfg, gen)
+            # 8. Log, adapt beta, checkpoint.
+            log.log(update + 1, {**batch_metrics(r, kl_ctl.value, world), **losses})
+            kl_ctl.update(float((r.kl * r.response_mask).sum(1).mean()), p.batch_size)
+            if (update + 1) % p.checkpoint_every == 0 or update + 1 == p.updates:
+                checkpoint(update + 1)
+    except KeyboardInterrupt:
+        checkpoint(update)  # the update in flight is lost; the ones before it are kept
+        print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")
+        raise
+    return finish(cfg, ac, tokenizer, rm, rm_tokenizer, log, out_dir, run_dir, world, eval_prompts)
+
+
+def finish(
+    cfg, ac, tokenizer, rm, rm_tokenizer, log, out_dir: Path, run_dir: Path, world, eval_prompts
+) -> dict:
+    """Save the policy; measure KL to SFT and reward on held-out prompts, and gold against SFT."""
+    policy = ac.merged_policy()
+    save_policy(policy, tokenizer, out_dir / "model")
+    # KL to the SFT model and RM score on fresh samples of the held-out prompts (RL's own sampler).
+    held_out = rollout(ac, tokenizer, rm, rm_tokenizer, eval_prompts, cfg)
+    kl = kl_penalty(held_out.logprobs, held_out.ref_logprobs, "k1") * held_out.response_mask
+    metrics = {
+        M.PPO_EVAL_KL: float(kl.sum(1).mean()),
+        M.PPO_EVAL_REWARD: float(held_out.score.mean()),
+        "ppo/updates": cfg.ppo.updates,
+        M.STAGE_SECONDS: log.elapsed,
+    }
+    if world is not None:  # the gold judge, with the same decoding and prompts as the SFT stage
+        table = evaluate_model(policy, tokenizer, world, eval_prompts)
+        save_gold_table(table, out_dir / GOLD_TABLE)
+        sft_gold = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)["gold"].tolist()
+        win = compute_win_rate(table["gold"].tolist(), sft_gold)
+        metrics.update(
+            {
+                **summarize_gold(table),
+                M.EVAL_WIN_RATE: win.win_or_half_tie,
+                "ppo/win_tie_loss_vs_sft": [win.win, win.tie, win.loss],
+            }
+        )
+    return log.finish(metrics)

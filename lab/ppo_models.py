@@ -1,0 +1,163 @@
+"""PPO's four roles (policy, reference, value function, reward model) and how they share weights.
+
+Full mode (tiny models): the policy is a trainable copy of the SFT model, the reference a
+frozen copy, the value function a copy of the reward model read at every token.
+LoRA mode: one copy of the SFT weights; the policy is the base + a `policy` adapter, the
+reference is the same base with adapters disabled, and the value function is a `value`
+adapter with its own linear head. The reward model stays a separate, frozen model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import AutoModelForSequenceClassification
+
+from lab.models import DTYPES, load_causal_lm
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as `generate` uses them: (B, L)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class ActorCritic(nn.Module):
+    """Policy, reference and value function over one or several copies of the SFT weights."""
+
+    def __init__(
+        self, sft_path: str, reward_path: str, lora_r: int, lora_alpha: int, dtype: str, device
+    ):
+        super().__init__()
+        self.lora = lora_r > 0
+        if self.lora:
+            lora = LoraConfig(
+                r=lora_r, lora_alpha=lora_alpha, target_modules=LORA_TARGETS, lora_dropout=0.0
+            )
+            base = load_causal_lm(sft_path, dtype, str(device))
+            self.policy = get_peft_model(base, lora, adapter_name="policy")
+            self.policy.add_adapter("value", lora)
+            self.policy.set_adapter("policy")
+            self.value_trunk = self.policy.get_base_model().model  # LoRA layers live inside it
+            self.value_head = nn.Linear(base.config.hidden_size, 1, device=device)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+        else:
+            self.policy = load_causal_lm(sft_path, dtype, str(device))
+            self.reference = (
+                load_causal_lm(sft_path, dtype, str(device)).eval().requires_grad_(False)
+            )
+            critic = AutoModelForSequenceClassification.from_pretrained(
+                reward_path, dtype=DTYPES[dtype]
+            ).to(device)
+            self.value_trunk, self.value_head = critic.model, critic.score
+
+    def response_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
+    ) -> torch.Tensor:
+        """Policy logits that predict the last `n_response` tokens of `ids`: (B, R, V)."""
+        out = self.policy(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=position_ids(mask),
+            logits_to_keep=n_response + 1,
+        )
+        return out.logits[:, :-1]
+
+    @torch.no_grad()
+    def reference_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
+    ) -> torch.Tensor:
+        """The same from the frozen reference (the SFT model): (B, R, V)."""
+        if self.lora:
+            with self.policy.disable_adapter():
+                return self.response_logits(ids, mask, n_response)
+        out = self.reference(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=position_ids(mask),
+            logits_to_keep=n_response + 1,
+        )
+        return out.logits[:, :-1]
+
+    def values(self, ids: torch.Tensor, mask: torch.Tensor, n_response: int) -> torch.Tensor:
+        """V(state before each response token): (B, R)."""
+        with self._adapter("value"):
+            hidden = self.value_trunk(
+                input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
+            ).last_hidden_state
+        # The state before response token t is the prefix ending at position P + t - 1.
+        return self.value_head(hidden[:, -n_response - 1 : -1]).squeeze(-1).float()
+
+    @contextlib.contextmanager
+    def _adapter(self, name: str):
+        if not self.lora:
+            yield
+            return
+        self.policy.set_adapter(name)
+        try:
+            yield
+        finally:
+            self.policy.set_adapter("policy")
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Everything the optimizer updates: policy and value weights (or their adapters) and the head."""
+        if self.lora:
+            adapters = [p for n, p in self.policy.named_parameters() if "lora_" in n]
+            return adapters + list(self.value_head.parameters())
+        return (
+            list(self.policy.parameters())
+            + list(self.value_trunk.parameters())
+            + list(self.value_head.parameters())
+        )
+
+    def prepare_for_training(self) -> None:
+        """Make adapters (or full weights) trainable; call once before building the optimizer."""
+        for p in self.trainable_parameters():
+            p.requires_grad_(True)
+
+    def generation_model(self):
+        """The model whose `generate` samples from the current policy."""
+        return self.policy
+
+    def merged_policy(self):
+        """A plain causal LM with the policy's weights (adapters merged into a copy for LoRA)."""
+        if not self.lora:
+            return self.policy
+        import copy
+
+        merged = copy.deepcopy(self.policy)
+        merged.set_adapter("policy")
+        merged.delete_adapter("value")
+        return merged.merge_and_unload()
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The weights a checkpoint must keep (only adapters and the head in LoRA mode)."""
+        names = {id(p) for p in self.trainable_parameters()}
+        return {k: v.detach().clone() for k, v in self.named_parameters() if id(v) in names}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what `trainable_state` saved."""
+        missing = set(state) - {k for k, _ in self.named_parameters()}
+        if missing:
+            raise KeyError(f"checkpoint has weights this model lacks: {sorted(missing)[:3]}")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                params[k].copy_(v)
+
+
+def is_peft(model) -> bool:
+    """Whether `model` carries PEFT adapters."""
+    return isinstance(model, PeftModel)
+
+
+def save_policy(model, tokenizer, folder: Path) -> None:
+    """A plain model folder that `from_pretrained` loads, like every other stage's."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
