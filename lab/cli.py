@@ -37,8 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", default=None, help="YAML file of settings to override")
     parser.add_argument("--force", action="store_true", help="rerun the stage even if it is done")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted stage (ppo) from its last checkpoint")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted stage (ppo) from its last checkpoint",
+    )
     return parser
 
 
