@@ -119,3 +119,23 @@ def check_worst_kind(pairs: pd.DataFrame, kind: str | None) -> bool:
         f"Correct: {kind} ({errors[kind]:.1%} disagreement). Why would this kind be hard to judge?"
     )
     return True
+
+
+def check_reward_hacking(with_kl: dict | None, without_kl: dict | None) -> bool:
+    """Exercise 04.1: with kl_coef=0 the policy drifts further and the proxy outruns the gold judge."""
+    if with_kl is None or without_kl is None:
+        return _pending("train PPO with kl_coef=0 and compare its metrics with the default run")
+    drift = without_kl["ppo/eval_kl"] > with_kl["ppo/eval_kl"]
+    gap_kl0 = without_kl["ppo/eval_reward"] - without_kl["eval/gold_mean"]
+    gap_default = with_kl["ppo/eval_reward"] - with_kl["eval/gold_mean"]
+    assert drift, (
+        "without the KL penalty the policy should move further from the SFT model (ppo/eval_kl)"
+    )
+    assert gap_kl0 > gap_default, (
+        "without the KL penalty the reward model's score should run ahead of the gold score. "
+        "Hint: train for the same number of updates, and compare ppo/eval_reward - eval/gold_mean."
+    )
+    print(
+        f"Reward hacking: proxy - gold gap {gap_default:.2f} -> {gap_kl0:.2f}; KL {with_kl['ppo/eval_kl']:.1f} -> {without_kl['ppo/eval_kl']:.1f}"
+    )
+    return True
