@@ -25,6 +25,9 @@ SMALL = {
     "pretrain.steps": 250,
     "pretrain.eval_every": 50,
     "sft.epochs": 6.0,
+    "ppo.updates": 12,
+    "ppo.batch_size": 32,
+    "ppo.checkpoint_every": 4,
 }
 
 
@@ -64,3 +67,14 @@ def small_reward_run(small_cfg, small_sft_run) -> Path:
 
     run_stages(small_cfg, small_sft_run, until="reward")
     return small_sft_run
+
+
+@pytest.fixture(scope="session")
+def small_ppo_run(small_cfg, small_reward_run, tmp_path_factory) -> Path:
+    """A copy of `small_reward_run` with the PPO stage done too (shared, read-only)."""
+    from lab.stages import run_stages
+
+    run_dir = tmp_path_factory.mktemp("ppo_run")
+    shutil.copytree(small_reward_run, run_dir, dirs_exist_ok=True)
+    run_stages(small_cfg, run_dir, until="ppo")
+    return run_dir

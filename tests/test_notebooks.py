@@ -30,11 +30,11 @@ def test_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_headless(path, small_run, tmp_path, monkeypatch):
+def test_notebook_runs_headless(path, small_ppo_run, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     run = tmp_path / "run"
-    shutil.copytree(small_run, run)
+    shutil.copytree(small_ppo_run, run)  # every stage done: the notebooks reuse them
     monkeypatch.setenv("LAB_RUN_DIR", str(run))
     monkeypatch.setenv("LAB_SET", json.dumps(SMALL))
     monkeypatch.setenv(

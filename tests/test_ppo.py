@@ -14,8 +14,6 @@ from lab.profiles import load_config
 from lab.runlog import read_log, read_metrics
 from tests.conftest import SMALL
 
-PPO_SMALL = {**SMALL, "ppo.updates": 12, "ppo.batch_size": 32, "ppo.checkpoint_every": 4}
-
 
 def test_response_mask_stops_at_first_eos():
     eos = 2
@@ -26,18 +24,14 @@ def test_response_mask_stops_at_first_eos():
 
 
 @pytest.fixture(scope="module")
-def ppo_run(small_reward_run, tmp_path_factory):
-    run = tmp_path_factory.mktemp("ppo_run")
-    for stage in ("world", "sft", "reward"):
-        shutil.copytree(small_reward_run / stage, run / stage)
-    metrics = run_ppo(load_config("tiny", PPO_SMALL), run, run / "ppo")
-    return run, metrics
+def ppo_run(small_ppo_run):
+    return small_ppo_run, read_metrics(small_ppo_run / "ppo")
 
 
 def test_ppo_raises_the_reward_with_bounded_kl(ppo_run):
     run, metrics = ppo_run
     rows = read_log(run / "ppo")
-    assert len(rows) == PPO_SMALL["ppo.updates"]
+    assert len(rows) == SMALL["ppo.updates"]
     first = sum(r[M.PPO_REWARD] for r in rows[:3]) / 3
     last = sum(r[M.PPO_REWARD] for r in rows[-3:]) / 3
     assert last > first + 0.1, (first, last)
@@ -75,7 +69,7 @@ def test_resume_continues_from_the_last_checkpoint(ppo_run, tmp_path):
     for stage in ("world", "sft", "reward"):
         shutil.copytree(run / stage, tmp_path / stage)
     cfg = load_config(
-        "tiny", {**PPO_SMALL, "ppo.updates": 2, "ppo.batch_size": 8, "ppo.checkpoint_every": 2}
+        "tiny", {**SMALL, "ppo.updates": 2, "ppo.batch_size": 8, "ppo.checkpoint_every": 2}
     )
     run_ppo(cfg, tmp_path, tmp_path / "ppo")
     (tmp_path / "ppo" / "metrics.json").unlink()  # as if interrupted after the checkpoint
@@ -119,7 +113,7 @@ def test_empty_prompt_set_is_a_clear_error(small_reward_run, tmp_path):
         shutil.copytree(small_reward_run / stage, tmp_path / stage)
     (tmp_path / "world" / "prompts_ppo.jsonl").write_text("")
     with pytest.raises(ValueError, match="prompts_ppo.jsonl"):
-        run_ppo(load_config("tiny", PPO_SMALL), tmp_path, tmp_path / "ppo")
+        run_ppo(load_config("tiny", SMALL), tmp_path, tmp_path / "ppo")
 
 
 def test_metrics_json_is_plain(ppo_run):
