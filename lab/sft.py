@@ -14,12 +14,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import trl
 from peft import LoraConfig, PeftModel
 from transformers import TrainerCallback
 
 from lab import metrics as M
-from lab.config import LabConfig
+from lab.config import LabConfig, RewardStageConfig, SFTStageConfig
 from lab.data import load_prompts, load_sft
 from lab.evaluation import compute_win_rate, evaluate_model, save_gold_table, summarize_gold
 from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
@@ -49,7 +50,9 @@ class ForwardLogs(TrainerCallback):
             self.log.log(state.global_step, row)
 
 
-def trainer_args(cfg: LabConfig, stage: Any, out_dir: Path) -> dict[str, Any]:
+def trainer_args(
+    cfg: LabConfig, stage: SFTStageConfig | RewardStageConfig, out_dir: Path
+) -> dict[str, Any]:
     """Arguments every lab TRL trainer shares: the stage's schedule, CPU-safe precision, no checkpoints."""
     return {
         "output_dir": str(out_dir),  # nothing is written there: no checkpoints, no reports
@@ -152,7 +155,7 @@ def last_logged(trainer, key: str) -> float | None:
     return next((row[key] for row in reversed(trainer.state.log_history) if key in row), None)
 
 
-def samples(before, after, n: int) -> list[dict]:
+def samples(before: pd.DataFrame, after: pd.DataFrame, n: int) -> list[dict]:
     """The first `n` held-out prompts with both models' answers and gold scores."""
     return [
         {
