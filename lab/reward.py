@@ -175,7 +175,8 @@ def pair_metrics(pairs: datasets.Dataset, chosen: list[float], rejected: list[fl
 def load_pairs(cfg: LabConfig, world_dir: Path) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Training and held-out pairs: the world's two files, or `train_data` with `holdout` set aside.
 
-    Invalid rows are skipped with a warning and counted (`n_skipped`), never dropped silently.
+    The world's files must be valid. Another source's invalid rows are skipped with a warning
+    and counted (`n_skipped`): real data has a few, and they are never dropped silently.
     """
     r = cfg.reward
     if r.train_data:
@@ -183,8 +184,8 @@ def load_pairs(cfg: LabConfig, world_dir: Path) -> tuple[datasets.Dataset, datas
         n_eval = min(r.holdout, len(pairs) // 2)
         held_out, train = pairs.select(range(n_eval)), pairs.select(range(n_eval, len(pairs)))
     else:
-        train = load_preferences(world_dir / FILES["pairs_train"], on_invalid="skip")
-        held_out = load_preferences(world_dir / FILES["pairs_test"], on_invalid="skip")
+        train = load_preferences(world_dir / FILES["pairs_train"])
+        held_out = load_preferences(world_dir / FILES["pairs_test"])
     if r.max_train_pairs:
         train = train.select(range(min(r.max_train_pairs, len(train))))
     return train, held_out
@@ -272,7 +273,7 @@ def run_reward(cfg: LabConfig, sft_model: str, world_dir: Path, out_dir: Path) -
             **pair_metrics(held_out, chosen, rejected),
             "reward/train_pairs": len(train),
             "reward/eval_pairs": len(held_out),
-            "reward/skipped_pairs": n_skipped(train) + (0 if r.train_data else n_skipped(held_out)),
+            "reward/skipped_pairs": n_skipped(train),
             "reward/steps": trainer.state.global_step,
             M.STAGE_SECONDS: log.elapsed,
         }

@@ -36,7 +36,7 @@ def reward_model(small_reward_run):
 
 @pytest.fixture(scope="module")
 def test_pairs(small_reward_run):
-    pairs = load_preferences(small_reward_run / "world" / FILES["pairs_test"], on_invalid="skip")
+    pairs = load_preferences(small_reward_run / "world" / FILES["pairs_test"])
     return pairs.select(range(40))
 
 
@@ -76,6 +76,7 @@ def test_reward_model_agrees_with_gold(small_reward_run):
     # The annotators' labels are noisier than gold, so agreeing with them is harder.
     assert metrics[M.REWARD_ACCURACY] > 0.58, metrics
     assert metrics[M.REWARD_MARGIN] > 0
+    assert metrics["reward/skipped_pairs"] == 0  # the world's own files are all valid
     rows = read_log(small_reward_run / "reward")
     evals = [r[M.REWARD_ACCURACY] for r in rows if M.REWARD_ACCURACY in r]
     assert rows[0]["step"] == 0 and abs(evals[0] - 0.5) < 0.12  # an untrained head: chance
