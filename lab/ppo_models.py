@@ -13,7 +13,7 @@ import contextlib
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
@@ -25,6 +25,19 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as `generate` uses them: (B, L)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def next_token_logits(
+    model, ids: torch.Tensor, mask: torch.Tensor, n_response: int
+) -> torch.Tensor:
+    """Logits at the positions that predict the last `n_response` tokens of `ids`: (B, R, V)."""
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=position_ids(mask),
+        logits_to_keep=n_response + 1,  # only the response's logits are ever needed
+    )
+    return out.logits[:, :-1]
 
 
 class ActorCritic(nn.Module):
@@ -61,13 +74,7 @@ class ActorCritic(nn.Module):
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
     ) -> torch.Tensor:
         """Policy logits that predict the last `n_response` tokens of `ids`: (B, R, V)."""
-        out = self.policy(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=position_ids(mask),
-            logits_to_keep=n_response + 1,
-        )
-        return out.logits[:, :-1]
+        return next_token_logits(self.policy, ids, mask, n_response)
 
     @torch.no_grad()
     def reference_logits(
@@ -76,14 +83,8 @@ class ActorCritic(nn.Module):
         """The same from the frozen reference (the SFT model): (B, R, V)."""
         if self.lora:
             with self.policy.disable_adapter():
-                return self.response_logits(ids, mask, n_response)
-        out = self.reference(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=position_ids(mask),
-            logits_to_keep=n_response + 1,
-        )
-        return out.logits[:, :-1]
+                return next_token_logits(self.policy, ids, mask, n_response)
+        return next_token_logits(self.reference, ids, mask, n_response)
 
     def values(self, ids: torch.Tensor, mask: torch.Tensor, n_response: int) -> torch.Tensor:
         """V(state before each response token): (B, R)."""
@@ -150,11 +151,6 @@ class ActorCritic(nn.Module):
         with torch.no_grad():
             for k, v in state.items():
                 params[k].copy_(v)
-
-
-def is_peft(model) -> bool:
-    """Whether `model` carries PEFT adapters."""
-    return isinstance(model, PeftModel)
 
 
 def save_policy(model, tokenizer, folder: Path) -> None:
