@@ -113,7 +113,7 @@ class SFTStageConfig:
     eval_fraction: float = 0.05
     """Share of demonstrations held out for the eval loss."""
     logging_steps: int = 10
-    """Optimizer steps between logged losses (and held-out evaluations)."""
+    """Optimizer steps between logged losses (the held-out loss is logged every epoch)."""
     n_samples: int = 4
     """Sample answers (base vs SFT) written to metrics.json."""
 

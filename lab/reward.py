@@ -148,7 +148,10 @@ def gold_accuracy(
     gold_chosen: Sequence[float],
     gold_rejected: Sequence[float],
 ) -> float:
-    """Share of pairs the scores order as the gold judge does (label = sign of the gold gap); ties count as wrong."""
+    """Share of pairs the scores order as the gold judge does (label = sign of the gold gap).
+
+    A tie, in the scores or in gold, counts as wrong.
+    """
     agree = [
         (c - r) * (gc - gr) > 0
         for c, r, gc, gr in zip(chosen, rejected, gold_chosen, gold_rejected, strict=True)
@@ -197,7 +200,7 @@ def n_skipped(pairs: datasets.Dataset) -> int:
 
 
 def tokenize_pairs(pairs: datasets.Dataset, tokenizer, max_length: int) -> datasets.Dataset:
-    """`chosen_ids` / `rejected_ids` made by `encode`: what RewardTrainer would make, cut to `max_length`."""
+    """`chosen_ids` / `rejected_ids` by `encode`: RewardTrainer's own tokens, cut to `max_length`."""
 
     def tokenize(row):
         return {
