@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lab import metrics as M
 from lab.generation import DecodingConfig, generate
 from lab.world import World, last_content
 
@@ -85,11 +86,11 @@ def compute_win_rate(
 def summarize_gold(table: pd.DataFrame) -> dict[str, float]:
     """Mean gold overall and per task kind, and mean length."""
     out = {
-        "eval/gold_mean": float(table["gold"].mean()),
-        "eval/length_mean": float(table["length"].mean()),
+        M.EVAL_GOLD_MEAN: float(table["gold"].mean()),
+        M.EVAL_LENGTH_MEAN: float(table["length"].mean()),
     }
     for kind, group in table.groupby("kind"):
-        out[f"eval/gold_mean_{kind}"] = float(group["gold"].mean())
+        out[f"{M.EVAL_GOLD_MEAN}_{kind}"] = float(group["gold"].mean())
     return out
 
 

@@ -47,6 +47,7 @@ PPO_EVAL_REWARD = "ppo/eval_reward"
 
 # Gold evaluation on held-out prompts (a policy against the one before it)
 EVAL_GOLD_MEAN = "eval/gold_mean"
+EVAL_LENGTH_MEAN = "eval/length_mean"
 EVAL_BASE_GOLD_MEAN = "eval/base_gold_mean"
 EVAL_WIN_RATE = "eval/win_rate"
 
