@@ -70,3 +70,12 @@ def test_worst_kind():
     assert ex.check_worst_kind(pairs, "math")
     with pytest.raises(AssertionError):
         ex.check_worst_kind(pairs, "fact")
+
+
+def test_reward_hacking():
+    leash = {"ppo/eval_kl": 3.0, "ppo/eval_reward": 3.5, "eval/gold_mean": 1.7}
+    hacked = {"ppo/eval_kl": 12.0, "ppo/eval_reward": 5.0, "eval/gold_mean": 1.0}
+    assert ex.check_reward_hacking(leash, hacked)
+    with pytest.raises(AssertionError):
+        ex.check_reward_hacking(hacked, leash)
+    assert ex.check_reward_hacking(leash, None) is False
