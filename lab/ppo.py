@@ -36,7 +36,7 @@ from lab.ppo_math import (
     value_loss,
 )
 from lab.ppo_models import ActorCritic, save_policy
-from lab.reward import check_reward_model, score
+from lab.reward import check_reward_model, score, template_hash
 from lab.runlog import RunLog, truncate_log
 from lab.sft import GOLD_TABLE
 from lab.world import World, last_content
@@ -228,6 +228,11 @@ def run_ppo(cfg: LabConfig, run_dir: Path, out_dir: Path, resume: bool = False) 
         .requires_grad_(False)
     )
     check_reward_model(rm, rm_tokenizer)
+    if template_hash(tokenizer) != template_hash(rm_tokenizer):
+        # score() re-renders the policy's text with the RM's template: they must be the same one.
+        raise ValueError(
+            f"{sft} and {reward} use different chat templates; train the RM from this SFT model"
+        )
     ac.prepare_for_training()
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=p.lr, eps=1e-5)
     kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)

@@ -119,3 +119,12 @@ def test_empty_prompt_set_is_a_clear_error(small_reward_run, tmp_path):
 def test_metrics_json_is_plain(ppo_run):
     run, metrics = ppo_run
     json.dumps(metrics)
+
+
+def test_reward_model_with_another_template_is_refused(small_reward_run, tmp_path):
+    for stage in ("world", "sft", "reward"):
+        shutil.copytree(small_reward_run / stage, tmp_path / stage)
+    config = tmp_path / "sft" / "model" / "chat_template.jinja"
+    config.write_text(config.read_text().replace("<|assistant|>", "<|assistant|>\n"))
+    with pytest.raises(ValueError, match="different chat templates"):
+        run_ppo(load_config("tiny", SMALL), tmp_path, tmp_path / "ppo")
