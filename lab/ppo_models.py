@@ -10,6 +10,7 @@ adapter with its own linear head. The reward model stays a separate, frozen mode
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 
 import torch
@@ -130,8 +131,6 @@ class ActorCritic(nn.Module):
         """A plain causal LM with the policy's weights (adapters merged into a copy for LoRA)."""
         if not self.lora:
             return self.policy
-        import copy
-
         merged = copy.deepcopy(self.policy)
         merged.set_adapter("policy")
         merged.delete_adapter("value")
