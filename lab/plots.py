@@ -64,3 +64,58 @@ def plot_gold_by_kind(tables: dict[str, pd.DataFrame]) -> go.Figure:
     )
     fig.update_layout(template="plotly_white", height=350)
     return fig
+
+
+def plot_leaderboard(table: pd.DataFrame) -> go.Figure:
+    """Arena ratings, best first, with 95% interval error bars (from `compute_bootstrap`)."""
+    fig = go.Figure(
+        go.Scatter(
+            x=table["model"],
+            y=table["rating"],
+            mode="markers",
+            marker={"size": 10},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": table["upper"] - table["rating"],
+                "arrayminus": table["rating"] - table["lower"],
+            },
+            customdata=table[["lower", "upper", "votes"]],
+            hovertemplate="%{x}: %{y:.0f} [%{customdata[0]:.0f}, %{customdata[1]:.0f}]"
+            "<br>%{customdata[2]} battles<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Arena leaderboard: Bradley–Terry rating, 95% bootstrap interval",
+        xaxis_title="model",
+        yaxis_title="rating",
+        template="plotly_white",
+        height=350,
+    )
+    return fig
+
+
+def plot_win_matrix(matrix: pd.DataFrame) -> go.Figure:
+    """Heatmap of P(row beats column), ties as half (from `compute_win_matrix`); blank if unmet."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix.to_numpy(),
+            x=[str(c) for c in matrix.columns],
+            y=[str(i) for i in matrix.index],
+            zmin=0,
+            zmax=1,
+            colorscale="RdBu",
+            texttemplate="%{z:.2f}",
+            hovertemplate="%{y} beats %{x}: %{z:.2f}<extra></extra>",
+            colorbar={"title": "P(win)"},
+        )
+    )
+    fig.update_layout(
+        title="How often the row model beats the column model",
+        xaxis_title="opponent",
+        yaxis_title="model",
+        yaxis_autorange="reversed",  # best model on top, as in the leaderboard
+        template="plotly_white",
+        height=450,
+    )
+    return fig

@@ -1,0 +1,206 @@
+"""Arena leaderboard maths: Bradley–Terry ratings, bootstrap intervals, win matrix, agreement.
+
+Pure functions, DataFrames in and out. A *battle* is one pairwise comparison, a row with
+`model_a`, `model_b` and `winner` in {"model_a", "model_b", "tie"}; `apps.votes.to_battles`
+makes them from stored votes with `vote_to_battles` below.
+
+Bradley–Terry on the Elo scale (FastChat's convention): P(a beats b) = 1 / (1 + base^((R_b -
+R_a) / scale)). In natural units θ = (R - init) · ln(base) / scale this is sigmoid(θ_a - θ_b).
+A tie counts as half a win for each side, so it carries the weight of one decisive battle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+OUTCOMES = ("win", "tie", "both_bad")
+TIE = "tie"
+# θ is penalised by (REG / 2) · Σ θ², a Gaussian prior N(0, 1/REG) in natural units:
+# sd = 10 ≈ 1737 Elo points, negligible once a pair has met a few times, yet it keeps the
+# rating of a model that won every battle finite (the unpenalised MLE is then infinite).
+REG = 0.01
+
+
+def vote_to_battles(
+    models: Sequence[str], outcome: str, winner: int | None
+) -> list[tuple[str, str, str]]:
+    """One vote -> (model_a, model_b, winner) battles; "win" beats each other model, else ties."""
+    winner = None if winner is None or pd.isna(winner) else int(winner)  # a table gives <NA>
+    if outcome == "win":
+        if winner is None or not 0 <= winner < len(models):
+            raise ValueError(f"a 'win' needs a winner index into {len(models)} models: {winner!r}")
+        # Pairs keep display order; the losers among themselves were not compared.
+        return [
+            (models[i], models[j], "model_a" if i == winner else "model_b")
+            for i, j in combinations(range(len(models)), 2)
+            if winner in (i, j)
+        ]
+    if outcome in OUTCOMES:  # "tie" and "both_bad" both say: no preference (as FastChat does)
+        return [(a, b, TIE) for a, b in combinations(models, 2)]
+    raise ValueError(f"unknown outcome {outcome!r}, expected one of {OUTCOMES}")
+
+
+def _encode(battles: pd.DataFrame, models: Sequence[str]) -> tuple[np.ndarray, ...]:
+    """Battles -> (a, b, score_a): model indices (N,) and the score of model_a, 1, 0 or 0.5."""
+    index = {m: i for i, m in enumerate(models)}
+    unknown = (set(battles["model_a"]) | set(battles["model_b"])) - set(index)
+    if unknown:
+        raise ValueError(f"battles name models missing from the order: {sorted(unknown)}")
+    bad = set(battles["winner"]) - {"model_a", "model_b", TIE}
+    if bad:
+        raise ValueError(f"winner must be 'model_a', 'model_b' or 'tie', got {sorted(bad)}")
+    a = battles["model_a"].map(index).to_numpy(dtype=int)
+    b = battles["model_b"].map(index).to_numpy(dtype=int)
+    score_a = battles["winner"].map({"model_a": 1.0, "model_b": 0.0, TIE: 0.5}).to_numpy(float)
+    return a, b, score_a
+
+
+def _win_counts(a: np.ndarray, b: np.ndarray, score_a: np.ndarray, n: int) -> np.ndarray:
+    """(M, M) matrix W: W[i, j] = wins of model i over model j, a tie adding 0.5 to each side."""
+    wins = np.zeros((n, n))
+    np.add.at(wins, (a, b), score_a)  # halves and ones sum exactly, so row order cannot matter
+    np.add.at(wins, (b, a), 1.0 - score_a)
+    return wins
+
+
+def _fit_bt(wins: np.ndarray, reg: float) -> np.ndarray:
+    """Penalised BT MLE θ (natural units) from a win matrix, by damped Newton steps."""
+    games = wins + wins.T  # (M, M) battles per pair
+
+    def objective(theta: np.ndarray) -> float:
+        diff = theta[:, None] - theta[None, :]  # (M, M) θ_i - θ_j
+        return float((wins * -np.logaddexp(0.0, -diff)).sum() - reg / 2 * theta @ theta)
+
+    theta = np.zeros(len(wins))
+    for _ in range(100):
+        diff = theta[:, None] - theta[None, :]  # (M, M) θ_i - θ_j
+        p = 0.5 * (1.0 + np.tanh(diff / 2))  # (M, M) P(i beats j), a sigmoid that never overflows
+        grad = (wins - games * p).sum(axis=1) - reg * theta
+        weight = games * p * (1.0 - p)
+        # The negative Hessian: a graph Laplacian of the weights, plus reg on the diagonal.
+        neg_hessian = np.diag(weight.sum(axis=1) + reg) - weight
+        # Least squares, not solve: with reg = 0 the matrix is singular (shifting every θ
+        # changes nothing) and the minimum-norm step keeps mean θ at 0.
+        step = np.linalg.lstsq(neg_hessian, grad, rcond=None)[0]
+        # The objective is concave; halve a step that overshoots (far from the optimum only).
+        current = objective(theta)
+        while objective(theta + step) < current - 1e-9 and np.abs(step).max(initial=0) > 1e-12:
+            step /= 2
+        theta += step
+        if np.abs(step).max(initial=0) < 1e-10:
+            break
+    return theta
+
+
+def _models(battles: pd.DataFrame) -> list[str]:
+    return sorted(set(battles["model_a"]) | set(battles["model_b"]))
+
+
+def _ratings(theta: np.ndarray, scale: float, base: float, init: float) -> np.ndarray:
+    return init + theta * scale / math.log(base)
+
+
+def compute_bt(
+    battles: pd.DataFrame,
+    scale: float = 400,
+    base: float = 10,
+    init: float = 1000,
+    reg: float = REG,
+) -> pd.Series:
+    """Bradley–Terry ratings on the Elo scale, best first; they average to `init`.
+
+    Maximises Σ log-likelihood - (reg / 2) · Σ θ², θ = (rating - init) · ln(base) / scale.
+    With reg > 0 the optimum is unique and finite, and its mean θ is exactly 0. reg = 0 gives
+    the plain MLE, which runs off to infinity when a model is unbeaten.
+    """
+    models = _models(battles)
+    wins = _win_counts(*_encode(battles, models), len(models))
+    ratings = pd.Series(_ratings(_fit_bt(wins, reg), scale, base, init), index=models)
+    ratings.index.name, ratings.name = "model", "rating"
+    # Sort by rating then name, so equal ratings come out in a fixed order.
+    return ratings[sorted(models, key=lambda m: (-ratings[m], m))]
+
+
+def compute_bootstrap(
+    battles: pd.DataFrame,
+    rounds: int = 200,
+    seed: int = 0,
+    scale: float = 400,
+    base: float = 10,
+    init: float = 1000,
+    reg: float = REG,
+) -> pd.DataFrame:
+    """Ratings with 95% percentile intervals from refitting on battles resampled with replacement.
+
+    Columns model, rating (the fit on all battles), lower, upper, votes (battles played), best
+    first. A model absent from a resample is left out of that round's percentiles.
+    """
+    ratings = compute_bt(battles, scale, base, init, reg)
+    models = _models(battles)
+    if not models:
+        return pd.DataFrame(columns=["model", "rating", "lower", "upper", "votes"])
+    a, b, score_a = _encode(battles, models)
+    rng = np.random.default_rng(seed)
+    samples = np.full((rounds, len(models)), np.nan)  # (rounds, M)
+    for r in range(rounds):
+        pick = rng.integers(0, len(a), size=len(a))  # (N,) battle indices, with replacement
+        wins = _win_counts(a[pick], b[pick], score_a[pick], len(models))
+        played = (wins + wins.T).sum(axis=1) > 0
+        theta = _fit_bt(wins, reg)
+        samples[r, played] = _ratings(theta[played], scale, base, init)
+    lower, upper = np.nanpercentile(samples, [2.5, 97.5], axis=0)
+    votes = np.bincount(a, minlength=len(models)) + np.bincount(b, minlength=len(models))
+    table = pd.DataFrame({"lower": lower, "upper": upper, "votes": votes}, index=models)
+    table.insert(0, "rating", ratings)
+    return table.loc[ratings.index].rename_axis("model").reset_index()
+
+
+def compute_win_matrix(battles: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """P(row beats column) over their battles, a tie counting half; NaN where they never met.
+
+    Ties count half (rather than being dropped) so that M[a, b] + M[b, a] = 1 and the matrix
+    matches what the Bradley–Terry fit sees. Rows and columns follow `order`, or the BT ranking.
+    """
+    models = list(order) if order is not None else list(compute_bt(battles).index)
+    wins = _win_counts(*_encode(battles, models), len(models))
+    games = wins + wins.T
+    with np.errstate(invalid="ignore"):  # 0 / 0 -> NaN: never met
+        share = wins / games
+    return pd.DataFrame(share, index=pd.Index(models, name="model"), columns=models)
+
+
+def compute_vote_counts(battles: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Battles per pair of models (ties included), a symmetric matrix in `order` or BT order."""
+    models = list(order) if order is not None else list(compute_bt(battles).index)
+    wins = _win_counts(*_encode(battles, models), len(models))
+    counts = np.rint(wins + wins.T).astype(int)
+    return pd.DataFrame(counts, index=pd.Index(models, name="model"), columns=models)
+
+
+def compute_annotator_agreement(votes: pd.DataFrame) -> dict:
+    """How often two different annotators judging the same prompt and model pair agree.
+
+    Each vote gives a result per pair it decides (see `vote_to_battles`): the better model's
+    name, or "tie" ("both_bad" counts as a tie, as in the ratings). Every two results for the
+    same (prompt, pair) from different annotators make one comparison. Returns
+    {"agreement": fraction of comparisons that agree (NaN if none), "n": comparisons}.
+    """
+    results: dict[tuple[str, frozenset[str]], list[tuple[str, str]]] = {}
+    for vote in votes.itertuples(index=False):
+        for a, b, side in vote_to_battles(list(vote.models), vote.outcome, vote.winner):
+            result = {"model_a": a, "model_b": b}.get(side, TIE)
+            results.setdefault((vote.prompt, frozenset((a, b))), []).append(
+                (vote.annotator, result)
+            )
+    same = [
+        first[1] == second[1]
+        for judged in results.values()
+        for first, second in combinations(judged, 2)
+        if first[0] != second[0]
+    ]
+    return {"agreement": sum(same) / len(same) if same else math.nan, "n": len(same)}

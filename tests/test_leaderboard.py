@@ -1,0 +1,272 @@
+"""Exact tests for lab.leaderboard: Bradley–Terry against hand-computed values and a reference."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from lab.leaderboard import (
+    REG,
+    compute_annotator_agreement,
+    compute_bootstrap,
+    compute_bt,
+    compute_vote_counts,
+    compute_win_matrix,
+    vote_to_battles,
+)
+from lab.plots import plot_leaderboard, plot_win_matrix
+
+
+def battles(*rows):
+    """(model_a, model_b, winner) tuples -> a battles table."""
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "winner"])
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+A_WINS_3_OF_4 = battles(*[("A", "B", "model_a")] * 3, ("A", "B", "model_b"))
+
+
+def random_battles(n=600, seed=0, skill=(0.0, 0.4, 0.8, 1.6)):
+    """Battles among len(skill) models drawn from a true BT model, some ties."""
+    rng = np.random.default_rng(seed)
+    names = [f"m{i}" for i in range(len(skill))]
+    rows = []
+    for _ in range(n):
+        i, j = rng.choice(len(skill), size=2, replace=False)
+        u = rng.random()
+        p = sigmoid(skill[i] - skill[j])
+        winner = "tie" if u < 0.1 else ("model_a" if u < 0.1 + 0.9 * p else "model_b")
+        rows.append((names[i], names[j], winner))
+    return battles(*rows)
+
+
+# ---------------------------------------------------------------- Bradley–Terry
+
+
+def test_three_wins_of_four_is_400_log10_3():
+    ratings = compute_bt(A_WINS_3_OF_4)
+    gap = ratings["A"] - ratings["B"]
+    # The MLE gap is 400·log10(3) = 190.85. The prior shrinks it: at the optimum
+    # 3 - 4·σ(d) = REG·d/2 (d the gap in nats), which moves d by ≈ REG·d/2 / (4·σ'(d)·2)
+    # = 0.0055 / 1.5 ≈ 0.0037 nats ≈ 0.6%, i.e. 1.3 Elo. So 2 Elo is the tolerance.
+    assert gap == pytest.approx(400 * math.log10(3), abs=2.0)
+    assert gap < 400 * math.log10(3)  # shrunk towards 0, never away
+    d = gap * math.log(10) / 400
+    assert 3 - 4 * sigmoid(d) == pytest.approx(REG * d / 2, abs=1e-9)  # exact optimality
+    assert ratings.mean() == pytest.approx(1000)
+    assert list(ratings.index) == ["A", "B"] and ratings.name == "rating"
+
+
+def test_without_the_prior_the_gap_is_exactly_the_mle():
+    ratings = compute_bt(A_WINS_3_OF_4, reg=0)
+    assert ratings["A"] - ratings["B"] == pytest.approx(400 * math.log10(3), abs=1e-6)
+    assert ratings.mean() == pytest.approx(1000)
+
+
+def test_scale_base_and_init():
+    natural = compute_bt(A_WINS_3_OF_4, scale=1, base=math.e, init=0, reg=0)
+    assert natural.tolist() == pytest.approx([math.log(3) / 2, -math.log(3) / 2])
+    shifted = compute_bt(A_WINS_3_OF_4, init=1500)
+    assert (shifted - compute_bt(A_WINS_3_OF_4)).tolist() == pytest.approx([500, 500])
+
+
+def test_ties_only_give_equal_ratings():
+    ratings = compute_bt(battles(("A", "B", "tie"), ("B", "C", "tie"), ("A", "C", "tie")))
+    assert ratings.tolist() == [1000, 1000, 1000]
+    assert list(ratings.index) == ["A", "B", "C"]  # equal ratings sort by name
+
+
+def test_a_tie_is_half_a_win_each_way():
+    # 1 win + 1 tie for A against B is A scoring 1.5 of 2, the same as 3 of 4 at half weight.
+    one_win_one_tie = compute_bt(battles(("A", "B", "model_a"), ("B", "A", "tie")), reg=0)
+    assert one_win_one_tie["A"] - one_win_one_tie["B"] == pytest.approx(400 * math.log10(3))
+
+
+def test_unbeaten_model_gets_a_finite_rating():
+    ratings = compute_bt(battles(*[("A", "B", "model_a")] * 5))
+    d = (ratings["A"] - ratings["B"]) * math.log(10) / 400
+    assert math.isfinite(d) and d > 0
+    assert 5 * (1 - sigmoid(d)) == pytest.approx(REG * d / 2, abs=1e-9)
+
+
+def test_invariant_to_row_order_and_side():
+    table = random_battles()
+    ratings = compute_bt(table)
+    shuffled = table.sample(frac=1, random_state=1).reset_index(drop=True)
+    pd.testing.assert_series_equal(compute_bt(shuffled), ratings, rtol=0, atol=1e-9)
+    swap = {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}
+    mirrored = battles(*zip(table.model_b, table.model_a, table.winner.map(swap), strict=True))
+    pd.testing.assert_series_equal(compute_bt(mirrored), ratings, rtol=0, atol=1e-9)
+
+
+def test_matches_a_minorize_maximize_reference():
+    # Hunter's (2004) MM iteration for the plain BT MLE, a different algorithm altogether:
+    # strength_i <- wins_i / Σ_j games_ij / (strength_i + strength_j).
+    table = random_battles(n=2000)
+    names = sorted(set(table.model_a) | set(table.model_b))
+    wins = pd.DataFrame(0.0, index=names, columns=names)
+    for a, b, w in table.itertuples(index=False):
+        score = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}[w]
+        wins.loc[a, b] += score
+        wins.loc[b, a] += 1 - score
+    wins, games = wins.to_numpy(), (wins + wins.T).to_numpy()
+    strength = np.ones(len(names))
+    for _ in range(5000):
+        strength = wins.sum(1) / (games / (strength[:, None] + strength[None, :])).sum(1)
+        strength /= np.exp(np.log(strength).mean())
+    reference = 1000 + 400 * np.log10(strength)
+    ours = compute_bt(table, reg=0).reindex(names).to_numpy()
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+    assert list(compute_bt(table).index) == ["m3", "m2", "m1", "m0"]  # true skill order
+
+
+def test_rejects_unknown_winner_label():
+    with pytest.raises(ValueError, match=r"got \['A'\]"):
+        compute_bt(battles(("A", "B", "A")))
+
+
+def test_empty_battles():
+    assert compute_bt(battles()).empty
+    assert compute_bootstrap(battles()).columns.tolist() == [
+        "model", "rating", "lower", "upper", "votes",
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_interval_contains_estimate_and_is_deterministic():
+    table = random_battles()
+    boot = compute_bootstrap(table, rounds=100, seed=3)
+    assert boot.columns.tolist() == ["model", "rating", "lower", "upper", "votes"]
+    assert boot["model"].tolist() == list(compute_bt(table).index)
+    assert boot["rating"].tolist() == compute_bt(table).tolist()
+    assert ((boot["lower"] < boot["rating"]) & (boot["rating"] < boot["upper"])).all()
+    pd.testing.assert_frame_equal(compute_bootstrap(table, rounds=100, seed=3), boot)
+    assert not compute_bootstrap(table, rounds=100, seed=4).equals(boot)
+    played = pd.concat([table.model_a, table.model_b]).value_counts()
+    assert boot.set_index("model")["votes"].to_dict() == played.to_dict()
+    assert boot["votes"].sum() == 2 * len(table)
+
+
+def test_bootstrap_interval_narrows_with_more_battles():
+    small = compute_bootstrap(random_battles(n=200), rounds=100)
+    large = compute_bootstrap(random_battles(n=3200), rounds=100)
+    width = lambda t: (t["upper"] - t["lower"]).mean()  # noqa: E731
+    assert width(large) < width(small) / 2  # ≈ 1/4 in theory: 16x the data
+
+
+def test_bootstrap_survives_a_model_missing_from_some_resamples():
+    table = pd.concat([random_battles(n=100), battles(("rare", "m0", "model_a"))])
+    boot = compute_bootstrap(table, rounds=50).set_index("model")
+    # P(one battle of 101 missing from a resample) ≈ 1/e, so some rounds lack "rare".
+    assert boot.loc["rare", "votes"] == 1
+    assert np.isfinite(boot.loc["rare", ["lower", "upper"]].astype(float)).all()
+
+
+# ---------------------------------------------------------------- win matrix and counts
+
+MATRIX_BATTLES = battles(
+    ("A", "B", "model_a"),
+    ("B", "A", "model_b"),  # A wins again, from the other side
+    ("A", "B", "model_b"),
+    ("B", "A", "tie"),
+    ("C", "A", "model_a"),
+)
+
+
+def test_win_matrix_by_hand():
+    matrix = compute_win_matrix(MATRIX_BATTLES, order=["A", "B", "C"])
+    expected = [
+        [math.nan, 2.5 / 4, 0.0],  # A: 2 wins + 1 tie of 4 against B; lost its one to C
+        [1.5 / 4, math.nan, math.nan],  # B never met C
+        [1.0, math.nan, math.nan],
+    ]
+    np.testing.assert_array_equal(matrix.to_numpy(), expected)
+    assert list(matrix.index) == list(matrix.columns) == ["A", "B", "C"]
+    # By default rows follow the BT ranking.
+    assert list(compute_win_matrix(MATRIX_BATTLES).index) == list(compute_bt(MATRIX_BATTLES).index)
+
+
+def test_win_matrix_is_complementary():
+    matrix = compute_win_matrix(random_battles()).to_numpy()
+    met = ~np.isnan(matrix)
+    np.testing.assert_allclose((matrix + matrix.T)[met], 1.0)
+
+
+def test_win_matrix_rejects_order_missing_a_model():
+    with pytest.raises(ValueError, match=r"missing from the order: \['C'\]"):
+        compute_win_matrix(MATRIX_BATTLES, order=["A", "B"])
+
+
+def test_vote_counts_by_hand():
+    counts = compute_vote_counts(MATRIX_BATTLES, order=["A", "B", "C"])
+    assert counts.to_numpy().tolist() == [[0, 4, 1], [4, 0, 0], [1, 0, 0]]
+
+
+# ---------------------------------------------------------------- votes -> battles, agreement
+
+
+def test_vote_to_battles_three_models():
+    models = ["A", "B", "C"]
+    assert vote_to_battles(models, "win", 1) == [("A", "B", "model_b"), ("B", "C", "model_a")]
+    ties = [("A", "B", "tie"), ("A", "C", "tie"), ("B", "C", "tie")]
+    assert vote_to_battles(models, "tie", None) == ties
+    assert vote_to_battles(models, "both_bad", pd.NA) == ties
+
+
+@pytest.mark.parametrize(
+    ("outcome", "winner", "problem"),
+    [("win", None, "needs a winner"), ("win", 3, "needs a winner"), ("draw", None, "unknown")],
+)
+def test_vote_to_battles_rejects(outcome, winner, problem):
+    with pytest.raises(ValueError, match=problem):
+        vote_to_battles(["A", "B", "C"], outcome, winner)
+
+
+def votes(*rows):
+    """(annotator, prompt, models, outcome, winner) tuples -> a votes table."""
+    return pd.DataFrame(rows, columns=["annotator", "prompt", "models", "outcome", "winner"])
+
+
+def test_annotator_agreement_by_hand():
+    table = votes(
+        ("u1", "p1", ["A", "B"], "win", 0),
+        ("u2", "p1", ["B", "A"], "win", 1),  # A again, shown on the right: agrees with u1
+        ("u3", "p1", ["A", "B"], "tie", None),  # disagrees with u1 and with u2
+        ("u4", "p1", ["A", "B", "C"], "win", 2),  # C beats A and B; says nothing on A vs B
+        ("u5", "p1", ["C", "A"], "win", 0),  # agrees with u4 on A vs C
+        ("u1", "p2", ["A", "B"], "win", 0),  # the same annotator twice: not a comparison
+        ("u1", "p2", ["A", "B"], "win", 1),
+        ("u6", "p3", ["A", "B"], "tie", None),
+        ("u7", "p3", ["A", "B"], "both_bad", None),  # both_bad counts as a tie: agrees
+        ("u8", "p4", ["A", "B"], "win", 0),  # another prompt, nobody to compare with
+    )
+    # Comparisons: p1 A-B (u1,u2) yes, (u1,u3) no, (u2,u3) no; p1 A-C (u4,u5) yes; p3 yes.
+    assert compute_annotator_agreement(table) == {"agreement": 3 / 5, "n": 5}
+
+
+def test_annotator_agreement_none():
+    result = compute_annotator_agreement(votes(("u1", "p1", ["A", "B"], "win", 0)))
+    assert result["n"] == 0 and math.isnan(result["agreement"])
+    assert compute_annotator_agreement(votes())["n"] == 0
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_leaderboard_and_win_matrix_figures():
+    table = compute_bootstrap(MATRIX_BATTLES, rounds=20)
+    fig = plot_leaderboard(table)
+    bars = fig.data[0].error_y
+    assert list(fig.data[0].x) == table["model"].tolist()
+    np.testing.assert_allclose(bars.array, table["upper"] - table["rating"])
+    np.testing.assert_allclose(bars.arrayminus, table["rating"] - table["lower"])
+    heat = plot_win_matrix(compute_win_matrix(MATRIX_BATTLES, order=["A", "B", "C"])).data[0]
+    assert list(heat.y) == ["A", "B", "C"] and heat.z[0][1] == 2.5 / 4
+    assert isinstance(plot_leaderboard(compute_bootstrap(battles())), go.Figure)  # empty is fine

@@ -1,0 +1,307 @@
+"""Exact tests for apps.votes: validation, the SQLite store under concurrent writers, converters."""
+
+import multiprocessing
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import datasets
+import pandas as pd
+import pytest
+
+from apps.votes import (
+    SCHEMA_VERSION,
+    Vote,
+    VoteStore,
+    export_preferences,
+    to_battles,
+    to_preferences,
+)
+from lab.data import load_preferences
+from lab.leaderboard import compute_bt
+
+DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64, "seed": 1}
+
+
+def vote(**changes):
+    """A valid three-model "win" vote, with some fields changed."""
+    fields = {
+        "annotator": "u1",
+        "mode": "battle",
+        "prompt": "Capital of Zubia?",
+        "models": ("sft", "ppo", "base"),
+        "responses": ("Zubville.", "Zubville, on the river.", "Zub"),
+        "outcome": "win",
+        "winner": 1,
+        "decoding": DECODING,
+    }
+    return Vote(**(fields | changes))
+
+
+@pytest.fixture
+def store(tmp_path):
+    return VoteStore(tmp_path / "arena" / "votes.db")
+
+
+def stored(tmp_path, *votes):
+    """The votes table the app would read after adding `votes`."""
+    store = VoteStore(tmp_path / "converters.db")
+    for v in votes:
+        store.add(v)
+    return store.votes()
+
+
+# ---------------------------------------------------------------- Vote validation
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "problem"),
+    [
+        ({"outcome": "draw"}, "outcome", "unknown outcome 'draw'"),
+        ({"winner": 3}, "winner", "index 3 out of range for 3 models"),
+        ({"winner": -1}, "winner", "out of range"),
+        ({"winner": None}, "winner", "missing"),
+        ({"winner": True}, "winner", "expected an int index"),
+        ({"outcome": "tie"}, "winner", "must be None for outcome 'tie'"),
+        ({"responses": ("a", "b")}, "responses", "2 responses for 3 models"),
+        ({"prompt": "  "}, "prompt", "empty prompt"),
+        ({"models": ("sft",), "responses": ("a",), "winner": 0}, "models", "at least 2"),
+        ({"models": ("sft", "sft", "ppo")}, "models", "distinct"),
+        ({"models": "sft,ppo"}, "models", "expected a list of strings"),
+        ({"responses": ("a", None, "c")}, "responses", "must be a string"),
+        ({"mode": "arena"}, "mode", "unknown mode 'arena'"),
+        ({"annotator": ""}, "annotator", "non-empty string"),
+        ({"decoding": {"seed": object()}}, "decoding", "not JSON-serialisable"),
+    ],
+)
+def test_vote_validation(changes, field, problem):
+    with pytest.raises(ValueError, match=f"Vote.{field}: .*{problem}"):
+        vote(**changes)
+
+
+def test_vote_freezes_lists_into_tuples():
+    v = vote(models=["a", "b"], responses=["x", "y"], winner=0)
+    assert v.models == ("a", "b") and v.responses == ("x", "y")
+    assert vote(outcome="both_bad", winner=None, responses=("", "", "")).outcome == "both_bad"
+
+
+# ---------------------------------------------------------------- the store
+
+
+def test_round_trip(store):
+    votes = [
+        vote(),
+        vote(annotator="u2", mode="compare", outcome="tie", winner=None, models=("b", "a"),
+             responses=("ünïcode ✓", "x"), decoding={}),
+    ]  # fmt: skip
+    ids = [store.add(v) for v in votes]
+    table = store.votes()
+    assert ids == table["id"].tolist() == [1, 2]
+    assert table.columns.tolist() == [
+        "id", "time", "annotator", "mode", "prompt", "models", "responses", "outcome", "winner",
+        "decoding",
+    ]  # fmt: skip
+    for row, v in zip(table.itertuples(index=False), votes, strict=True):
+        winner = None if pd.isna(row.winner) else row.winner
+        assert Vote(row.annotator, row.mode, row.prompt, row.models, row.responses,
+                    row.outcome, winner, row.decoding) == v  # fmt: skip
+    assert table["models"][0] == ["sft", "ppo", "base"]  # a list, as documented
+    assert table["winner"].tolist() == [1, pd.NA]
+    stamp = datetime.fromisoformat(table["time"][0])
+    assert stamp.tzinfo == timezone.utc and abs(stamp.timestamp() - time.time()) < 60
+
+
+def test_reopening_keeps_rows(tmp_path):
+    path = tmp_path / "votes.db"
+    first = VoteStore(path)
+    first.add(vote())
+    again = VoteStore(path)
+    assert again.add(vote(annotator="u2")) == 2
+    assert again.votes()["annotator"].tolist() == ["u1", "u2"]
+
+
+def test_empty_store(store):
+    table = store.votes()
+    assert table.empty and "models" in table.columns and store.count() == 0
+    assert to_battles(table).columns.tolist() == ["model_a", "model_b", "winner"]
+
+
+def test_wal_mode_is_on(store):
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_schema_version_mismatch_is_refused(store):
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(ValueError, match=rf"schema version \[{SCHEMA_VERSION + 1}\].*reads"):
+        VoteStore(store.path)
+
+
+def test_a_foreign_database_is_refused(tmp_path):
+    with sqlite3.connect(tmp_path / "other.db") as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    with pytest.raises(ValueError, match=r"not a vote store \(tables \['users'\]"):
+        VoteStore(tmp_path / "other.db")
+
+
+def test_votes_are_append_only_in_the_file_too(store):
+    store.add(vote())
+    with sqlite3.connect(store.path) as conn:
+        for sql in ("UPDATE votes SET outcome = 'tie'", "DELETE FROM votes"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                conn.execute(sql)
+    assert store.votes()["outcome"].tolist() == ["win"]
+
+
+def test_count_by_annotator_and_since(store):
+    store.add(vote(annotator="u1"))
+    store.add(vote(annotator="u2"))
+    time.sleep(0.01)
+    since = time.time()
+    time.sleep(0.01)
+    store.add(vote(annotator="u1"))
+    assert store.count() == 3
+    assert store.count(annotator="u1") == 2 and store.count(annotator="nobody") == 0
+    assert store.count(since=since) == 1
+    assert store.count(annotator="u2", since=since) == 0
+    assert store.count(since=since + 3600) == 0
+
+
+def _writer(target, name, n, start, results):
+    """Wait for the start signal, add `n` votes to a store (or a path), report the ids."""
+    try:
+        start.wait(timeout=30)
+        store = target if isinstance(target, VoteStore) else VoteStore(target)
+        ids = [store.add(vote(annotator=name, prompt=f"{name}/{j}")) for j in range(n)]
+        results.put((name, ids))
+    except BaseException as e:  # the parent must hear about it, not hang waiting
+        results.put((name, repr(e)))
+
+
+def _context():
+    # fork is fast (no re-import); the processes start before any writer thread exists.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _run_writers(ctx, process_args, thread_args):
+    """Start every writer, release them together, return {name: acknowledged ids}."""
+    start, results = ctx.Event(), ctx.Queue()
+    processes = [ctx.Process(target=_writer, args=(*a, start, results)) for a in process_args]
+    for p in processes:
+        p.start()
+    with ThreadPoolExecutor(max_workers=max(1, len(thread_args))) as pool:
+        for a in thread_args:
+            pool.submit(_writer, *a, start, results)
+        start.set()
+    acked = dict(results.get(timeout=60) for _ in range(len(process_args) + len(thread_args)))
+    for p in processes:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert not [ids for ids in acked.values() if isinstance(ids, str)], acked
+    return acked
+
+
+def test_concurrent_writers_threads_and_processes(store):
+    acked = _run_writers(
+        _context(),
+        [(store.path, f"p{i}", 25) for i in range(4)],  # 4 processes, each its own VoteStore
+        [(store, f"t{i}", 50) for i in range(8)],  # 8 threads sharing one, as Gradio's pool does
+    )
+    table = store.votes()
+    all_ids = [i for ids in acked.values() for i in ids]
+    assert len(all_ids) == len(set(all_ids)) == 8 * 50 + 4 * 25 == len(table) == store.count()
+    prompt_of = dict(zip(table["id"], table["prompt"], strict=True))
+    for name, ids in acked.items():
+        # every acknowledged id holds exactly the vote that was acknowledged with it
+        assert [prompt_of[i] for i in ids] == [f"{name}/{j}" for j in range(len(ids))]
+        assert store.count(annotator=name) == len(ids)
+    assert table["time"].is_monotonic_increasing  # stamped under the write lock
+
+
+def test_concurrent_opening_of_a_new_file(tmp_path):
+    # Several app processes starting at once: exactly one creates the schema.
+    path = tmp_path / "new" / "votes.db"
+    acked = _run_writers(_context(), [(path, f"p{i}", 1) for i in range(4)], [(path, "t", 1)])
+    assert sorted(i for ids in acked.values() for i in ids) == [1, 2, 3, 4, 5]
+    assert VoteStore(path).count() == 5
+
+
+# ---------------------------------------------------------------- votes -> battles
+
+
+def test_to_battles_three_models(tmp_path):
+    table = stored(
+        tmp_path,
+        vote(winner=1),  # ppo beats sft and base; sft vs base not compared
+        vote(outcome="tie", winner=None),
+        vote(outcome="both_bad", winner=None),
+    )
+    ties = [("sft", "ppo", "tie"), ("sft", "base", "tie"), ("ppo", "base", "tie")]
+    assert to_battles(table).values.tolist() == [
+        ["sft", "ppo", "model_b"],
+        ["ppo", "base", "model_a"],
+        *map(list, ties),
+        *map(list, ties),
+    ]
+
+
+def test_votes_to_leaderboard(tmp_path):
+    table = stored(tmp_path, *[vote(winner=1)] * 3, vote(winner=0))
+    assert list(compute_bt(to_battles(table)).index) == ["ppo", "sft", "base"]
+
+
+# ---------------------------------------------------------------- votes -> preference pairs
+
+
+def test_to_preferences_three_models(tmp_path):
+    table = stored(
+        tmp_path,
+        vote(winner=1),
+        vote(outcome="tie", winner=None),
+        vote(outcome="both_bad", winner=None),
+        vote(winner=0, responses=("same", " same\n", "other")),  # identical text: skipped
+        vote(winner=2, responses=("", "b", "c")),  # a blank rejected: skipped
+    )
+    pairs = to_preferences(table)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [
+        ("Zubville, on the river.", "Zubville."),
+        ("Zubville, on the river.", "Zub"),
+        ("same", "other"),
+        ("c", "b"),
+    ]
+    assert pairs[0] == {
+        "prompt": "Capital of Zubia?",
+        "chosen": "Zubville, on the river.",
+        "rejected": "Zubville.",
+        "chosen_model": "ppo",
+        "rejected_model": "sft",
+        "annotator": "u1",
+        "mode": "battle",
+        "vote_id": 1,
+    }
+    assert [p["vote_id"] for p in pairs] == [1, 1, 4, 5]
+
+
+def test_export_round_trips_through_load_preferences(tmp_path):
+    table = stored(tmp_path, vote(winner=1), vote(outcome="tie", winner=None),
+                   vote(prompt="ünï ✓", winner=0))  # fmt: skip
+    paths = export_preferences(table, tmp_path / "export")
+    assert paths == {
+        "jsonl": tmp_path / "export" / "preferences.jsonl",
+        "dataset": tmp_path / "export" / "preferences_dataset",
+    }
+    pairs = to_preferences(table)
+    assert load_preferences(paths["jsonl"]).to_list() == pairs
+    assert datasets.load_from_disk(str(paths["dataset"])).to_list() == pairs
+    # Exporting again (more votes since) replaces both.
+    more = stored(tmp_path, vote(winner=1), vote(winner=2))
+    export_preferences(more, tmp_path / "export")
+    assert load_preferences(paths["jsonl"]).num_rows == len(to_preferences(more)) == 8
+
+
+def test_export_without_pairs_says_why(tmp_path):
+    with pytest.raises(ValueError, match="no preference pairs"):
+        export_preferences(stored(tmp_path, vote(outcome="tie", winner=None)), tmp_path / "x")
