@@ -10,7 +10,9 @@ STAMP      := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export GRADIO_ANALYTICS_ENABLED = False
 
-.PHONY: install demo pipeline test lint format strip-notebooks clean
+ARENA_ARGS ?=
+
+.PHONY: install demo pipeline arena test lint format strip-notebooks clean
 
 install: $(STAMP)
 
@@ -25,9 +27,12 @@ $(STAMP): pyproject.toml
 pipeline: install
 	$(PY) -m lab pipeline --profile $(PROFILE)
 
-demo: pipeline
-	@echo "Pipeline done: runs/$(PROFILE). The arena app arrives with its issue; open notebooks/ with:"
-	@echo "  $(VENV)/bin/jupyter lab notebooks/"
+# The pipeline, then the arena on its models (http://127.0.0.1:7860; Ctrl-C stops it).
+demo: pipeline arena
+
+arena: install
+	@echo "Notebooks: $(VENV)/bin/jupyter lab notebooks/"
+	$(PY) -m apps.arena --run runs/$(PROFILE) $(ARENA_ARGS)
 
 test: install lint
 	$(PY) -m pytest
@@ -44,4 +49,4 @@ strip-notebooks: install
 	$(PY) -m nbconvert --clear-output --inplace notebooks/*.ipynb
 
 clean:
-	rm -rf runs data/cache .pytest_cache .ruff_cache
+	rm -rf runs data/cache data/arena.sqlite* data/exports .pytest_cache .ruff_cache

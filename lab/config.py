@@ -267,6 +267,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def from_dict(data: dict[str, Any]) -> LabConfig:
+    """The inverse of `to_dict`: a `LabConfig` from nested dicts (e.g. a run's config.json)."""
+    cfg = LabConfig()
+    apply_overrides(cfg, _flatten(data))
+    return cfg
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in data.items():

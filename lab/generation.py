@@ -26,6 +26,20 @@ def as_messages(prompt) -> list[dict]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
+def generate_kwargs(decoding: DecodingConfig, tokenizer) -> dict:
+    """`model.generate` arguments for these decoding settings (temperature 0 = greedy)."""
+    greedy = decoding.temperature == 0
+    return {
+        "max_new_tokens": decoding.max_new_tokens,
+        "do_sample": not greedy,
+        "temperature": None if greedy else decoding.temperature,
+        "top_p": None if greedy else decoding.top_p,
+        "top_k": None,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 @torch.no_grad()
 def generate(
     model, tokenizer, prompts: list, decoding: DecodingConfig, batch_size: int = 32
@@ -39,17 +53,7 @@ def generate(
         batch = tokenizer.apply_chat_template(
             chunk, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
         ).to(model.device)
-        greedy = decoding.temperature == 0
-        out = model.generate(
-            **batch,
-            max_new_tokens=decoding.max_new_tokens,
-            do_sample=not greedy,
-            temperature=None if greedy else decoding.temperature,
-            top_p=None if greedy else decoding.top_p,
-            top_k=None,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        out = model.generate(**batch, **generate_kwargs(decoding, tokenizer))
         new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
         answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [a.strip() for a in answers]

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import metrics as M
-from lab.config import LabConfig, to_dict
+from lab.config import LabConfig, from_dict, to_dict
 from lab.runlog import RunLog, is_done, read_metrics, write_json
 from lab.world.build import build_world
 
 FINGERPRINT = "stage/config_fingerprint"
+CONFIG_FILE = "config.json"
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def run_stages(
     `resume` continues an interrupted resumable stage (`until`) from its last checkpoint.
     """
     results, rerun = {}, False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG_FILE, to_dict(cfg))  # the settings of the latest stages run
     for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
         out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
         stale = is_done(out) and read_metrics(out).get(FINGERPRINT) != fp
@@ -120,3 +123,11 @@ def run_stages(
         write_json(out / "metrics.json", metrics)
         results[stage.name], rerun = metrics, True
     return results
+
+
+def load_run_config(run_dir: Path) -> LabConfig:
+    """The settings a run folder was last made with (written by `run_stages`)."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `python -m lab pipeline` first")
+    return from_dict(json.loads(path.read_text()))

@@ -78,3 +78,22 @@ def small_ppo_run(small_cfg, small_reward_run, tmp_path_factory) -> Path:
     shutil.copytree(small_reward_run, run_dir, dirs_exist_ok=True)
     run_stages(small_cfg, run_dir, until="ppo")
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def arena_server(small_ppo_run, tmp_path_factory):
+    """The arena on the small run, served on a free local port: (arena, url)."""
+    import socket
+
+    from apps.arena import build_app, example_prompts, load_arena
+    from apps.guard import Classroom
+
+    db = tmp_path_factory.mktemp("arena_server") / "arena.sqlite"
+    arena = load_arena(small_ppo_run, {}, db, Classroom(min_seconds_between_votes=0))
+    demo = build_app(arena, example_prompts(arena)).queue(default_concurrency_limit=8)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    yield arena, url
+    demo.close()

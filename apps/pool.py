@@ -1,0 +1,188 @@
+"""The arena's models: load them once, stream their answers, and measure each answer.
+
+Every model answers with the same decoding settings and the same seed, one at a time
+behind a lock: torch's sampling RNG is global, so two requests interleaving would change
+each other's draws (and two CPU cores gain nothing from running models concurrently).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, TextIteratorStreamer
+
+from lab.generation import DecodingConfig, as_messages, generate_kwargs
+from lab.models import load_causal_lm, load_tokenizer
+from lab.ppo_math import logprobs_of
+from lab.ppo_models import next_token_logits
+from lab.reward import check_reward_model, score
+
+# Where the pipeline leaves each model, in the order the arena shows them.
+RUN_MODELS = {
+    "base": "pretrain/model",
+    "sft": "sft/model",
+    "ppo": "ppo/model",
+    "dpo": "dpo/model",
+    "grpo": "grpo/model",
+}
+RUN_REWARD = "reward/model"
+REFERENCE = "sft"  # KL is measured against the SFT model, as PPO's penalty is
+
+
+@dataclass
+class Loaded:
+    """A model ready to answer, or the reason it is not."""
+
+    name: str
+    source: str
+    model: object | None = None
+    tokenizer: object | None = None
+    error: str = ""
+
+
+@dataclass
+class AnswerStats:
+    """What the arena shows under an answer; None where it cannot be measured."""
+
+    reward: float | None
+    n_tokens: int
+    kl: float | None
+
+
+@dataclass
+class Answer:
+    """One finished answer: its text, the generated token ids and the prompt's ids."""
+
+    text: str
+    prompt_ids: list[int] = field(default_factory=list)
+    response_ids: list[int] = field(default_factory=list)
+
+
+def find_run_models(run_dir: Path) -> dict[str, str]:
+    """The pipeline's models present in `run_dir`, by arena name."""
+    return {
+        name: str(run_dir / sub) for name, sub in RUN_MODELS.items() if (run_dir / sub).is_dir()
+    }
+
+
+def load_one(name: str, source: str, dtype: str = "float32", device: str = "cpu") -> Loaded:
+    """Load a causal LM and its tokenizer; a failure becomes an error message, not an exception."""
+    try:
+        model = load_causal_lm(source, dtype, device).eval()
+        return Loaded(name, source, model, load_tokenizer(source))
+    except Exception as error:  # noqa: BLE001 - any load failure makes the model unavailable
+        return Loaded(name, source, error=f"{type(error).__name__}: {error}"[:300])
+
+
+class ModelPool:
+    """Named causal LMs, a reward model to score their answers, and a reference for KL."""
+
+    def __init__(self, sources: dict[str, str], reward: str | None = None, device: str = "cpu"):
+        self.device = device
+        self.lock = threading.Lock()
+        self.models = {name: load_one(name, src, device=device) for name, src in sources.items()}
+        self.reward_source, self.rm, self.rm_tokenizer, self.reward_error = None, None, None, ""
+        if reward:
+            self.set_reward(reward)
+
+    @property
+    def available(self) -> list[str]:
+        """Names of the models that loaded."""
+        return [name for name, m in self.models.items() if not m.error]
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Models that failed to load, with the reason."""
+        return {name: m.error for name, m in self.models.items() if m.error}
+
+    def add(self, name: str, source: str) -> Loaded:
+        """Load another model (a retrained one, say); it replaces a model of the same name."""
+        loaded = load_one(name, source, device=self.device)
+        with self.lock:
+            self.models[name] = loaded
+        return loaded
+
+    def set_reward(self, source: str) -> None:
+        """Score answers with the reward model in `source` from now on."""
+        try:
+            rm = AutoModelForSequenceClassification.from_pretrained(source).to(self.device).eval()
+            tokenizer = load_tokenizer(source)
+            check_reward_model(rm, tokenizer)
+        except Exception as error:  # noqa: BLE001 - scores are shown as unavailable instead
+            self.reward_error = f"{type(error).__name__}: {error}"[:300]
+            return
+        with self.lock:
+            self.reward_source, self.rm, self.rm_tokenizer = source, rm, tokenizer
+            self.reward_error = ""
+
+    def stream(self, name: str, prompt: str, decoding: DecodingConfig) -> Iterator[str | Answer]:
+        """Yield the answer's text as it grows, then the finished `Answer`."""
+        m = self.models[name]
+        if m.error:
+            raise ValueError(f"model {name!r} is unavailable: {m.error}")
+        batch = m.tokenizer.apply_chat_template(
+            [as_messages(prompt)], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(m.model.device)
+        streamer = TextIteratorStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        result: dict = {}
+
+        def work() -> None:
+            result["ids"] = m.model.generate(
+                **batch, streamer=streamer, **generate_kwargs(decoding, m.tokenizer)
+            )
+
+        with self.lock:
+            torch.manual_seed(decoding.seed)  # the same draws for every model
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            text = ""
+            try:
+                for piece in streamer:
+                    text += piece
+                    yield text.strip()
+            finally:
+                thread.join()  # the lock is held until generation really stops
+        n_prompt = batch["input_ids"].shape[1]
+        response = result["ids"][0, n_prompt:].tolist()
+        yield Answer(
+            text.strip(), batch["input_ids"][0].tolist(), cut_at_eos(response, m.tokenizer)
+        )
+
+    def answer(self, name: str, prompt: str, decoding: DecodingConfig) -> Answer:
+        """The finished answer, without streaming."""
+        *_, last = self.stream(name, prompt, decoding)
+        return last
+
+    def stats(self, name: str, prompt: str, answer: Answer) -> AnswerStats:
+        """Reward-model score, length in tokens, and KL to the reference on this sample."""
+        with self.lock:
+            reward = None
+            if self.rm is not None:
+                reward = score(self.rm, self.rm_tokenizer, [prompt], [answer.text])[0]
+            return AnswerStats(reward, len(answer.response_ids), self.sample_kl(name, answer))
+
+    def sample_kl(self, name: str, answer: Answer) -> float | None:
+        """log p_model(answer) - log p_ref(answer): the sample's KL estimate (k1), in nats."""
+        ref = self.models.get(REFERENCE)
+        if ref is None or ref.error or not answer.response_ids:
+            return None
+        if ref.tokenizer.get_vocab() != self.models[name].tokenizer.get_vocab():
+            return None  # token-level KL needs one vocabulary
+        ids = torch.tensor([answer.prompt_ids + answer.response_ids])  # (1, P + R)
+        mask, n = torch.ones_like(ids), len(answer.response_ids)
+        response = ids[:, -n:]
+        with torch.no_grad():
+            logp = logprobs_of(next_token_logits(self.models[name].model, ids, mask, n), response)
+            ref_logp = logprobs_of(next_token_logits(ref.model, ids, mask, n), response)
+        return float((logp - ref_logp).sum())
+
+
+def cut_at_eos(response: list[int], tokenizer) -> list[int]:
+    """The generated ids up to and including the first EOS (what the model really said)."""
+    if tokenizer.eos_token_id in response:
+        return response[: response.index(tokenizer.eos_token_id) + 1]
+    return response

@@ -1,0 +1,74 @@
+"""The arena in a real browser: Debian's Chromium driven by Playwright (no browser downloads)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> What is 2 plus 3?'
+# Quiet flags: without them Chromium keeps calling home, and this machine refuses every call.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which(CHROMIUM), reason=f"{CHROMIUM} missing: `.ci/run` installs Debian's chromium"
+)
+
+
+@pytest.fixture
+def page(arena_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(arena_server[1])
+        yield page
+        browser.close()
+
+
+def leaderboard_shows(page, text: str) -> None:
+    """Open the leaderboard, refresh it, and wait until its status line shows `text`."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Leaderboard").click()
+    page.locator("#leaderboard-refresh").click()
+    expect(page.locator("#leaderboard-status")).to_contain_text(text, timeout=30_000)
+
+
+def test_prompt_battle_vote_and_leaderboard_in_chromium(arena_server, page, tmp_path):
+    before = arena_server[0].store.count()
+    leaderboard_shows(page, f"{before} votes" if before else "No votes yet")
+
+    # Compare: every model answers the same prompt, with its stats line.
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-prompt textarea").fill("What is the capital of Zarnia?")
+    page.locator("#compare-ask").click()
+    page.locator("#compare-stats-0").filter(has_text="reward").wait_for(timeout=60_000)
+    assert page.locator("#compare-answer-0 textarea").input_value()
+
+    # Battle: anonymous answers, a vote, then the names are revealed.
+    page.get_by_role("tab", name="Battle").click()
+    page.locator("#battle-prompt textarea").fill(HOSTILE)
+    page.locator("#battle-go").click()
+    page.locator("#battle-status").filter(has_text="Which is better").wait_for(timeout=60_000)
+    page.locator("#battle-a").click()
+    page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=30_000)
+    assert "was" in page.locator("#battle-status").inner_text()  # "Model A was sft" …
+    page.screenshot(path=os.environ.get("ARENA_SCREENSHOT", str(tmp_path / "arena.png")))
+
+    # The leaderboard counts the new vote; the hostile prompt never ran as HTML.
+    leaderboard_shows(page, f"{before + 1} votes")
+    assert page.locator("#leaderboard-table").inner_text().count("sft") >= 1
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img[src='x']").count() == 0

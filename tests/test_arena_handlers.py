@@ -1,0 +1,160 @@
+"""The arena's handlers, called as plain functions on the small pipeline run (no browser)."""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import pytest
+
+from apps import board, retrain
+from apps.arena import load_arena
+from apps.guard import Classroom
+from apps.handlers import ask, new_session, pick_pair, vote
+from lab.data import load_preferences
+from lab.generation import DecodingConfig, generate
+from lab.reward import score
+
+SETTINGS = (0.7, 1.0, 24, 1234)  # temperature, top-p, max tokens, seed
+PROMPT = "What is 2 plus 3?"
+
+
+@pytest.fixture(scope="module")
+def arena(small_ppo_run, tmp_path_factory):
+    """The small run's models plus one that cannot load; open classroom, no rate limit."""
+    db = tmp_path_factory.mktemp("arena") / "arena.sqlite"
+    models = {"broken": str(small_ppo_run / "no-such-model")}
+    return load_arena(small_ppo_run, models, db, Classroom(min_seconds_between_votes=0))
+
+
+def last(generator):
+    *_, final = generator
+    return final
+
+
+def test_run_models_found_and_a_broken_one_is_unavailable(arena):
+    assert arena.pool.available == ["base", "sft", "ppo"]
+    assert "broken" in arena.pool.unavailable and arena.pool.unavailable["broken"]
+    assert arena.cfg is not None and arena.world is not None
+
+
+def test_compare_streams_the_same_answer_as_generate(arena):
+    steps = list(ask(arena, "compare", PROMPT, ["sft", "ppo", "broken"], SETTINGS, new_session()))
+    assert len(steps) > 3  # partial answers arrived before the end
+    session, names, texts, stats, _ = steps[-1]
+    assert names == ["sft", "ppo"]  # the broken model is skipped, the others answer
+    decoding = DecodingConfig(24, 0.7, 1.0, 1234)
+    for name, text in zip(names, texts, strict=True):
+        m = arena.pool.models[name]
+        assert text == generate(m.model, m.tokenizer, [PROMPT], decoding)[0]
+    assert session.answers == texts and not session.voted
+    assert all("reward" in line and "tokens" in line for line in stats)
+
+
+def test_stats_score_like_the_reward_stage_and_kl_is_zero_for_the_reference(arena):
+    decoding = DecodingConfig(24, 0.7, 1.0, 7)
+    for name in ("sft", "ppo"):
+        answer = arena.pool.answer(name, PROMPT, decoding)
+        stats = arena.pool.stats(name, PROMPT, answer)
+        expected = score(arena.pool.rm, arena.pool.rm_tokenizer, [PROMPT], [answer.text])[0]
+        assert stats.reward == pytest.approx(expected, abs=1e-5)
+        assert stats.n_tokens == len(answer.response_ids) > 0
+        if name == "sft":
+            assert stats.kl == pytest.approx(0.0, abs=1e-4)
+        else:
+            assert stats.kl != pytest.approx(0.0, abs=1e-3)
+
+
+def test_a_vote_is_stored_once_and_only_after_answers(arena):
+    before = arena.store.count()
+    session = new_session()
+    assert "Ask the models first" in vote(arena, "win", 0, session)[1]
+    session = last(ask(arena, "compare", PROMPT, ["sft", "ppo"], SETTINGS, session))[0]
+    assert "Choose which" in vote(arena, "win", None, session)[1]
+    session, message = vote(arena, "win", 1, session)
+    assert message.startswith("Vote #") and arena.store.count() == before + 1
+    assert "Ask the models first" in vote(arena, "win", 1, session)[1]  # no double vote
+    row = arena.store.votes().iloc[-1]
+    assert row["models"] == ["sft", "ppo"] and row["winner"] == 1 and row["mode"] == "compare"
+    assert row["responses"] == session.answers and row["decoding"]["seed"] == 1234
+
+
+def test_battle_hides_names_until_the_vote(arena):
+    session, names, texts, stats, _ = last(
+        ask(arena, "battle", PROMPT, [], SETTINGS, new_session())
+    )
+    assert len(texts) == 2 and stats == [] and len(session.stats) == 2
+    session, message = vote(arena, "tie", None, session)
+    assert all(f"**{name}**" in message for name in names)
+    assert arena.store.votes().iloc[-1]["outcome"] == "tie"
+
+
+def test_bad_input_gets_a_message_and_reaches_no_model(arena):
+    bad = [
+        ("", SETTINGS, "type a prompt"),
+        ("x" * 5000, SETTINGS, "limit"),
+        ("\x00\x01binary", SETTINGS, "binary"),
+        (PROMPT, (9.0, 1.0, 24, 0), "Temperature"),
+        (PROMPT, (0.7, 1.0, 10**6, 0), "Max tokens"),
+        (PROMPT, (0.7, "lots", 24, 0), "numbers"),
+    ]
+    for prompt, settings, words in bad:
+        steps = list(ask(arena, "compare", prompt, ["sft"], settings, new_session()))
+        assert len(steps) == 1 and words in steps[0][-1] and steps[0][2] == []
+
+
+def test_html_in_a_prompt_is_kept_as_text(arena):
+    hostile = "<img src=x onerror=alert(1)> What is 2 plus 3?"
+    session = last(ask(arena, "compare", hostile, ["sft"], SETTINGS, new_session()))[0]
+    vote(arena, "win", 0, session)
+    assert arena.store.votes().iloc[-1]["prompt"] == hostile
+
+
+def test_battle_pairs_are_fair():
+    rng, names = random.Random(0), ["a", "b", "c"]
+    counts = collections.Counter(tuple(pick_pair(names, rng)) for _ in range(6000))
+    assert len(counts) == 6 and all(900 < n < 1100 for n in counts.values())
+    assert pick_pair(["only"], rng) == []
+
+
+def test_classroom_needs_the_code_and_limits_votes(arena):
+    room = Classroom(join_code="c0de", password="pw", quota=1, min_seconds_between_votes=0)
+    strict = type(arena)(arena.pool, arena.store, room, arena.run_dir, arena.cfg, arena.world)
+    session = last(ask(strict, "compare", PROMPT, ["sft"], SETTINGS, new_session()))[0]
+    assert "join code" in vote(strict, "win", 0, session)[1]
+    from apps.handlers import join
+
+    session, message = join(strict, "wrong", session)
+    assert not session.joined and "not right" in message
+    session, _ = join(strict, "c0de", session)
+    session, message = vote(strict, "win", 0, session)
+    assert message.startswith("Vote #")
+    session = last(ask(strict, "compare", PROMPT, ["sft"], SETTINGS, session))[0]
+    assert "1 votes" in vote(strict, "win", 0, session)[1]  # quota reached
+    assert "password" in board.export(strict, "", strict.store.path.parent)[1]
+    assert "password" in retrain.start(strict, "nope", 0)
+
+
+def test_simulated_votes_move_the_leaderboard_towards_gold(arena, tmp_path):
+    ids = retrain.simulate_votes(arena, 30, seed=1)
+    assert len(ids) == 30 and len(set(ids)) == 30
+    _, _, table, message = board.leaderboard(arena)
+    assert set(table["model"]) == {"base", "sft", "ppo"} and "votes" in message
+    assert (table["lower"] <= table["rating"]).all() and (table["rating"] <= table["upper"]).all()
+    # The simulated class follows the gold judge, so the gold-best model leads the board.
+    assert table.iloc[0]["model"] == table.sort_values("gold_mean").iloc[-1]["model"]
+
+
+def test_export_reads_back_as_preferences(arena, tmp_path):
+    files, message = board.export(arena, "", tmp_path)
+    assert files and "Exported" in message
+    pairs = load_preferences(files[0])
+    assert len(pairs) > 0 and set(pairs.column_names) >= {"prompt", "chosen", "rejected"}
+
+
+def test_agreement_and_dashboard(arena):
+    table = board.agreement(arena)
+    row = table.set_index("measure").loc["reward model agrees with votes"]
+    assert 0.5 < row["value"] <= 1 and row["n"] > 0  # the RM mostly agrees with gold-like votes
+    figure = board.dashboard(arena, "ppo")
+    assert len(figure.data) >= 3
