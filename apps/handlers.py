@@ -162,6 +162,8 @@ def vote(arena: Arena, outcome: str, winner: int | None, session: Session) -> tu
     session = session or new_session()
     if session.voted or not session.answers:
         return session, "Ask the models first, then vote on their answers."
+    if len(session.models) < 2:
+        return session, "Voting compares answers: pick at least two models."
     if outcome == "win" and (winner is None or not 0 <= winner < len(session.models)):
         return session, "Choose which answer is best before voting."
     now = time.time()

@@ -12,6 +12,7 @@ import yaml
 from lab.config import parse_set_args, to_dict
 from lab.profiles import PROFILES, load_config
 from lab.stages import STAGE_NAMES, run_stages
+from lab.summary import REPORT_FILE, SUMMARY_FILE, format_summary, summarize
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.out or Path("runs") / args.profile
     until = STAGE_NAMES[-1] if args.stage == "pipeline" else args.stage
     results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)
-    for stage, metrics in results.items():
-        shown = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
-        print(f"[{stage}] " + json.dumps(shown, default=str))
+    if args.stage != "pipeline":
+        for stage, metrics in results.items():
+            shown = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+            print(f"[{stage}] " + json.dumps(shown, default=str))
+        return 0
+    print("\n" + format_summary(summarize(run_dir)))
+    print(f"\nWrote {run_dir / SUMMARY_FILE} and {run_dir / REPORT_FILE}")
     return 0

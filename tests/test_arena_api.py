@@ -11,11 +11,16 @@ SETTINGS = (0.7, 1.0, 16, 3)
 VOTE_ID = re.compile(r"Vote #(\d+) saved")
 
 
+def value(output) -> str:
+    """A component's value from an API output (plain, or a `gr.update` dict)."""
+    return output["value"] if isinstance(output, dict) else output
+
+
 def battle_and_vote(url: str, i: int) -> int | None:
     """One client: a battle, then a vote; the acknowledged vote id (None if refused)."""
     client = Client(url, verbose=False)
     answers = client.predict(f"What is {i} plus 2?", *SETTINGS, api_name="/battle")
-    assert all(isinstance(a, str) for a in answers[:2])
+    assert all(value(a) for a in answers[:2])
     outcome = ("/battle_win_a", "/battle_win_b", "/battle_tie", "/battle_both_bad")[i % 4]
     message = client.predict(api_name=outcome)[-1]
     match = VOTE_ID.search(message)
@@ -41,7 +46,7 @@ def test_compare_over_the_api_reports_bad_input(arena_server):
     out = client.predict(
         "What is 1 plus 1?", ["base", "sft", "ppo"], *SETTINGS, api_name="/compare"
     )
-    answers, stats = out[:3], out[4:7]
+    answers, stats = [value(x) for x in out[:3]], [value(x) for x in out[4:7]]
     assert all(answers) and all("reward" in s for s in stats)
 
 

@@ -105,7 +105,7 @@ def test_bad_input_gets_a_message_and_reaches_no_model(arena):
 
 def test_html_in_a_prompt_is_kept_as_text(arena):
     hostile = "<img src=x onerror=alert(1)> What is 2 plus 3?"
-    session = last(ask(arena, "compare", hostile, ["sft"], SETTINGS, new_session()))[0]
+    session = last(ask(arena, "compare", hostile, ["sft", "ppo"], SETTINGS, new_session()))[0]
     vote(arena, "win", 0, session)
     assert arena.store.votes().iloc[-1]["prompt"] == hostile
 
@@ -121,6 +121,8 @@ def test_classroom_needs_the_code_and_limits_votes(arena):
     room = Classroom(join_code="c0de", password="pw", quota=1, min_seconds_between_votes=0)
     strict = type(arena)(arena.pool, arena.store, room, arena.run_dir, arena.cfg, arena.world)
     session = last(ask(strict, "compare", PROMPT, ["sft"], SETTINGS, new_session()))[0]
+    assert "at least two" in vote(strict, "win", 0, session)[1]
+    session = last(ask(strict, "compare", PROMPT, ["sft", "ppo"], SETTINGS, session))[0]
     assert "join code" in vote(strict, "win", 0, session)[1]
     from apps.handlers import join
 
@@ -129,7 +131,7 @@ def test_classroom_needs_the_code_and_limits_votes(arena):
     session, _ = join(strict, "c0de", session)
     session, message = vote(strict, "win", 0, session)
     assert message.startswith("Vote #")
-    session = last(ask(strict, "compare", PROMPT, ["sft"], SETTINGS, session))[0]
+    session = last(ask(strict, "compare", PROMPT, ["sft", "base"], SETTINGS, session))[0]
     assert "1 votes" in vote(strict, "win", 0, session)[1]  # quota reached
     assert "password" in board.export(strict, "", strict.store.path.parent)[1]
     assert "password" in retrain.start(strict, "nope", 0)

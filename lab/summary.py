@@ -1,0 +1,170 @@
+"""What each stage bought: a table per stage and per model, `summary.json` and an HTML report.
+
+Everything is read from the stages' own outputs (metrics.json, log.jsonl, eval.jsonl), so
+the summary of a run can be rebuilt at any time without training anything.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from lab import metrics as M
+from lab.evaluation import compute_win_rate
+from lab.plots import plot_curves, plot_gold_by_kind
+from lab.runlog import is_done, read_log, read_metrics, write_json
+from lab.sft import BASE_GOLD_TABLE, GOLD_TABLE
+
+SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
+# Each model's gold table on the shared held-out prompts, and where its KL to SFT is logged.
+MODEL_TABLES = {
+    "base": ("sft", BASE_GOLD_TABLE),
+    "sft": ("sft", GOLD_TABLE),
+    "ppo": ("ppo", GOLD_TABLE),
+    "dpo": ("dpo", GOLD_TABLE),
+    "grpo": ("grpo", GOLD_TABLE),
+}
+KL_KEYS = {"ppo": M.PPO_EVAL_KL, "dpo": "dpo/eval_kl", "grpo": "grpo/eval_kl"}
+# The numbers that say whether a stage did its job, in the order printed.
+KEY_METRICS = {
+    "world": ["world/n_pairs_train", "world/pairs_train_annotator_gold_agreement"],
+    "pretrain": [M.PRETRAIN_LOSS, M.PRETRAIN_IN_WORLD],
+    "sft": [M.SFT_EVAL_LOSS, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
+    "reward": [M.REWARD_ACCURACY, M.REWARD_GOLD_ACCURACY],
+    "ppo": [M.PPO_EVAL_REWARD, M.PPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
+    "dpo": [M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE, "dpo/eval_kl"],
+    "grpo": [M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE, "grpo/eval_kl"],
+}
+CURVES = {
+    "pretrain": [M.PRETRAIN_LOSS, M.PRETRAIN_EVAL_LOSS],
+    "sft": [M.SFT_LOSS, M.SFT_EVAL_LOSS],
+    "reward": [M.REWARD_LOSS, M.REWARD_ACCURACY],
+    "ppo": [M.PPO_REWARD, M.PPO_KL, M.PPO_GOLD],
+}
+
+
+def done_stages(run_dir: Path) -> list[str]:
+    """Stages with a finished output folder, in pipeline order."""
+    return [name for name in KEY_METRICS if is_done(run_dir / name)]
+
+
+def compute_stage_table(run_dir: Path) -> pd.DataFrame:
+    """One row per finished stage: wall time and its key metrics (a dict)."""
+    rows = []
+    for name in done_stages(run_dir):
+        metrics = read_metrics(run_dir / name)
+        key = {k: metrics[k] for k in KEY_METRICS[name] if k in metrics}
+        rows.append(
+            {"stage": name, "seconds": metrics.get(M.STAGE_SECONDS, math.nan), "metrics": key}
+        )
+    return pd.DataFrame(rows, columns=["stage", "seconds", "metrics"])
+
+
+def readable(stages: pd.DataFrame) -> pd.DataFrame:
+    """The stage table with its metrics written out as `name value · name value`."""
+    shown = stages.copy()
+    shown["metrics"] = [
+        " · ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
+        for m in stages["metrics"]
+    ]
+    return shown
+
+
+def gold_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Each evaluated model's gold table (same prompts, same decoding)."""
+    tables = {}
+    for model, (stage, file) in MODEL_TABLES.items():
+        path = run_dir / stage / file
+        if is_done(run_dir / stage) and path.exists():
+            tables[model] = pd.read_json(path, lines=True)
+    return tables
+
+
+def compute_model_table(run_dir: Path) -> pd.DataFrame:
+    """One row per model: mean gold, gold win rate against SFT, KL to SFT, mean length."""
+    tables, rows = gold_tables(run_dir), []
+    for model, table in tables.items():
+        row = {
+            "model": model,
+            "gold_mean": table["gold"].mean(),
+            "length_mean": table["length"].mean(),
+        }
+        if "sft" in tables and model != "sft":
+            rate = compute_win_rate(list(table["gold"]), list(tables["sft"]["gold"]))
+            row.update(win_vs_sft=rate.win, tie_vs_sft=rate.tie, loss_vs_sft=rate.loss)
+        stage = MODEL_TABLES[model][0]
+        kl = read_metrics(run_dir / stage).get(KL_KEYS.get(model, ""), math.nan)
+        row["kl_to_sft"] = 0.0 if model == "sft" else kl
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """A fixed-width text table (floats to 3 decimals, NaN as '-')."""
+    if table.empty:
+        return "(nothing yet)"
+    return table.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-")
+
+
+def summarize(run_dir: Path) -> dict:
+    """Build both tables, write summary.json and report.html; returns the summary."""
+    stages, models = compute_stage_table(run_dir), compute_model_table(run_dir)
+    summary = {
+        "stages": stages.to_dict("records"),
+        "models": models.to_dict("records"),
+        "total_seconds": float(stages["seconds"].sum()) if not stages.empty else 0.0,
+    }
+    write_json(run_dir / SUMMARY_FILE, summary)
+    (run_dir / REPORT_FILE).write_text(render_report(run_dir, stages, models))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The text the pipeline prints at the end."""
+    stages, models = pd.DataFrame(summary["stages"]), pd.DataFrame(summary["models"])
+    return (
+        f"Stages (total {summary['total_seconds']:.0f} s):\n{format_stages(stages)}\n\n"
+        f"Models on held-out prompts (gold judge; win/tie/loss against SFT):\n"
+        f"{format_table(models)}"
+    )
+
+
+def format_stages(stages: pd.DataFrame) -> str:
+    """One line per stage: name, seconds, key metrics."""
+    if stages.empty:
+        return "(nothing yet)"
+    shown = readable(stages)
+    return "\n".join(
+        f"  {row.stage:<9}{row.seconds:>6.0f} s   {row.metrics}" for row in shown.itertuples()
+    )
+
+
+def report_figures(run_dir: Path) -> list[go.Figure]:
+    """The report's plots: gold by task kind, then each stage's training curves."""
+    figures = []
+    tables = gold_tables(run_dir)
+    if tables:
+        figures.append(plot_gold_by_kind(tables))
+    for stage, names in CURVES.items():
+        if is_done(run_dir / stage):
+            figures.append(plot_curves(read_log(run_dir / stage), names, title=stage))
+    return figures
+
+
+def render_report(run_dir: Path, stages: pd.DataFrame, models: pd.DataFrame) -> str:
+    """A self-contained HTML page (plotly.js inlined once, so it opens offline)."""
+    parts = [
+        f"<h1>RLHF Lab run: {html.escape(str(run_dir))}</h1>",
+        "<h2>Stages</h2>",
+        readable(stages).to_html(index=False, float_format="%.3f", na_rep="-"),  # escapes text
+        "<h2>Models (gold judge, held-out prompts)</h2>",
+        models.to_html(index=False, float_format="%.3f", na_rep="-"),
+    ]
+    for i, figure in enumerate(report_figures(run_dir)):
+        parts.append(figure.to_html(full_html=False, include_plotlyjs=i == 0))
+    body = "\n".join(parts)
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>RLHF Lab</title></head><body>{body}</body></html>"
