@@ -83,3 +83,16 @@ def test_every_field_has_a_docstring():
                 assert isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant), (
                     f"{cls.name}.{node.target.id} needs a one-line docstring"
                 )
+
+
+def test_a_run_records_its_config_and_reads_it_back(tmp_path):
+    from lab.config import from_dict, to_dict
+    from lab.stages import CONFIG_FILE, load_run_config, run_stages
+
+    cfg = load_config("smollm2-135m", {"ppo.kl_coef": 0.2})
+    assert from_dict(to_dict(cfg)) == cfg
+    with pytest.raises(FileNotFoundError, match="pipeline"):
+        load_run_config(tmp_path)
+    small = load_config("tiny", {"world.n_pretrain_docs": 50, "world.n_sft": 20})
+    run_stages(small, tmp_path, until="world")
+    assert (tmp_path / CONFIG_FILE).exists() and load_run_config(tmp_path) == small
