@@ -1,0 +1,137 @@
+"""Stage 4: DPO. The SFT model learns from the preference pairs directly, with no reward model.
+
+DPO's implicit reward is r(x, y) = beta * log(pi(y|x) / pi_sft(y|x)); TRL's `DPOTrainer` minimises
+-log sigmoid(r(chosen) - r(rejected)) on the pairs the reward model was trained on, with the SFT
+model as the frozen reference. Then the same yardsticks as PPO: gold on the held-out prompts
+against SFT, and KL to SFT and the reward model's score on fresh samples.
+
+`finish_policy` (save, gold, KL, reward) is shared with the GRPO stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import trl
+
+from lab import metrics as M
+from lab.config import LabConfig
+from lab.data import load_prompts
+from lab.evaluation import (
+    compute_kl_and_reward,
+    compute_win_rate,
+    evaluate_model,
+    save_gold_table,
+    summarize_gold,
+)
+from lab.models import load_causal_lm, load_tokenizer, num_params
+from lab.reward import as_conversational, load_pairs, load_reward_model
+from lab.runlog import RunLog
+from lab.sft import GOLD_TABLE, ForwardLogs, last_logged, lora_config, merged, trainer_args
+from lab.world import World
+from lab.world.build import FILES
+
+TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
+    "loss": M.DPO_LOSS,
+    "learning_rate": M.DPO_LR,
+    "rewards/accuracies": M.DPO_ACCURACY,
+    "rewards/margins": M.DPO_MARGIN,
+    "rewards/chosen": M.DPO_REWARD_CHOSEN,
+    "rewards/rejected": M.DPO_REWARD_REJECTED,
+    "eval_loss": M.DPO_EVAL_LOSS,
+    "eval_rewards/accuracies": M.DPO_EVAL_ACCURACY,
+    "eval_rewards/margins": M.DPO_EVAL_MARGIN,
+}
+EVAL_NAMES = {  # `finish_policy`'s keys -> the lab's metric names
+    "kl": M.DPO_EVAL_KL,
+    "reward": M.DPO_EVAL_REWARD,
+    "eos_rate": M.DPO_EVAL_EOS_RATE,
+    "win_tie_loss": M.DPO_WIN_TIE_LOSS,
+}
+
+
+def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
+    """Train the SFT model on the reward stage's preference pairs with DPO; save and evaluate it."""
+    d, log = cfg.dpo, RunLog(out_dir)
+    sft = str(run_dir / "sft" / "model")
+
+    # 1. Data: the reward model's pairs, as conversations (the chat format SFT taught).
+    train, held_out = load_pairs(cfg, run_dir / "world")
+    if d.max_train_pairs:
+        train = train.select(range(min(d.max_train_pairs, len(train))))
+    train, held_out = as_conversational(train), as_conversational(held_out)
+
+    # 2. Model: the policy starts as the SFT model. ref_model=None: TRL loads a frozen copy of
+    #    it as the reference (full fine-tuning), or turns the adapters off (LoRA).
+    tokenizer = load_tokenizer(sft)
+    policy = load_causal_lm(sft, cfg.model.dtype, cfg.device)
+
+    # 3. Train: -log sigmoid(beta * (log-ratio of chosen - log-ratio of rejected)).
+    args = trl.DPOConfig(
+        **trainer_args(cfg, d, out_dir),
+        beta=d.beta,
+        loss_type=[d.loss_type],
+        max_length=cfg.model.max_length,
+    )
+    trainer = trl.DPOTrainer(
+        model=policy,
+        ref_model=None,
+        args=args,
+        train_dataset=train,
+        eval_dataset=held_out,  # scored after every epoch: does the implicit reward generalise?
+        processing_class=tokenizer,
+        peft_config=lora_config(d.lora_r, d.lora_alpha, "CAUSAL_LM"),
+        callbacks=[ForwardLogs(log, TRAINER_LOGS)],
+    )
+    trainer.train()
+
+    # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
+    policy = merged(trainer.model)
+    evals = finish_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    return log.finish(
+        {
+            M.NUM_PARAMS: num_params(policy),
+            M.DPO_LOSS: last_logged(trainer, "loss"),
+            M.DPO_EVAL_LOSS: last_logged(trainer, "eval_loss"),
+            M.DPO_EVAL_ACCURACY: last_logged(trainer, "eval_rewards/accuracies"),
+            M.DPO_EVAL_MARGIN: last_logged(trainer, "eval_rewards/margins"),
+            **evals,
+            "dpo/train_pairs": len(train),
+            "dpo/eval_pairs": len(held_out),
+            "dpo/steps": trainer.state.global_step,
+            M.STAGE_SECONDS: log.elapsed,
+        }
+    )
+
+
+def finish_policy(
+    cfg: LabConfig, policy, tokenizer, run_dir: Path, out_dir: Path, names: dict[str, str]
+) -> dict:
+    """Save the policy; on the held-out prompts: gold against SFT, KL to SFT and reward-model score.
+
+    `names` maps `kl`, `reward`, `eos_rate` and `win_tie_loss` to the stage's metric names.
+    """
+    world = World.from_seed(cfg.world.seed, cfg.world.n_countries)
+    prompts = list(load_prompts(run_dir / "world" / FILES["eval_prompts"])["prompt"])
+
+    # 4. Save a plain model folder, like every other stage's.
+    policy.save_pretrained(out_dir / "model")
+    tokenizer.save_pretrained(out_dir / "model")
+
+    # 5. Gold: the same prompts and decoding as the SFT stage's table, prompt by prompt.
+    table = evaluate_model(policy, tokenizer, world, prompts)
+    save_gold_table(table, out_dir / GOLD_TABLE)
+    sft_gold = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)["gold"].tolist()
+    win = compute_win_rate(table["gold"].tolist(), sft_gold)
+
+    # 6. KL to the SFT model and reward-model score, on fresh samples (PPO's own yardsticks).
+    reference = load_causal_lm(str(run_dir / "sft" / "model"), cfg.model.dtype, cfg.device)
+    rm, rm_tokenizer = load_reward_model(run_dir / "reward" / "model", policy.device)
+    drift = compute_kl_and_reward(policy, reference, tokenizer, rm, rm_tokenizer, prompts)
+    return {
+        **summarize_gold(table),
+        M.EVAL_WIN_RATE: win.win_or_half_tie,
+        names["win_tie_loss"]: [win.win, win.tie, win.loss],
+        **{names[k]: v for k, v in drift.items()},
+    }

@@ -1,0 +1,119 @@
+"""Stage 5: GRPO. PPO without a value function: each answer is judged against its siblings.
+
+For every prompt TRL's `GRPOTrainer` samples `num_generations` answers, scores them with the
+lab's reward model, and uses (score - group mean) / group std as every token's advantage,
+with a per-token KL(policy || SFT) penalty weighted by beta. The reward model is read through
+`lab.reward.score`, the function PPO and the app use; `reward_function` converts TRL's
+prompts and completions at that edge. The stage ends like DPO's (`lab.dpo.finish_policy`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import trl
+
+from lab import metrics as M
+from lab.config import LabConfig
+from lab.data import load_prompts
+from lab.dpo import finish_policy
+from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
+from lab.reward import load_reward_model, score, template_hash
+from lab.runlog import RunLog
+from lab.sft import ForwardLogs, last_logged, lora_config, merged, trainer_args
+from lab.world import last_content
+from lab.world.build import FILES
+
+REWARD_NAME = "reward_model"  # TRL logs rewards/<this name>/mean; `reward` is their weighted sum
+TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
+    "reward": M.GRPO_REWARD,
+    "reward_std": M.GRPO_REWARD_STD,
+    "kl": M.GRPO_KL,
+    "loss": M.GRPO_LOSS,
+    "learning_rate": M.GRPO_LR,
+    "entropy": M.GRPO_ENTROPY,
+    "completions/mean_length": M.GRPO_LENGTH,
+    "completions/clipped_ratio": M.GRPO_CLIPPED_RATIO,
+    "frac_reward_zero_std": M.GRPO_ZERO_STD,
+}
+EVAL_NAMES = {  # `finish_policy`'s keys -> the lab's metric names
+    "kl": M.GRPO_EVAL_KL,
+    "reward": M.GRPO_EVAL_REWARD,
+    "eos_rate": M.GRPO_EVAL_EOS_RATE,
+    "win_tie_loss": M.GRPO_WIN_TIE_LOSS,
+}
+
+
+def reward_function(
+    rm, rm_tokenizer, eos_token_id: int, missing_eos_penalty: float
+) -> Callable[..., list[float]]:
+    """The reward model as a TRL reward function: one score per completion, less a missing-EOS penalty.
+
+    TRL passes conversational prompts (message lists) with completions as one assistant message
+    each, or standard ones as strings; `score` takes either prompt, and the answer as plain text.
+    """
+
+    def reward_model(prompts, completions, completion_ids, **kwargs) -> list[float]:
+        answers = [last_content(c, "assistant").strip() for c in completions]
+        scores = score(rm, rm_tokenizer, prompts, answers)
+        ended = [bool(ids) and ids[-1] == eos_token_id for ids in completion_ids]  # cut at EOS
+        return [s - missing_eos_penalty * (not e) for s, e in zip(scores, ended, strict=True)]
+
+    reward_model.__name__ = REWARD_NAME
+    return reward_model
+
+
+def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
+    """Train the SFT model against the reward model with GRPO; save and evaluate it."""
+    g, log = cfg.grpo, RunLog(out_dir)
+    sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
+
+    # 1. Data: the RL prompts (conversational), the first `max_prompts` of them.
+    prompts = load_prompts(run_dir / "world" / FILES["ppo_prompts"]).select_columns(["prompt"])
+    if g.max_prompts:
+        prompts = prompts.select(range(min(g.max_prompts, len(prompts))))
+
+    # 2. Models: the policy starts as the SFT model; the reward model is frozen. With beta > 0
+    #    TRL keeps a frozen copy of the SFT model as the reference (LoRA: adapters off).
+    tokenizer = load_tokenizer(sft)
+    policy = load_causal_lm(sft, cfg.model.dtype, cfg.device)
+    rm, rm_tokenizer = load_reward_model(reward, resolve_device(cfg.device))
+    if template_hash(tokenizer) != template_hash(rm_tokenizer):
+        # score() re-renders the policy's text with the RM's template: they must be the same one.
+        raise ValueError(f"{sft} and {reward} use different chat templates")
+    reward_fn = reward_function(rm, rm_tokenizer, tokenizer.eos_token_id, g.missing_eos_penalty)
+
+    # 3. Train: sample groups, score, advantages within each group, clipped policy-gradient step.
+    args = trl.GRPOConfig(
+        **{**trainer_args(cfg, g, out_dir), "eval_strategy": "no"},  # evaluated in step 5
+        num_generations=g.num_generations,
+        max_completion_length=g.max_completion_length,
+        temperature=g.temperature,
+        beta=g.beta,
+        loss_type=g.loss_type,
+    )
+    trainer = trl.GRPOTrainer(
+        model=policy,
+        reward_funcs=reward_fn,
+        args=args,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+        peft_config=lora_config(g.lora_r, g.lora_alpha, "CAUSAL_LM"),
+        callbacks=[ForwardLogs(log, TRAINER_LOGS)],
+    )
+    trainer.train()
+
+    # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
+    policy = merged(trainer.model)
+    evals = finish_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    return log.finish(
+        {
+            M.NUM_PARAMS: num_params(policy),
+            M.GRPO_REWARD: last_logged(trainer, "reward"),
+            **evals,
+            "grpo/train_prompts": len(prompts),
+            "grpo/steps": trainer.state.global_step,
+            M.STAGE_SECONDS: log.elapsed,
+        }
+    )
