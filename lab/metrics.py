@@ -45,6 +45,17 @@ PPO_GOLD = "ppo/gold"  # gold-judge score of the batch (tiny world only)
 PPO_EVAL_KL = "ppo/eval_kl"  # on held-out prompts, at the end
 PPO_EVAL_REWARD = "ppo/eval_reward"
 
+# Feedback: the reward model retrained on the original pairs plus a class's votes
+FEEDBACK_ACCURACY_BEFORE = "feedback/accuracy_before"  # the world's held-out pairs, vs labels
+FEEDBACK_ACCURACY_AFTER = "feedback/accuracy_after"
+FEEDBACK_GOLD_ACCURACY_BEFORE = "feedback/gold_accuracy_before"  # the same pairs, vs gold
+FEEDBACK_GOLD_ACCURACY_AFTER = "feedback/gold_accuracy_after"
+FEEDBACK_VOTES_ACCURACY_BEFORE = "feedback/votes_accuracy_before"  # the held-out votes
+FEEDBACK_VOTES_ACCURACY_AFTER = "feedback/votes_accuracy_after"
+FEEDBACK_VOTE_PAIRS_TRAIN = "feedback/vote_pairs_train"
+FEEDBACK_VOTE_PAIRS_HELDOUT = "feedback/vote_pairs_heldout"
+FEEDBACK_NOTE = "feedback/note"  # why a number is missing (too few votes to hold any out)
+
 # Gold evaluation on held-out prompts (a policy against the one before it)
 EVAL_GOLD_MEAN = "eval/gold_mean"
 EVAL_LENGTH_MEAN = "eval/length_mean"

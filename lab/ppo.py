@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification
 
 from lab import metrics as M
 from lab.config import LabConfig
@@ -36,7 +35,7 @@ from lab.ppo_math import (
     value_loss,
 )
 from lab.ppo_models import ActorCritic, save_policy
-from lab.reward import check_reward_model, score, template_hash
+from lab.reward import Progress, load_reward_model, score, template_hash
 from lab.runlog import RunLog, truncate_log
 from lab.sft import GOLD_TABLE
 from lab.world import World, last_content
@@ -206,11 +205,21 @@ def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, 
     return out
 
 
-def run_ppo(cfg: LabConfig, run_dir: Path, out_dir: Path, resume: bool = False) -> dict:
-    """Train the SFT model against the reward model with PPO; checkpoints, log, final policy."""
+def run_ppo(
+    cfg: LabConfig,
+    run_dir: Path,
+    out_dir: Path,
+    resume: bool = False,
+    reward_model: Path | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train the SFT model against the reward model with PPO; checkpoints, log, final policy.
+
+    `reward_model` is a reward model folder other than the run's own `reward/model`.
+    """
     p = cfg.ppo
     device = resolve_device(cfg.device)
-    sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
+    sft, reward = str(run_dir / "sft" / "model"), str(reward_model or run_dir / "reward" / "model")
     prompts = list(load_prompts(run_dir / "world" / FILES["ppo_prompts"])["prompt"])
     eval_prompts = list(load_prompts(run_dir / "world" / FILES["eval_prompts"])["prompt"])
     world = (
@@ -219,15 +228,9 @@ def run_ppo(cfg: LabConfig, run_dir: Path, out_dir: Path, resume: bool = False) 
 
     # 0. Load: policy / reference / value function, the frozen reward model, and their tokenizers.
     torch.manual_seed(cfg.seed)
-    tokenizer, rm_tokenizer = load_tokenizer(sft), load_tokenizer(reward)
+    tokenizer = load_tokenizer(sft)
     ac = ActorCritic(sft, reward, p.lora_r, p.lora_alpha, cfg.model.dtype, device)
-    rm = (
-        AutoModelForSequenceClassification.from_pretrained(reward)
-        .to(device)
-        .eval()
-        .requires_grad_(False)
-    )
-    check_reward_model(rm, rm_tokenizer)
+    rm, rm_tokenizer = load_reward_model(reward, device)
     if template_hash(tokenizer) != template_hash(rm_tokenizer):
         # score() re-renders the policy's text with the RM's template: they must be the same one.
         raise ValueError(
@@ -275,6 +278,8 @@ def run_ppo(cfg: LabConfig, run_dir: Path, out_dir: Path, resume: bool = False) 
             kl_ctl.update(float((r.kl * r.response_mask).sum(1).mean()), p.batch_size)
             if (update + 1) % p.checkpoint_every == 0 or update + 1 == p.updates:
                 checkpoint(update + 1)
+            if progress:  # the last share of the bar is the final evaluation in `finish`
+                progress((update + 1) / (p.updates + 1), f"PPO update {update + 1}/{p.updates}")
     except KeyboardInterrupt:
         checkpoint(update)  # the update in flight is lost; the ones before it are kept
         print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")

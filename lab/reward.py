@@ -9,20 +9,20 @@ the rewards the model was trained to give.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import datasets
 import torch
 import trl
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, TrainerCallback
 from trl.trainer.utils import pad
 
 from lab import metrics as M
 from lab.config import LabConfig
-from lab.data import load_preferences
+from lab.data import PREFERENCE_FIELDS, load_preferences
 from lab.generation import as_messages
-from lab.models import DTYPES, load_tokenizer, num_params
+from lab.models import DTYPES, load_tokenizer, num_params, resolve_device
 from lab.runlog import RunLog
 from lab.sft import ForwardLogs, last_logged, lora_config, merged, trainer_args
 from lab.world import last_content
@@ -38,6 +38,7 @@ TRAINER_LOGS = {
     "eval_accuracy": M.REWARD_ACCURACY,
     "eval_margin": M.REWARD_MARGIN,
 }
+Progress = Callable[[float, str], None]  # (fraction done in [0, 1], a short message)
 
 
 # ---------------------------------------------------------------- formatting and scoring
@@ -96,6 +97,15 @@ def check_reward_model(model, tokenizer) -> None:
         )
 
 
+def load_reward_model(folder: str | Path, device: str | torch.device = "cpu"):
+    """A saved reward model, frozen in eval mode, and its own tokenizer, checked to match."""
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    model = model.to(resolve_device(str(device))).eval().requires_grad_(False)
+    tokenizer = load_tokenizer(str(folder))
+    check_reward_model(model, tokenizer)
+    return model, tokenizer
+
+
 @torch.no_grad()
 def score(
     model,
@@ -132,6 +142,12 @@ def score(
         ).logits
         rewards += logits[:, 0].float().tolist()  # (B, 1) -> B floats
     return rewards
+
+
+def score_pairs(model, tokenizer, pairs: datasets.Dataset) -> tuple[list[float], list[float]]:
+    """The scores of every pair's chosen and of its rejected response."""
+    chosen = score(model, tokenizer, pairs["prompt"], pairs["chosen"])
+    return chosen, score(model, tokenizer, pairs["prompt"], pairs["rejected"])
 
 
 # ---------------------------------------------------------------- metrics
@@ -175,11 +191,15 @@ def pair_metrics(pairs: datasets.Dataset, chosen: list[float], rejected: list[fl
 # ---------------------------------------------------------------- data
 
 
-def load_pairs(cfg: LabConfig, world_dir: Path) -> tuple[datasets.Dataset, datasets.Dataset]:
+def load_pairs(
+    cfg: LabConfig, world_dir: Path, extra_pairs: datasets.Dataset | None = None
+) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Training and held-out pairs: the world's two files, or `train_data` with `holdout` set aside.
 
     The world's files must be valid. Another source's invalid rows are skipped with a warning
     and counted (`n_skipped`): real data has a few, and they are never dropped silently.
+    `extra_pairs` (already validated, e.g. a class's votes) join the training pairs in full,
+    after `max_train_pairs` has cut the original ones; both become conversational to match.
     """
     r = cfg.reward
     if r.train_data:
@@ -191,7 +211,25 @@ def load_pairs(cfg: LabConfig, world_dir: Path) -> tuple[datasets.Dataset, datas
         held_out = load_preferences(world_dir / FILES["pairs_test"])
     if r.max_train_pairs:
         train = train.select(range(min(r.max_train_pairs, len(train))))
+    if extra_pairs is not None:
+        # Keep the source's list of skipped rows, which `n_skipped` counts; not its columns.
+        info = datasets.DatasetInfo(description=train.info.description)
+        both = [as_conversational(train), as_conversational(extra_pairs)]
+        train = datasets.concatenate_datasets(both, info=info)
     return train, held_out
+
+
+def conversational_row(row: dict) -> dict:
+    """One explicit pair as messages: a string prompt becomes a user turn, a response an assistant one."""
+    return {
+        "prompt": as_messages(row["prompt"]),
+        **{f: as_conversation(row["prompt"], row[f])[-1:] for f in ("chosen", "rejected")},
+    }
+
+
+def as_conversational(pairs: datasets.Dataset) -> datasets.Dataset:
+    """Explicit pairs, standard or conversational, as conversational ones; other columns dropped."""
+    return pairs.select_columns(list(PREFERENCE_FIELDS)).map(conversational_row)
 
 
 def n_skipped(pairs: datasets.Dataset) -> int:
@@ -230,12 +268,33 @@ def pair_rows(pairs: datasets.Dataset, chosen: list[float], rejected: list[float
 # ---------------------------------------------------------------- the stage
 
 
-def run_reward(cfg: LabConfig, sft_model: str, world_dir: Path, out_dir: Path) -> dict:
-    """Train a reward model from `sft_model` on preference pairs; save it with per-pair scores."""
+class ReportProgress(TrainerCallback):
+    """Report a trainer's progress to a `Progress` callback: optimizer steps done / steps planned."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def on_step_end(self, args, state, control, **kwargs):
+        done = state.global_step / max(state.max_steps, 1)
+        self.progress(done, f"training step {state.global_step}/{state.max_steps}")
+
+
+def run_reward(
+    cfg: LabConfig,
+    sft_model: str,
+    world_dir: Path,
+    out_dir: Path,
+    extra_pairs: datasets.Dataset | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train a reward model from `sft_model` on preference pairs; save it with per-pair scores.
+
+    `extra_pairs` are trained on besides the usual pairs (see `load_pairs`).
+    """
     r, log = cfg.reward, RunLog(out_dir)
 
     # 1. Data: preference pairs as chat text, tokenized the way `score` will read them.
-    train, held_out = load_pairs(cfg, world_dir)
+    train, held_out = load_pairs(cfg, world_dir, extra_pairs)
     tokenizer = load_tokenizer(sft_model)
     tokenizer.model_max_length = cfg.model.max_length  # saved with the model: `score` cuts here too
 
@@ -247,6 +306,7 @@ def run_reward(cfg: LabConfig, sft_model: str, world_dir: Path, out_dir: Path) -
     setattr(model.config, TEMPLATE_KEY, template_hash(tokenizer))
 
     # 3. Train: Bradley-Terry loss on (chosen, rejected) pairs, full fine-tuning or LoRA.
+    callbacks = [ForwardLogs(log, TRAINER_LOGS)] + ([ReportProgress(progress)] if progress else [])
     args = trl.RewardConfig(**trainer_args(cfg, r, out_dir), max_length=None)  # already cut
     trainer = trl.RewardTrainer(
         model=model,
@@ -255,15 +315,14 @@ def run_reward(cfg: LabConfig, sft_model: str, world_dir: Path, out_dir: Path) -
         eval_dataset=tokenize_pairs(held_out, tokenizer, cfg.model.max_length),
         processing_class=tokenizer,
         peft_config=lora_config(r.lora_r, r.lora_alpha, "SEQ_CLS"),  # SEQ_CLS also trains the head
-        callbacks=[ForwardLogs(log, TRAINER_LOGS)],
+        callbacks=callbacks,
     )
     trainer.evaluate()  # step 0: an untrained head, accuracy near chance
     trainer.train()
 
     # 4. Evaluate: score the held-out pairs with `score`, the function every later stage uses.
     model = merged(trainer.model)
-    chosen = score(model, tokenizer, held_out["prompt"], held_out["chosen"])
-    rejected = score(model, tokenizer, held_out["prompt"], held_out["rejected"])
+    chosen, rejected = score_pairs(model, tokenizer, held_out)
 
     # 5. Save a plain model folder, and every held-out pair's scores for histograms.
     model.save_pretrained(out_dir / "model")
