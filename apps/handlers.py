@@ -23,7 +23,7 @@ from lab.generation import DecodingConfig
 from lab.world import World
 
 MAX_NEW_TOKENS = 256  # the most the arena lets a client ask for
-MAX_COMPARE = 4  # answers side by side on the Compare tab
+MAX_COMPARE = 5  # answers side by side on the Compare tab: base, SFT, PPO, DPO, GRPO
 BATTLE_NAMES = ("Model A", "Model B")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Progress = Callable[[float, str], None]
+from lab.reward import Progress
 
 
 @dataclass

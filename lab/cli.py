@@ -60,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.out or Path("runs") / args.profile
     until = STAGE_NAMES[-1] if args.stage == "pipeline" else args.stage
     results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)
-    if args.stage != "pipeline":
-        for stage, metrics in results.items():
-            shown = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
-            print(f"[{stage}] " + json.dumps(shown, default=str))
-        return 0
+    if args.stage != "pipeline":  # one stage: its numbers in full
+        shown = {k: v for k, v in results[until].items() if isinstance(v, int | float | str)}
+        print(f"[{until}] " + json.dumps(shown, default=str))
     print("\n" + format_summary(summarize(run_dir)))
     print(f"\nWrote {run_dir / SUMMARY_FILE} and {run_dir / REPORT_FILE}")
     return 0

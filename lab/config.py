@@ -197,6 +197,66 @@ class PPOStageConfig:
 
 
 @dataclass
+class DPOStageConfig:
+    """Stage 4: DPO on the reward model's preference pairs, from the SFT model (TRL `DPOTrainer`)."""
+
+    max_train_pairs: int = 3_000
+    """Use at most this many of the reward stage's training pairs (0 = all)."""
+    epochs: float = 1.0
+    """Passes over the training pairs."""
+    batch_size: int = 32
+    """Pairs per optimizer step (each pair is two sequences, for the policy and the reference)."""
+    lr: float = 1e-4
+    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
+    warmup_ratio: float = 0.05
+    """Share of the steps spent warming up."""
+    beta: float = 0.1
+    """beta: scale of the implicit reward beta * log(pi / pi_ref); higher keeps closer to SFT."""
+    loss_type: str = "sigmoid"
+    """TRL loss: sigmoid (DPO), ipo, hinge, robust, ... (see `trl.DPOConfig.loss_type`)."""
+    lora_r: int = 0
+    """LoRA rank; 0 = full fine-tuning. With LoRA the reference is the model with adapters off."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    logging_steps: int = 5
+    """Optimizer steps between logged losses (held-out pairs are scored every epoch)."""
+
+
+@dataclass
+class GRPOStageConfig:
+    """Stage 5: GRPO against the reward model, from the SFT model (TRL `GRPOTrainer`)."""
+
+    max_prompts: int = 256
+    """Use the first this many RL prompts (0 = all); an epoch samples each one `num_generations` times."""
+    epochs: float = 1.0
+    """Passes over those prompts."""
+    batch_size: int = 32
+    """Completions per optimizer step: batch_size / num_generations prompts."""
+    num_generations: int = 8
+    """Completions per prompt; each is scored against its group's mean (and std)."""
+    lr: float = 3e-4
+    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
+    warmup_ratio: float = 0.05
+    """Share of the steps spent warming up."""
+    beta: float = 0.04
+    """Weight of the per-token KL(policy || SFT) term in the loss; 0 drops the reference."""
+    loss_type: str = "dapo"
+    """TRL loss aggregation: dapo, grpo, dr_grpo, bnpo, ... (see `trl.GRPOConfig.loss_type`)."""
+    max_completion_length: int = 48
+    """Longest completion sampled during training."""
+    temperature: float = 1.0
+    """Sampling temperature during training."""
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the score of a completion that never emitted EOS (as in PPO)."""
+    lora_r: int = 0
+    """LoRA rank; 0 = full fine-tuning. With LoRA the reference is the model with adapters off."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    logging_steps: int = 1
+    """Optimizer steps between logged rewards and losses."""
+
+
+@dataclass
 class LabConfig:
     """Everything a run needs; `profile` names the diff it was built from."""
 
@@ -220,6 +280,10 @@ class LabConfig:
     """Stage 2: the reward model."""
     ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
     """Stage 3: PPO."""
+    dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
+    """Stage 4: DPO."""
+    grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
+    """Stage 5: GRPO."""
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:

@@ -11,13 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from lab import metrics as M
-from lab.generation import DecodingConfig, generate
+from lab.generation import DecodingConfig, as_messages, generate, generate_kwargs
+from lab.ppo_math import kl_penalty, logprobs_of
+from lab.ppo_models import next_token_logits
 from lab.world import World, last_content
 
 # Fixed for every model, so that differences come from the model, not the sampler.
 EVAL_DECODING = DecodingConfig(max_new_tokens=64, temperature=0.7, top_p=1.0, seed=1234)
+# Fresh samples for KL and reward-model score: the policy's own distribution (temperature 1, where
+# KL(policy || SFT) is what the RL objectives bound), as long as PPO's training responses.
+KL_DECODING = DecodingConfig(max_new_tokens=48, temperature=1.0, top_p=1.0, seed=0)
 TIE_EPS = 1e-6
 
 
@@ -97,3 +103,102 @@ def summarize_gold(table: pd.DataFrame) -> dict[str, float]:
 def save_gold_table(table: pd.DataFrame, path: Path) -> None:
     """Keep the answers next to the model: `eval.jsonl`, one row per prompt."""
     table.to_json(path, orient="records", lines=True, force_ascii=False)
+
+
+@dataclass
+class Samples:
+    """Sampled answers and the token ids their log-probs are read from. P prompt, R response tokens."""
+
+    ids: torch.Tensor  # (B, P + R) left-padded prompt, then the response
+    mask: torch.Tensor  # (B, P + R) attention mask
+    response_mask: torch.Tensor  # (B, R) 1 up to and including EOS
+    has_eos: torch.Tensor  # (B,) bool
+    texts: list[str]  # the decoded answers, up to EOS
+
+    @property
+    def response(self) -> torch.Tensor:
+        """The response tokens: (B, R)."""
+        return self.ids[:, -self.response_mask.shape[1] :]
+
+
+@torch.no_grad()
+def sample_responses(model, tokenizer, prompts: Sequence, decoding: DecodingConfig) -> Samples:
+    """Sample one answer per prompt (string or messages) with the chat template, keeping the ids."""
+    from lab.ppo import response_mask  # lab.ppo imports this module: import on use
+
+    query = tokenizer.apply_chat_template(
+        [as_messages(p) for p in prompts],
+        add_generation_prompt=True,
+        padding=True,
+        return_tensors="pt",
+        return_dict=True,
+    ).to(model.device)
+    ids = model.generate(**query, **generate_kwargs(decoding, tokenizer))
+    response = ids[:, query["input_ids"].shape[1] :]  # (B, R)
+    resp_mask, has_eos = response_mask(response, tokenizer.eos_token_id)
+    kept = torch.where(resp_mask.bool(), response, tokenizer.pad_token_id)  # nothing after EOS
+    texts = tokenizer.batch_decode(kept, skip_special_tokens=True)
+    return Samples(
+        ids=ids,
+        mask=torch.cat([query["attention_mask"], resp_mask.long()], 1),
+        response_mask=resp_mask,
+        has_eos=has_eos,
+        texts=[t.strip() for t in texts],
+    )
+
+
+@torch.no_grad()
+def compute_kl_and_reward(
+    policy,
+    reference,
+    tokenizer,
+    rm,
+    rm_tokenizer,
+    prompts: Sequence,
+    decoding: DecodingConfig = KL_DECODING,
+    missing_eos_penalty: float = 0.0,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """KL(policy || reference) and reward-model score of fresh policy samples, averaged over prompts.
+
+    `kl` is the k1 estimate (log pi - log pi_ref of each sampled token, at the sampling
+    temperature) summed over the response up to EOS: PPO's per-response KL. `reward` is
+    `lab.reward.score`, minus `missing_eos_penalty` for an answer that never ended.
+    Returns `{"kl", "reward", "eos_rate"}`.
+    """
+    from lab.reward import score  # lab.reward imports this module (through lab.sft)
+
+    if decoding.temperature <= 0:
+        raise ValueError(
+            "KL is measured on samples: use a temperature above 0, not greedy decoding"
+        )
+    policy.eval()
+    reference.eval()
+    torch.manual_seed(decoding.seed)
+    kls, scores, ended = [], [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = list(prompts[start : start + batch_size])
+        s = sample_responses(policy, tokenizer, chunk, decoding)
+        n = s.response.shape[1]
+        logp, ref_logp = (
+            logprobs_of(next_token_logits(m, s.ids, s.mask, n), s.response, decoding.temperature)
+            for m in (policy, reference)
+        )  # (B, R) each
+        kls += (kl_penalty(logp, ref_logp, "k1") * s.response_mask).sum(1).tolist()
+        scores += score(rm, rm_tokenizer, chunk, s.texts)
+        ended += s.has_eos.tolist()
+    rewards = [r - missing_eos_penalty * (not e) for r, e in zip(scores, ended, strict=True)]
+    n = len(kls)
+    return {"kl": sum(kls) / n, "reward": sum(rewards) / n, "eos_rate": sum(ended) / n}
+
+
+def compute_gold_win_matrix(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """P(row model's answer beats the column model's) on the same prompts, ties counting half."""
+    names = list(tables)
+    matrix = pd.DataFrame(index=names, columns=names, dtype=float)
+    for a in names:
+        for b in names:
+            if a != b:
+                rate = compute_win_rate(list(tables[a]["gold"]), list(tables[b]["gold"]))
+                matrix.loc[a, b] = rate.win_or_half_tie
+    return matrix

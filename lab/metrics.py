@@ -65,3 +65,33 @@ EVAL_WIN_RATE = "eval/win_rate"
 # Every stage
 STAGE_SECONDS = "time/seconds"
 NUM_PARAMS = "model/num_params"
+
+# Stage 4: DPO (per logged step on training pairs; eval_* on the held-out pairs)
+DPO_LOSS = "dpo/loss"  # -log sigmoid(margin); log 2 at the start, when policy == SFT
+DPO_LR = "dpo/lr"
+DPO_ACCURACY = "dpo/rewards_accuracy"  # implicit reward of chosen > rejected
+DPO_MARGIN = "dpo/margin"  # implicit reward chosen - rejected, beta * log(pi / pi_ref)
+DPO_REWARD_CHOSEN = "dpo/reward_chosen"
+DPO_REWARD_REJECTED = "dpo/reward_rejected"
+DPO_EVAL_LOSS = "dpo/eval_loss"
+DPO_EVAL_ACCURACY = "dpo/eval_rewards_accuracy"
+DPO_EVAL_MARGIN = "dpo/eval_margin"
+DPO_EVAL_KL = "dpo/eval_kl"  # KL(policy || SFT) per response on held-out prompts, at the end
+DPO_EVAL_REWARD = "dpo/eval_reward"  # reward-model score of the same samples
+DPO_EVAL_EOS_RATE = "dpo/eval_eos_rate"
+DPO_WIN_TIE_LOSS = "dpo/win_tie_loss_vs_sft"
+
+# Stage 5: GRPO (per optimizer step, on the step's completions)
+GRPO_REWARD = "grpo/reward"  # reward-model score (with the missing-EOS penalty)
+GRPO_REWARD_STD = "grpo/reward_std"
+GRPO_KL = "grpo/kl"  # TRL's k3 KL(policy || SFT) per token (not per response as ppo/kl)
+GRPO_LOSS = "grpo/loss"
+GRPO_LR = "grpo/lr"
+GRPO_ENTROPY = "grpo/entropy"
+GRPO_LENGTH = "grpo/completion_length"
+GRPO_CLIPPED_RATIO = "grpo/clipped_ratio"  # completions cut at max length, without EOS
+GRPO_ZERO_STD = "grpo/frac_reward_zero_std"  # groups whose completions all scored the same
+GRPO_EVAL_KL = "grpo/eval_kl"  # as dpo/eval_kl
+GRPO_EVAL_REWARD = "grpo/eval_reward"
+GRPO_EVAL_EOS_RATE = "grpo/eval_eos_rate"
+GRPO_WIN_TIE_LOSS = "grpo/win_tie_loss_vs_sft"

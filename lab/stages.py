@@ -73,6 +73,20 @@ def run_ppo_stage(cfg: LabConfig, run_dir: Path, resume: bool = False) -> dict:
     return run_ppo(cfg, run_dir, run_dir / "ppo", resume=resume)
 
 
+def run_dpo_stage(cfg: LabConfig, run_dir: Path) -> dict:
+    """Train the SFT model on the preference pairs with DPO (no reward model in the loop)."""
+    from lab.dpo import run_dpo
+
+    return run_dpo(cfg, run_dir, run_dir / "dpo")
+
+
+def run_grpo_stage(cfg: LabConfig, run_dir: Path) -> dict:
+    """Optimise the SFT policy against the reward model with TRL's GRPO."""
+    from lab.grpo import run_grpo
+
+    return run_grpo(cfg, run_dir, run_dir / "grpo")
+
+
 # A stage depends on its own section and on everything the stages before it depend on.
 BASE = ("world", "tokenizer", "model", "pretrain", "seed")
 STAGES = [
@@ -81,6 +95,8 @@ STAGES = [
     Stage("sft", run_sft_stage, (*BASE, "sft")),
     Stage("reward", run_reward_stage, (*BASE, "sft", "reward")),
     Stage("ppo", run_ppo_stage, (*BASE, "sft", "reward", "ppo"), resumable=True),
+    Stage("dpo", run_dpo_stage, (*BASE, "sft", "reward", "dpo")),  # the pairs and RM are reward's
+    Stage("grpo", run_grpo_stage, (*BASE, "sft", "reward", "grpo")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 

@@ -28,7 +28,7 @@ MODEL_TABLES = {
     "dpo": ("dpo", GOLD_TABLE),
     "grpo": ("grpo", GOLD_TABLE),
 }
-KL_KEYS = {"ppo": M.PPO_EVAL_KL, "dpo": "dpo/eval_kl", "grpo": "grpo/eval_kl"}
+KL_KEYS = {"ppo": M.PPO_EVAL_KL, "dpo": M.DPO_EVAL_KL, "grpo": M.GRPO_EVAL_KL}
 # The numbers that say whether a stage did its job, in the order printed.
 KEY_METRICS = {
     "world": ["world/n_pairs_train", "world/pairs_train_annotator_gold_agreement"],
@@ -36,14 +36,16 @@ KEY_METRICS = {
     "sft": [M.SFT_EVAL_LOSS, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
     "reward": [M.REWARD_ACCURACY, M.REWARD_GOLD_ACCURACY],
     "ppo": [M.PPO_EVAL_REWARD, M.PPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
-    "dpo": [M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE, "dpo/eval_kl"],
-    "grpo": [M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE, "grpo/eval_kl"],
+    "dpo": [M.DPO_EVAL_ACCURACY, M.DPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
+    "grpo": [M.GRPO_EVAL_REWARD, M.GRPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
 }
 CURVES = {
     "pretrain": [M.PRETRAIN_LOSS, M.PRETRAIN_EVAL_LOSS],
     "sft": [M.SFT_LOSS, M.SFT_EVAL_LOSS],
     "reward": [M.REWARD_LOSS, M.REWARD_ACCURACY],
     "ppo": [M.PPO_REWARD, M.PPO_KL, M.PPO_GOLD],
+    "dpo": [M.DPO_LOSS, M.DPO_ACCURACY],
+    "grpo": [M.GRPO_REWARD, M.GRPO_KL],
 }
 
 

@@ -28,6 +28,7 @@ SMALL = {
     "ppo.updates": 12,
     "ppo.batch_size": 32,
     "ppo.checkpoint_every": 4,
+    "dpo.max_train_pairs": 640,
 }
 
 

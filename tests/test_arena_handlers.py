@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import random
+import shutil
 
 import pytest
 
@@ -21,10 +22,13 @@ PROMPT = "What is 2 plus 3?"
 
 @pytest.fixture(scope="module")
 def arena(small_ppo_run, tmp_path_factory):
-    """The small run's models plus one that cannot load; open classroom, no rate limit."""
-    db = tmp_path_factory.mktemp("arena") / "arena.sqlite"
-    models = {"broken": str(small_ppo_run / "no-such-model")}
-    return load_arena(small_ppo_run, models, db, Classroom(min_seconds_between_votes=0))
+    """A copy of the small run's models plus one that cannot load; open classroom, no rate limit."""
+    run = tmp_path_factory.mktemp("arena") / "run"
+    shutil.copytree(small_ppo_run, run)  # retraining writes run/feedback/
+    models = {"broken": str(run / "no-such-model")}
+    return load_arena(
+        run, models, run.parent / "arena.sqlite", Classroom(min_seconds_between_votes=0)
+    )
 
 
 def last(generator):
@@ -160,3 +164,17 @@ def test_agreement_and_dashboard(arena):
     assert 0.5 < row["value"] <= 1 and row["n"] > 0  # the RM mostly agrees with gold-like votes
     figure = board.dashboard(arena, "ppo")
     assert len(figure.data) >= 3
+
+
+def test_retrain_on_votes_adds_the_new_models(arena):
+    retrain.simulate_votes(arena, 24, seed=2)
+    message = retrain.start(arena, "", 2)
+    assert "Retraining on" in message and "already running" in retrain.start(arena, "", 2)
+    assert arena.job.done.wait(timeout=900), "retraining did not finish"
+    progress, table = retrain.status(arena)
+    assert arena.job.error == "" and "done" in progress
+    assert {"feedback/accuracy_before", "feedback/accuracy_after"} <= set(table["metric"])
+    assert "ppo-round-001" in arena.pool.available
+    assert arena.pool.reward_source.endswith("round-001/reward/model")
+    answer = arena.pool.answer("ppo-round-001", PROMPT, DecodingConfig(16, 0.7, 1.0, 0))
+    assert answer.text

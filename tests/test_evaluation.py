@@ -31,3 +31,18 @@ def test_gold_table_scores_each_answer():
     summary = summarize_gold(table)
     assert summary["eval/gold_mean"] == pytest.approx(table["gold"].mean())
     assert summary["eval/gold_mean_math"] == pytest.approx(2.5)
+
+
+def test_gold_win_matrix_by_hand():
+    import pandas as pd
+
+    from lab.evaluation import compute_gold_win_matrix
+
+    tables = {
+        "a": pd.DataFrame({"gold": [1.0, 2.0, 0.0, 0.0]}),
+        "b": pd.DataFrame({"gold": [0.0, 3.0, 0.0, -1.0]}),
+    }
+    matrix = compute_gold_win_matrix(tables)
+    # a wins prompts 1 and 4, loses prompt 2, ties prompt 3: (2 + 0.5) / 4
+    assert matrix.loc["a", "b"] == 0.625 and matrix.loc["b", "a"] == 0.375
+    assert pd.isna(matrix.loc["a", "a"])

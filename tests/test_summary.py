@@ -20,13 +20,13 @@ def test_model_table_reads_every_evaluated_model(small_ppo_run):
     assert table.loc["sft", "gold_mean"] > table.loc["base", "gold_mean"]  # SFT bought something
 
 
-def test_pipeline_prints_the_summary_and_writes_the_report(small_ppo_run, tmp_path, capsys):
+def test_cli_prints_the_summary_and_writes_the_report(small_ppo_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(small_ppo_run, run)
     args = [arg for key, value in SMALL.items() for arg in ("--set", f"{key}={value}")]
-    assert main(["pipeline", "--out", str(run), *args]) == 0  # every stage reused
+    assert main(["ppo", "--out", str(run), *args]) == 0  # every stage reused
     out = capsys.readouterr().out
-    assert "reusing" in out and "Models on held-out prompts" in out and "ppo" in out
+    assert "reusing" in out and "Models on held-out prompts" in out and "[ppo] {" in out
     summary = json.loads((run / SUMMARY_FILE).read_text())
     assert [s["stage"] for s in summary["stages"]] == ["world", "pretrain", "sft", "reward", "ppo"]
     assert summary["total_seconds"] > 0
