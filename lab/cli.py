@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from lab.config import parse_set_args, to_dict
+from lab.distributed import is_main
 from lab.profiles import PROFILES, load_config
 from lab.stages import STAGE_NAMES, run_stages
 from lab.summary import REPORT_FILE, SUMMARY_FILE, format_summary, summarize
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.out or Path("runs") / args.profile
     until = STAGE_NAMES[-1] if args.stage == "pipeline" else args.stage
     results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)
+    if not is_main():  # under `accelerate launch` the main process reports
+        return 0
     if args.stage != "pipeline":  # one stage: its numbers in full
         shown = {k: v for k, v in results[until].items() if isinstance(v, int | float | str)}
         print(f"[{until}] " + json.dumps(shown, default=str))

@@ -44,6 +44,7 @@ PPO_EOS_RATE = "ppo/eos_rate"
 PPO_GOLD = "ppo/gold"  # gold-judge score of the batch (tiny world only)
 PPO_EVAL_KL = "ppo/eval_kl"  # on held-out prompts, at the end
 PPO_EVAL_REWARD = "ppo/eval_reward"
+PPO_PROCESSES = "ppo/processes"  # data-parallel processes (accelerate launch)
 
 # Feedback: the reward model retrained on the original pairs plus a class's votes
 FEEDBACK_ACCURACY_BEFORE = "feedback/accuracy_before"  # the world's held-out pairs, vs labels

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from lab import metrics as M
 from lab.config import LabConfig
 from lab.data import load_prompts
+from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
 from lab.evaluation import compute_win_rate, evaluate_model, save_gold_table, summarize_gold
 from lab.generation import DecodingConfig, generate
 from lab.models import load_tokenizer, resolve_device
@@ -166,6 +167,7 @@ def ppo_update(
                 values, r.values[idx], r.returns[idx], m, p.value_clip
             )
             (p.vf_coef * vf_loss).backward()
+            average_gradients(ac.trainable_parameters())  # data parallel: the mean over processes
             grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), p.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -217,8 +219,8 @@ def run_ppo(
 
     `reward_model` is a reward model folder other than the run's own `reward/model`.
     """
-    p = cfg.ppo
-    device = resolve_device(cfg.device)
+    p, rank = cfg.ppo, process().process_index
+    device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
     sft, reward = str(run_dir / "sft" / "model"), str(reward_model or run_dir / "reward" / "model")
     prompts = list(load_prompts(run_dir / "world" / FILES["ppo_prompts"])["prompt"])
     eval_prompts = list(load_prompts(run_dir / "world" / FILES["eval_prompts"])["prompt"])
@@ -237,17 +239,23 @@ def run_ppo(
             f"{sft} and {reward} use different chat templates; train the RM from this SFT model"
         )
     ac.prepare_for_training()
+    check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
+    torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=p.lr, eps=1e-5)
     kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)
-    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    # Each process draws its own prompts and minibatches; process 0 draws as a lone process does.
+    rng, gen = random.Random(cfg.seed + rank), torch.Generator().manual_seed(cfg.seed + rank)
     start = 0
     if resume and (ckpt := latest_checkpoint(out_dir)):
         start = load_checkpoint(ckpt, ac, optimizer, kl_ctl, rng, gen)
         truncate_log(out_dir, start)
         print(f"[ppo] resuming from {ckpt} (update {start})")
-    log = RunLog(out_dir, append=start > 0)
+    log = RunLog(out_dir, append=start > 0) if is_main() else None
 
     def checkpoint(step: int) -> None:
+        check_in_sync(ac.trainable_parameters())
+        if not is_main():
+            return
         answers = generate(
             ac.generation_model(), tokenizer, eval_prompts[: p.n_samples], SAMPLE_DECODING
         )
@@ -263,7 +271,12 @@ def run_ppo(
     update = start
     try:
         for update in tqdm(
-            range(start, p.updates), desc="ppo", unit="update", initial=start, total=p.updates
+            range(start, p.updates),
+            desc="ppo",
+            unit="update",
+            initial=start,
+            total=p.updates,
+            disable=not is_main(),
         ):
             # 1. Sample a batch of prompts.
             batch = [prompts[rng.randrange(len(prompts))] for _ in range(p.batch_size)]
@@ -273,9 +286,11 @@ def run_ppo(
             add_advantages(r, kl_ctl.value, cfg)
             # 7. Several epochs of clipped updates.
             losses = ppo_update(ac, optimizer, r, cfg, gen)
-            # 8. Log, adapt beta, checkpoint.
-            log.log(update + 1, {**batch_metrics(r, kl_ctl.value, world), **losses})
-            kl_ctl.update(float((r.kl * r.response_mask).sum(1).mean()), p.batch_size)
+            # 8. Log (the mean over processes), adapt beta, checkpoint.
+            row = average_metrics({**batch_metrics(r, kl_ctl.value, world), **losses})
+            if log:
+                log.log(update + 1, row)
+            kl_ctl.update(row[M.PPO_KL], p.batch_size * process().num_processes)
             if (update + 1) % p.checkpoint_every == 0 or update + 1 == p.updates:
                 checkpoint(update + 1)
             if progress:  # the last share of the bar is the final evaluation in `finish`
@@ -284,6 +299,8 @@ def run_ppo(
         checkpoint(update)  # the update in flight is lost; the ones before it are kept
         print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")
         raise
+    if not is_main():  # the other processes are done: the main one saves and evaluates
+        return {}
     return finish(cfg, ac, tokenizer, rm, rm_tokenizer, log, out_dir, run_dir, world, eval_prompts)
 
 
@@ -300,6 +317,7 @@ def finish(
         M.PPO_EVAL_KL: float(kl.sum(1).mean()),
         M.PPO_EVAL_REWARD: float(held_out.score.mean()),
         "ppo/updates": cfg.ppo.updates,
+        M.PPO_PROCESSES: process().num_processes,
         M.STAGE_SECONDS: log.elapsed,
     }
     if world is not None:  # the gold judge, with the same decoding and prompts as the SFT stage

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lab import metrics as M
 from lab.config import LabConfig, from_dict, to_dict
+from lab.distributed import barrier, is_main
 from lab.runlog import RunLog, is_done, read_metrics, write_json
 from lab.world.build import build_world
 
@@ -122,7 +123,8 @@ def run_stages(
     """
     results, rerun = {}, False
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG_FILE, to_dict(cfg))  # the settings of the latest stages run
+    if is_main():  # under `accelerate launch` only one process writes files
+        write_json(run_dir / CONFIG_FILE, to_dict(cfg))  # the settings of the latest stages run
     for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
         out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
         stale = is_done(out) and read_metrics(out).get(FINGERPRINT) != fp
@@ -131,12 +133,15 @@ def run_stages(
             results[stage.name] = read_metrics(out)
             continue
         resuming = resume and stage.resumable and stage.name == until and not stale
-        if out.exists() and not resuming:
+        if out.exists() and not resuming and is_main():
             shutil.rmtree(out)
+        barrier()
         print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
         extra = {"resume": resuming} if stage.resumable else {}
         metrics = {**stage.run(cfg, run_dir, **extra), FINGERPRINT: fp}
-        write_json(out / "metrics.json", metrics)
+        if is_main():
+            write_json(out / "metrics.json", metrics)
+        barrier()
         results[stage.name], rerun = metrics, True
     return results
 

@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gradio_client import Client
 
+from apps.handlers import MAX_COMPARE
+
 SETTINGS = (0.7, 1.0, 16, 3)
 VOTE_ID = re.compile(r"Vote #(\d+) saved")
 
@@ -46,7 +48,8 @@ def test_compare_over_the_api_reports_bad_input(arena_server):
     out = client.predict(
         "What is 1 plus 1?", ["base", "sft", "ppo"], *SETTINGS, api_name="/compare"
     )
-    answers, stats = [value(x) for x in out[:3]], [value(x) for x in out[4:7]]
+    answers = [value(x) for x in out[:3]]  # the answer slots, then their stats lines
+    stats = [value(x) for x in out[MAX_COMPARE : MAX_COMPARE + 3]]
     assert all(answers) and all("reward" in s for s in stats)
 
 
