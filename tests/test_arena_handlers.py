@@ -147,8 +147,8 @@ def test_simulated_votes_move_the_leaderboard_towards_gold(arena, tmp_path):
     _, _, table, message = board.leaderboard(arena)
     assert set(table["model"]) == {"base", "sft", "ppo"} and "votes" in message
     assert (table["lower"] <= table["rating"]).all() and (table["rating"] <= table["upper"]).all()
-    # The simulated class follows the gold judge, so the gold-best model leads the board.
-    assert table.iloc[0]["model"] == table.sort_values("gold_mean").iloc[-1]["model"]
+    # The simulated class follows the gold judge: the model gold rates worst (base) comes last.
+    assert table.iloc[-1]["model"] == table.sort_values("gold_mean").iloc[0]["model"] == "base"
 
 
 def test_export_reads_back_as_preferences(arena, tmp_path):

@@ -31,5 +31,5 @@ def test_cli_prints_the_summary_and_writes_the_report(small_ppo_run, tmp_path, c
     assert [s["stage"] for s in summary["stages"]] == ["world", "pretrain", "sft", "reward", "ppo"]
     assert summary["total_seconds"] > 0
     report = (run / REPORT_FILE).read_text()
-    assert report.count("<script") >= 1 and "Plotly" in report and "https://cdn" not in report
+    assert "Plotly" in report and 'src="http' not in report  # plotly.js inlined: opens offline
     assert format_summary(summarize(run)).splitlines()[0].startswith("Stages")
