@@ -144,11 +144,26 @@ class VoteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            # Persistent in the file: readers never block the writer, nor the writer them.
-            conn.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         with self._write() as conn:  # the write lock: one process creates the schema
             self._check_or_create_schema(conn)
+
+    def _enable_wal(self) -> None:
+        """WAL mode (persistent in the file): readers never block the writer, nor it them.
+
+        Switching the journal mode can fail with "database is locked" at once, without
+        waiting for the busy timeout, while another process opens the same new file; retry.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                with self._connect() as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
