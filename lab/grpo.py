@@ -19,7 +19,7 @@ from lab.config import LabConfig
 from lab.data import load_prompts
 from lab.dpo import finish_policy
 from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
-from lab.reward import load_reward_model, score, template_hash
+from lab.reward import check_same_template, load_reward_model, score
 from lab.runlog import RunLog
 from lab.sft import ForwardLogs, last_logged, lora_config, merged, trainer_args
 from lab.world import last_content
@@ -79,9 +79,7 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     tokenizer = load_tokenizer(sft)
     policy = load_causal_lm(sft, cfg.model.dtype, cfg.device)
     rm, rm_tokenizer = load_reward_model(reward, resolve_device(cfg.device))
-    if template_hash(tokenizer) != template_hash(rm_tokenizer):
-        # score() re-renders the policy's text with the RM's template: they must be the same one.
-        raise ValueError(f"{sft} and {reward} use different chat templates")
+    check_same_template(tokenizer, rm_tokenizer, sft, reward)
     reward_fn = reward_function(rm, rm_tokenizer, tokenizer.eos_token_id, g.missing_eos_penalty)
 
     # 3. Train: sample groups, score, advantages within each group, clipped policy-gradient step.

@@ -36,7 +36,7 @@ from lab.ppo_math import (
     value_loss,
 )
 from lab.ppo_models import ActorCritic, save_policy
-from lab.reward import Progress, load_reward_model, score, template_hash
+from lab.reward import Progress, check_same_template, load_reward_model, score
 from lab.runlog import RunLog, truncate_log
 from lab.sft import GOLD_TABLE
 from lab.world import World, last_content
@@ -233,11 +233,7 @@ def run_ppo(
     tokenizer = load_tokenizer(sft)
     ac = ActorCritic(sft, reward, p.lora_r, p.lora_alpha, cfg.model.dtype, device)
     rm, rm_tokenizer = load_reward_model(reward, device)
-    if template_hash(tokenizer) != template_hash(rm_tokenizer):
-        # score() re-renders the policy's text with the RM's template: they must be the same one.
-        raise ValueError(
-            f"{sft} and {reward} use different chat templates; train the RM from this SFT model"
-        )
+    check_same_template(tokenizer, rm_tokenizer, sft, reward)
     ac.prepare_for_training()
     check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
     torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers

@@ -68,6 +68,17 @@ def template_hash(tokenizer) -> str:
     return hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()[:16]
 
 
+def check_same_template(policy_tokenizer, rm_tokenizer, policy: str, reward: str) -> None:
+    """Refuse a reward model whose chat template differs from the policy's.
+
+    `score` re-renders the policy's text with the reward model's template: they must match.
+    """
+    if template_hash(policy_tokenizer) != template_hash(rm_tokenizer):
+        raise ValueError(
+            f"{policy} and {reward} use different chat templates; train the RM from this SFT model"
+        )
+
+
 def check_reward_model(model, tokenizer) -> None:
     """Refuse a tokenizer that would format or pad text differently from training."""
     config = model.config
