@@ -32,10 +32,9 @@ from apps.handlers import (
 )
 from apps.pool import RUN_REWARD, ModelPool, find_run_models
 from apps.votes import VoteStore
-from lab.data import load_prompts
+from lab import recipes
 from lab.evaluation import EVAL_DECODING
-from lab.world import World, last_content
-from lab.world.build import FILES
+from lab.world import last_content
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 INTRO = """# RLHF Lab arena
@@ -301,22 +300,21 @@ def load_arena(
     reward = run_dir / RUN_REWARD if run_dir else None
     pool = ModelPool(sources, str(reward) if reward and reward.is_dir() else None)
     cfg = retrain.run_config(run_dir) if run_dir else None
-    world = (
-        World.from_seed(cfg.world.seed, cfg.world.n_countries)
-        if cfg and not cfg.model.name_or_path
-        else None
-    )
+    world = recipes.gold_judge(cfg) if cfg else None  # the tiny world's judge, if its data
     return Arena(
         pool, VoteStore(db), classroom or Classroom(), run_dir, cfg, world, random.Random()
     )
 
 
 def example_prompts(arena: Arena, n: int = 6) -> list[str]:
-    """A few held-out prompts of the run's world, to click instead of typing."""
-    path = arena.run_dir / "world" / FILES["eval_prompts"] if arena.run_dir else None
-    if not path or not path.exists():
+    """A few of the run's held-out prompts, to click instead of typing."""
+    if arena.run_dir is None or arena.cfg is None:
         return []
-    return [last_content(p, "user") for p in load_prompts(path)["prompt"][:n]]
+    try:
+        prompts = recipes.eval_prompts(arena.cfg, arena.run_dir / "world")
+    except (OSError, ValueError):  # a run without its data (e.g. a hub recipe, offline)
+        return []
+    return [last_content(p, "user") for p in prompts[:n]]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -43,6 +43,25 @@ class WorldConfig:
 
 
 @dataclass
+class DataConfig:
+    """Where the stages read data: empty = the tiny world's files (see `lab.recipes`).
+
+    A source is a local .json/.jsonl/.parquet file or a hub dataset, `"id"` or `"id:split"`.
+    """
+
+    sft: str = ""
+    """Demonstrations for SFT: prompt/completion or messages."""
+    prompts: str = ""
+    """Prompts for RL (PPO, GRPO); the last `n_eval_prompts` are held out when `eval_prompts` is empty."""
+    eval_prompts: str = ""
+    """Held-out prompts every model answers for evaluation and in the arena."""
+    n_eval_prompts: int = 200
+    """Evaluation prompts to use (a recipe's sources are large)."""
+    max_examples: int = 0
+    """Read at most this many rows of each SFT and prompt source (0 = all)."""
+
+
+@dataclass
 class TokenizerConfig:
     """Byte-level BPE tokenizer trained on the world's corpus (ignored for hub models)."""
 
@@ -70,6 +89,8 @@ class ModelConfig:
     """Longest sequence the model sees, prompt and response together."""
     dtype: str = "float32"
     """Training/inference dtype: float32, bfloat16 or float16."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: far less memory, about a third more time."""
 
 
 @dataclass
@@ -102,6 +123,8 @@ class SFTStageConfig:
     """Passes over the training demonstrations."""
     batch_size: int = 32
     """Demonstrations per optimizer step."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
     lr: float = 1e-3
     """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     warmup_ratio: float = 0.05
@@ -132,6 +155,8 @@ class RewardStageConfig:
     """Passes over the training pairs."""
     batch_size: int = 32
     """Pairs per optimizer step (each pair is two sequences)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
     lr: float = 5e-4
     """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     warmup_ratio: float = 0.05
@@ -184,6 +209,8 @@ class PPOStageConfig:
     """Gradient clipping norm."""
     whiten_rewards: bool = False
     """Scale per-token rewards to unit variance within each batch."""
+    whiten_advantages: bool = True
+    """Shift and scale advantages to zero mean, unit variance per batch (off: steps follow the reward's scale)."""
     missing_eos_penalty: float = 1.0
     """Subtracted from the score of a response that never emitted EOS."""
     lora_r: int = 0
@@ -206,6 +233,8 @@ class DPOStageConfig:
     """Passes over the training pairs."""
     batch_size: int = 32
     """Pairs per optimizer step (each pair is two sequences, for the policy and the reference)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
     lr: float = 1e-4
     """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     warmup_ratio: float = 0.05
@@ -232,6 +261,8 @@ class GRPOStageConfig:
     """Passes over those prompts."""
     batch_size: int = 32
     """Completions per optimizer step: batch_size / num_generations prompts."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
     num_generations: int = 8
     """Completions per prompt; each is scored against its group's mean (and std)."""
     lr: float = 3e-4
@@ -256,6 +287,10 @@ class GRPOStageConfig:
     """Optimizer steps between logged rewards and losses."""
 
 
+# The stages TRL trains share these fields: epochs, batch_size, grad_accum, lr, warmup_ratio, ...
+TrainerStageConfig = SFTStageConfig | RewardStageConfig | DPOStageConfig | GRPOStageConfig
+
+
 @dataclass
 class LabConfig:
     """Everything a run needs; `profile` names the diff it was built from."""
@@ -268,6 +303,8 @@ class LabConfig:
     """Seed for training randomness (the world has its own)."""
     world: WorldConfig = field(default_factory=WorldConfig)
     """The generated world and its datasets."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Each stage's data: the world's, or a task recipe's datasets."""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     """The tiny world's tokenizer."""
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -22,6 +22,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -214,10 +215,14 @@ def _prompt_row(row: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _read_rows(source: str | Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, row) from a local file or, when no such file exists, a hub dataset."""
+    """Yield (where, row) from a local file or, when no such file exists, a hub dataset.
+
+    A hub source may name its split: `"trl-lib/tldr:validation"` reads the validation split.
+    """
     path = Path(source)
     if not path.exists():
-        rows = _read_hub(str(source), split)
+        hub_id, _, named_split = str(source).partition(":")
+        rows = _read_hub(hub_id, named_split or split)
     elif path.name.lower().endswith((".json", ".jsonl", ".jsonl.gz")):
         rows = _read_json(path)
     elif path.name.lower().endswith(".parquet"):
@@ -330,18 +335,18 @@ def load_preferences(
     return _to_dataset(rows, source, skipped)
 
 
-def load_sft(source: str | Path, split: str = "train") -> datasets.Dataset:
+def load_sft(source: str | Path, split: str = "train", max_rows: int = 0) -> datasets.Dataset:
     """SFT examples (prompt/completion or messages) -> conversational prompt/completion."""
-    return _to_dataset(
-        [_sft_row(row, where) for where, row in _read_rows(source, split)], source, []
-    )
+    rows = islice(_read_rows(source, split), max_rows or None)
+    return _to_dataset([_sft_row(row, where) for where, row in rows], source, [])
 
 
-def load_prompts(source: str | Path, split: str = "train") -> datasets.Dataset:
+def load_prompts(source: str | Path, split: str = "train", max_rows: int = 0) -> datasets.Dataset:
     """Prompts (prompt, messages, or a .txt file with one per line) -> conversational prompt."""
     path = Path(source)
     if path.suffix.lower() == ".txt" and path.exists():
         rows = _read_txt(path)
     else:
         rows = _read_rows(source, split)
+    rows = islice(rows, max_rows or None)
     return _to_dataset([_prompt_row(row, where) for where, row in rows], source, [])

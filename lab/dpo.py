@@ -16,21 +16,19 @@ import pandas as pd
 import trl
 
 from lab import metrics as M
+from lab import recipes
 from lab.config import LabConfig
-from lab.data import load_prompts
 from lab.evaluation import (
     compute_kl_and_reward,
-    compute_win_rate,
     evaluate_model,
     save_gold_table,
     summarize_gold,
+    win_metrics,
 )
-from lab.models import load_causal_lm, load_tokenizer, num_params
+from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
 from lab.reward import as_conversational, load_pairs, load_reward_model
 from lab.runlog import RunLog
 from lab.sft import GOLD_TABLE, ForwardLogs, last_logged, lora_config, merged, trainer_args
-from lab.world import World
-from lab.world.build import FILES
 
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "loss": M.DPO_LOSS,
@@ -112,26 +110,22 @@ def finish_policy(
 
     `names` maps `kl`, `reward`, `eos_rate` and `win_tie_loss` to the stage's metric names.
     """
-    world = World.from_seed(cfg.world.seed, cfg.world.n_countries)
-    prompts = list(load_prompts(run_dir / "world" / FILES["eval_prompts"])["prompt"])
+    world, prompts = recipes.gold_judge(cfg), recipes.eval_prompts(cfg, run_dir / "world")
 
     # 4. Save a plain model folder, like every other stage's.
-    policy.save_pretrained(out_dir / "model")
-    tokenizer.save_pretrained(out_dir / "model")
+    save_model(policy, tokenizer, out_dir / "model")
 
     # 5. Gold: the same prompts and decoding as the SFT stage's table, prompt by prompt.
     table = evaluate_model(policy, tokenizer, world, prompts)
     save_gold_table(table, out_dir / GOLD_TABLE)
-    sft_gold = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)["gold"].tolist()
-    win = compute_win_rate(table["gold"].tolist(), sft_gold)
 
     # 6. KL to the SFT model and reward-model score, on fresh samples (PPO's own yardsticks).
     reference = load_causal_lm(str(run_dir / "sft" / "model"), cfg.model.dtype, cfg.device)
     rm, rm_tokenizer = load_reward_model(run_dir / "reward" / "model", policy.device)
     drift = compute_kl_and_reward(policy, reference, tokenizer, rm, rm_tokenizer, prompts)
+    sft_table = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)
     return {
         **summarize_gold(table),
-        M.EVAL_WIN_RATE: win.win_or_half_tie,
-        names["win_tie_loss"]: [win.win, win.tie, win.loss],
+        **win_metrics(table, sft_table, names["win_tie_loss"]),
         **{names[k]: v for k, v in drift.items()},
     }

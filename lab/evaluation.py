@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
 from lab import metrics as M
+from lab.distributed import is_main
 from lab.generation import DecodingConfig, as_messages, generate, generate_kwargs
 from lab.ppo_math import kl_penalty, logprobs_of
 from lab.ppo_models import next_token_logits
@@ -43,12 +45,15 @@ class WinRate:
 
 
 def compute_gold_table(
-    world: World, prompts: Sequence, answers: Sequence[str], tokenizer=None
+    world: World | None, prompts: Sequence, answers: Sequence[str], tokenizer=None
 ) -> pd.DataFrame:
-    """One row per prompt: prompt text, task kind, answer, gold score, answer length."""
+    """One row per prompt: prompt text, task kind, answer, gold score, answer length.
+
+    With no gold judge (a recipe's data) the gold column is NaN and every kind is "other".
+    """
     rows = []
     for prompt, answer in zip(prompts, answers, strict=True):
-        task = world.task(prompt)
+        task = world.task(prompt) if world else None
         length = (
             len(tokenizer(answer, add_special_tokens=False)["input_ids"])
             if tokenizer
@@ -59,7 +64,7 @@ def compute_gold_table(
                 "prompt": last_content(prompt, "user"),
                 "kind": task.kind if task else "other",
                 "answer": answer,
-                "gold": world.gold_score(prompt, answer),
+                "gold": world.gold_score(prompt, answer) if world else float("nan"),
                 "length": length,
             }
         )
@@ -67,7 +72,11 @@ def compute_gold_table(
 
 
 def evaluate_model(
-    model, tokenizer, world: World, prompts: Sequence, decoding: DecodingConfig = EVAL_DECODING
+    model,
+    tokenizer,
+    world: World | None,
+    prompts: Sequence,
+    decoding: DecodingConfig = EVAL_DECODING,
 ) -> pd.DataFrame:
     """Answer every prompt with fixed decoding, then score with the gold judge."""
     answers = generate(model, tokenizer, list(prompts), decoding)
@@ -90,19 +99,29 @@ def compute_win_rate(
 
 
 def summarize_gold(table: pd.DataFrame) -> dict[str, float]:
-    """Mean gold overall and per task kind, and mean length."""
-    out = {
-        M.EVAL_GOLD_MEAN: float(table["gold"].mean()),
-        M.EVAL_LENGTH_MEAN: float(table["length"].mean()),
-    }
+    """Mean gold overall and per task kind (when there is a gold judge), and mean length."""
+    out = {M.EVAL_LENGTH_MEAN: float(table["length"].mean())}
+    if table["gold"].isna().all():
+        return out
+    out[M.EVAL_GOLD_MEAN] = float(table["gold"].mean())
     for kind, group in table.groupby("kind"):
         out[f"{M.EVAL_GOLD_MEAN}_{kind}"] = float(group["gold"].mean())
     return out
 
 
+def win_metrics(new: pd.DataFrame, old: pd.DataFrame, name: str) -> dict[str, Any]:
+    """`eval/win_rate` and `name` = [win, tie, loss] of `new` against `old` by gold, prompt by
+    prompt; empty when there is no gold judge."""
+    if new["gold"].isna().all():
+        return {}
+    win = compute_win_rate(new["gold"].tolist(), old["gold"].tolist())
+    return {M.EVAL_WIN_RATE: win.win_or_half_tie, name: [win.win, win.tie, win.loss]}
+
+
 def save_gold_table(table: pd.DataFrame, path: Path) -> None:
     """Keep the answers next to the model: `eval.jsonl`, one row per prompt."""
-    table.to_json(path, orient="records", lines=True, force_ascii=False)
+    if is_main():  # under `accelerate launch` every process evaluates; one writes
+        table.to_json(path, orient="records", lines=True, force_ascii=False)
 
 
 @dataclass

@@ -10,6 +10,9 @@ import pandas as pd
 
 from lab.world import World
 
+# A reward model that is easy to fool (300 pairs) and no KL leash: over-optimisation in minutes.
+OVEROPTIMISATION = {"reward.max_train_pairs": 300, "ppo.kl_coef": 0.0, "ppo.kl_target": 0.0}
+
 
 def _pending(task: str) -> bool:
     print(f"Exercise not attempted yet: {task}")
@@ -137,5 +140,114 @@ def check_reward_hacking(with_kl: dict | None, without_kl: dict | None) -> bool:
     )
     print(
         f"Reward hacking: proxy - gold gap {gap_default:.2f} -> {gap_kl0:.2f}; KL {with_kl['ppo/eval_kl']:.1f} -> {without_kl['ppo/eval_kl']:.1f}"
+    )
+    return True
+
+
+def _late_minus_early(log: list[dict], name: str, k: int = 5) -> float:
+    values = [row[name] for row in log if name in row]
+    return sum(values[-k:]) / len(values[-k:]) - sum(values[:k]) / len(values[:k])
+
+
+def _late(log: list[dict], name: str, k: int = 5) -> float:
+    values = [row[name] for row in log if name in row][-k:]
+    return sum(values) / len(values)
+
+
+def check_overoptimisation(log: list[dict] | None) -> bool:
+    """Exercise 05.1: with no KL penalty the proxy keeps rising while gold peaks and falls back."""
+    if log is None:
+        return _pending("run PPO with kl_coef=0 for longer and read proxy and gold from its log")
+    gold = [row["ppo/gold"] for row in log]
+    window = max(len(gold) // 10, 3)
+    smooth = [sum(gold[i : i + window]) / window for i in range(len(gold) - window + 1)]
+    peak, last = max(smooth), smooth[-1]
+    proxy_rise = _late_minus_early(log, "ppo/reward", window)
+    assert proxy_rise > 0, "the reward model's score (ppo/reward) should keep rising"
+    assert peak - last > 0.1, (
+        f"gold peaked at {peak:.2f} and ends at {last:.2f}: no fall yet. "
+        "Hint: train longer (more updates) with kl_coef=0; the fall comes once the KL is large."
+    )
+    print(
+        f"Over-optimisation: proxy +{proxy_rise:.2f}; gold peaked at {peak:.2f}, ends at {last:.2f}"
+    )
+    return True
+
+
+def check_whitening_off(with_whitening: list[dict] | None, without: list[dict] | None) -> bool:
+    """Exercise 04.2: raw advantages shrink as the critic learns, so the policy's steps shrink."""
+    if with_whitening is None or without is None:
+        return _pending("train PPO with whiten_advantages=False and compare the two logs")
+    shrink = {
+        name: _late(log, "ppo/grad_norm") / _late(log[:5], "ppo/grad_norm")
+        for name, log in {"whitened": with_whitening, "raw": without}.items()
+    }
+    assert shrink["raw"] < 0.8 * shrink["whitened"], (
+        f"grad norm kept {shrink['raw']:.0%} (raw) vs {shrink['whitened']:.0%} (whitened) of its start. "
+        "Hint: compare the same number of updates, and read ppo/grad_norm early and late."
+    )
+    kl = {name: _late(log, "ppo/kl") for name, log in {"w": with_whitening, "r": without}.items()}
+    assert kl["r"] < kl["w"], "with smaller steps the policy should also move less far (ppo/kl)"
+    print(
+        f"Steps shrink without whitening: the gradient norm keeps {shrink['raw']:.0%} of its start "
+        f"(whitened: {shrink['whitened']:.0%}); KL reached {kl['r']:.2f} instead of {kl['w']:.2f}."
+    )
+    return True
+
+
+def check_tiny_reward_data(full: dict | None, tiny: dict | None) -> bool:
+    """Exercise 03.3: a reward model trained on a handful of pairs is close to a coin flip."""
+    if full is None or tiny is None:
+        return _pending("train a reward model on 64 pairs and compare its held-out accuracy")
+    acc = {k: m["reward/accuracy"] for k, m in {"full": full, "tiny": tiny}.items()}
+    gold = {k: m["reward/gold_accuracy"] for k, m in {"full": full, "tiny": tiny}.items()}
+    assert acc["tiny"] < acc["full"] - 0.05 and gold["tiny"] < gold["full"] - 0.05, (
+        f"held-out accuracy {acc['tiny']:.1%} (tiny) vs {acc['full']:.1%} (full). "
+        "Hint: set reward.max_train_pairs to a small number such as 64 and train into another folder."
+    )
+    print(
+        f"Too little data: accuracy {acc['full']:.1%} -> {acc['tiny']:.1%}, "
+        f"agreement with gold {gold['full']:.1%} -> {gold['tiny']:.1%}. PPO would chase this noise."
+    )
+    return True
+
+
+def check_eos_penalty(logs: dict[str, list[dict]] | None) -> bool:
+    """Exercise 04.3: on a tight token budget, only the missing-EOS penalty teaches the policy to stop."""
+    if logs is None:
+        return _pending("train with max_new_tokens=16 with and without missing_eos_penalty")
+    eos = {name: _late(log, "ppo/eos_rate") for name, log in logs.items()}
+    assert eos["penalty"] > eos["no-penalty"] + 0.1, (
+        f"late EOS rate {eos['penalty']:.0%} with the penalty, {eos['no-penalty']:.0%} without. "
+        "Hint: both runs need the same short budget (ppo.max_new_tokens=16) and the same updates."
+    )
+    print(
+        f"Finished answers: {eos['penalty']:.0%} with the penalty, {eos['no-penalty']:.0%} without. "
+        "Without it, a cut-off answer is scored as if it were complete."
+    )
+    return True
+
+
+def _smoothed_peak(log: list[dict], name: str, window: int) -> int:
+    """Index of the highest `window`-update moving average of `name` (centred)."""
+    values = [row[name] for row in log]
+    means = [sum(values[i : i + window]) / window for i in range(len(values) - window + 1)]
+    return means.index(max(means)) + window // 2
+
+
+def check_kl_budget(log: list[dict] | None, kl: float | None, window: int = 5) -> bool:
+    """Exercise 05.1: the KL to SFT at which the (smoothed) gold score peaked."""
+    if log is None or kl is None:
+        return _pending("find the KL to SFT at which the gold score peaked")
+    peak = _smoothed_peak(log, "ppo/gold", min(window, len(log)))
+    around = [row["ppo/kl"] for row in log[max(peak - window, 0) : peak + window + 1]]
+    low, high = min(around), max(around)
+    assert low - 0.25 <= kl <= high + 0.25, (
+        f"KL {kl:.2f}: gold peaked around update {log[peak]['step']}, where ppo/kl was "
+        f"{low:.2f} to {high:.2f}. Hint: smooth ppo/gold over {window} updates, find the maximum."
+    )
+    print(
+        f"Correct: gold peaked near update {log[peak]['step']} at KL ~{log[peak]['ppo/kl']:.2f}; "
+        "past that budget, reward-model gains are no longer real gains."
     )
     return True

@@ -12,18 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import datasets
 import trl
 
 from lab import metrics as M
+from lab import recipes
 from lab.config import LabConfig
-from lab.data import load_prompts
 from lab.dpo import finish_policy
 from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
 from lab.reward import check_same_template, load_reward_model, score
 from lab.runlog import RunLog
 from lab.sft import ForwardLogs, last_logged, lora_config, merged, trainer_args
 from lab.world import last_content
-from lab.world.build import FILES
 
 REWARD_NAME = "reward_model"  # TRL logs rewards/<this name>/mean; `reward` is their weighted sum
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
@@ -70,7 +70,7 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
 
     # 1. Data: the RL prompts (conversational), the first `max_prompts` of them.
-    prompts = load_prompts(run_dir / "world" / FILES["ppo_prompts"]).select_columns(["prompt"])
+    prompts = datasets.Dataset.from_dict({"prompt": recipes.rl_prompts(cfg, run_dir / "world")})
     if g.max_prompts:
         prompts = prompts.select(range(min(g.max_prompts, len(prompts))))
 

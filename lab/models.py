@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from lab.config import ModelConfig
+from lab.distributed import is_main
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -46,14 +49,41 @@ def load_causal_lm(path_or_id: str, dtype: str = "float32", device: str = "auto"
     return model.to(resolve_device(device))
 
 
+# For a base model that ships no chat template: plain "User:/Assistant:" turns, and, as in the
+# tiny world's template, an assistant turn ends exactly at EOS (where the reward model reads).
+PLAIN_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{ message['content'] + '\\n\\n' }}"
+    "{%- elif message['role'] == 'user' -%}{{ 'User: ' + message['content'] + '\\n' }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ 'Assistant:' }}{% generation %}{{ ' ' + message['content'] + eos_token }}{% endgeneration %}"
+    "{%- else -%}{{ raise_exception('unknown role: ' + message['role']) }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
+)
+
+
 def load_tokenizer(path_or_id: str):
-    """The tokenizer, padding on the left (generation); a missing pad token becomes UNK or EOS."""
+    """The tokenizer, padding on the left (generation); a missing pad token becomes UNK or EOS.
+
+    A base model without a chat template gets `PLAIN_CHAT_TEMPLATE` (saved with the SFT model).
+    """
     tokenizer = AutoTokenizer.from_pretrained(path_or_id)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         # Masks, never pad ids, decide what is padding in the lab, so reusing a token is safe.
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
     return tokenizer
+
+
+def save_model(model, tokenizer, folder: Path) -> None:
+    """A plain model folder that `from_pretrained` loads; written by the main process only."""
+    if is_main():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
 
 
 def num_params(model: torch.nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""What every notebook's first cell calls: the config and the run folder.
+"""What notebooks call: the config and run folder, and curves that redraw while a stage trains.
 
 Tests run the notebooks headless on a smaller world by setting `LAB_RUN_DIR` and
 `LAB_SET` (a JSON object of overrides); a student changes the profile name and nothing else.
@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from lab.config import LabConfig
 from lab.profiles import load_config
+from lab.runlog import LOG_FILE, read_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,3 +26,40 @@ def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
     cfg = load_config(profile, overrides)
     run_dir = Path(os.environ.get("LAB_RUN_DIR", REPO_ROOT / "runs" / profile))
     return cfg, run_dir
+
+
+@contextmanager
+def live_curves(
+    stage_dir: Path, metrics: Sequence[str], title: str = "", every: float = 2.0
+) -> Iterator[None]:
+    """Redraw `plot_curves` of `stage_dir/log.jsonl` every `every` seconds while the body runs.
+
+    `with live_curves(RUN / "ppo", [M.PPO_REWARD, M.PPO_GOLD]): run_stages(cfg, RUN, "ppo")`
+    """
+    from IPython.display import display
+
+    from lab.plots import plot_curves
+
+    handle = display(plot_curves([], metrics, title), display_id=True)
+    stop = threading.Event()
+
+    def redraw() -> None:
+        try:
+            rows = read_log(stage_dir) if (Path(stage_dir) / LOG_FILE).exists() else []
+        except (OSError, ValueError):  # a line half written: the next tick reads it whole
+            return
+        if rows and handle is not None:
+            handle.update(plot_curves(rows, metrics, title))
+
+    def watch() -> None:
+        while not stop.wait(every):
+            redraw()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        redraw()

@@ -15,12 +15,17 @@ import torch
 from tqdm.auto import tqdm
 
 from lab import metrics as M
+from lab import recipes
 from lab.config import LabConfig
-from lab.data import load_prompts
 from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
-from lab.evaluation import compute_win_rate, evaluate_model, save_gold_table, summarize_gold
+from lab.evaluation import (
+    evaluate_model,
+    save_gold_table,
+    summarize_gold,
+    win_metrics,
+)
 from lab.generation import DecodingConfig, generate
-from lab.models import load_tokenizer, resolve_device
+from lab.models import load_tokenizer, resolve_device, save_model
 from lab.ppo_checkpoint import append_samples, latest_checkpoint, load_checkpoint, save_checkpoint
 from lab.ppo_math import (
     KLController,
@@ -35,12 +40,11 @@ from lab.ppo_math import (
     token_rewards,
     value_loss,
 )
-from lab.ppo_models import ActorCritic, save_policy
+from lab.ppo_models import ActorCritic
 from lab.reward import Progress, check_same_template, load_reward_model, score
 from lab.runlog import RunLog, truncate_log
 from lab.sft import GOLD_TABLE
 from lab.world import World, last_content
-from lab.world.build import FILES
 
 SAMPLE_DECODING = DecodingConfig(max_new_tokens=48, temperature=0.7, seed=0)  # checkpoint samples
 
@@ -145,7 +149,9 @@ def add_advantages(r: Rollout, kl_coef: float, cfg: LabConfig) -> None:
         rewards = masked_whiten(rewards, r.response_mask, shift_mean=False) * r.response_mask
     r.rewards = rewards
     advantages, r.returns = gae(rewards, r.values, r.response_mask, p.gamma, p.lam)
-    r.advantages = masked_whiten(advantages, r.response_mask) * r.response_mask
+    if p.whiten_advantages:
+        advantages = masked_whiten(advantages, r.response_mask) * r.response_mask
+    r.advantages = advantages
 
 
 def ppo_update(
@@ -222,11 +228,9 @@ def run_ppo(
     p, rank = cfg.ppo, process().process_index
     device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
     sft, reward = str(run_dir / "sft" / "model"), str(reward_model or run_dir / "reward" / "model")
-    prompts = list(load_prompts(run_dir / "world" / FILES["ppo_prompts"])["prompt"])
-    eval_prompts = list(load_prompts(run_dir / "world" / FILES["eval_prompts"])["prompt"])
-    world = (
-        None if cfg.model.name_or_path else World.from_seed(cfg.world.seed, cfg.world.n_countries)
-    )
+    prompts = recipes.rl_prompts(cfg, run_dir / "world")
+    eval_prompts = recipes.eval_prompts(cfg, run_dir / "world")
+    world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
 
     # 0. Load: policy / reference / value function, the frozen reward model, and their tokenizers.
     torch.manual_seed(cfg.seed)
@@ -305,7 +309,7 @@ def finish(
 ) -> dict:
     """Save the policy; measure KL to SFT and reward on held-out prompts, and gold against SFT."""
     policy = ac.merged_policy()
-    save_policy(policy, tokenizer, out_dir / "model")
+    save_model(policy, tokenizer, out_dir / "model")
     # KL to the SFT model and RM score on fresh samples of the held-out prompts (RL's own sampler).
     held_out = rollout(ac, tokenizer, rm, rm_tokenizer, eval_prompts, cfg)
     kl = kl_penalty(held_out.logprobs, held_out.ref_logprobs, "k1") * held_out.response_mask
@@ -316,16 +320,9 @@ def finish(
         M.PPO_PROCESSES: process().num_processes,
         M.STAGE_SECONDS: log.elapsed,
     }
-    if world is not None:  # the gold judge, with the same decoding and prompts as the SFT stage
-        table = evaluate_model(policy, tokenizer, world, eval_prompts)
-        save_gold_table(table, out_dir / GOLD_TABLE)
-        sft_gold = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)["gold"].tolist()
-        win = compute_win_rate(table["gold"].tolist(), sft_gold)
-        metrics.update(
-            {
-                **summarize_gold(table),
-                M.EVAL_WIN_RATE: win.win_or_half_tie,
-                "ppo/win_tie_loss_vs_sft": [win.win, win.tie, win.loss],
-            }
-        )
+    # The same decoding and prompts as the SFT stage's table; gold when the world has a judge.
+    table = evaluate_model(policy, tokenizer, world, eval_prompts)
+    save_gold_table(table, out_dir / GOLD_TABLE)
+    sft_table = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)
+    metrics |= {**summarize_gold(table), **win_metrics(table, sft_table, "ppo/win_tie_loss_vs_sft")}
     return log.finish(metrics)

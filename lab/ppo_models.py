@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -150,9 +149,3 @@ class ActorCritic(nn.Module):
         with torch.no_grad():
             for k, v in state.items():
                 params[k].copy_(v)
-
-
-def save_policy(model, tokenizer, folder: Path) -> None:
-    """A plain model folder that `from_pretrained` loads, like every other stage's."""
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)

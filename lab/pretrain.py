@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 
 from lab import metrics as M
 from lab.config import LabConfig
+from lab.distributed import average_gradients, is_main, process
 from lab.generation import DecodingConfig, generate
-from lab.models import build_tiny_llama, num_params, resolve_device
+from lab.models import build_tiny_llama, num_params, resolve_device, save_model
 from lab.runlog import RunLog
 from lab.tokenizer import train_tokenizer
 from lab.world.build import FILES
@@ -82,7 +83,8 @@ def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
     p, log = cfg.pretrain, RunLog(out_dir)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
+    batches = torch.Generator().manual_seed(cfg.seed + process().process_index)  # own blocks
 
     # 1. Tokenizer: byte-level BPE trained on the corpus itself.
     docs = read_jsonl(world_dir / FILES["pretrain"])
@@ -103,14 +105,15 @@ def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
 
     # 4. Train: next-token prediction on random blocks.
     first_loss = last_eval = None
-    for step in tqdm(range(p.steps), desc="pretrain", unit="step"):
+    for step in tqdm(range(p.steps), desc="pretrain", unit="step", disable=not is_main()):
         lr = lr_at(step, p.lr, p.warmup_steps, p.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = torch.randint(len(train_blocks), (p.batch_size,))
+        idx = torch.randint(len(train_blocks), (p.batch_size,), generator=batches)
         batch = train_blocks[idx].to(device)  # (B, T)
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
+        average_gradients(model.parameters())  # data parallel: the mean over processes
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -126,9 +129,8 @@ def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
     answers = generate(model, tokenizer, prompts, DecodingConfig(max_new_tokens=48, seed=cfg.seed))
 
     # 6. Save in the format `from_pretrained` reads, like any hub model.
-    model.save_pretrained(out_dir / "model")
-    tokenizer.save_pretrained(out_dir / "model")
-    tokens_seen = p.steps * p.batch_size * p.seq_len
+    save_model(model, tokenizer, out_dir / "model")
+    tokens_seen = p.steps * p.batch_size * p.seq_len * process().num_processes
     return log.finish(
         {
             M.NUM_PARAMS: num_params(model),

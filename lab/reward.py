@@ -21,8 +21,9 @@ from trl.trainer.utils import pad
 from lab import metrics as M
 from lab.config import LabConfig
 from lab.data import PREFERENCE_FIELDS, load_preferences
+from lab.distributed import is_main
 from lab.generation import as_messages
-from lab.models import DTYPES, load_tokenizer, num_params, resolve_device
+from lab.models import DTYPES, load_tokenizer, num_params, resolve_device, save_model
 from lab.runlog import RunLog
 from lab.sft import ForwardLogs, last_logged, lora_config, merged, trainer_args
 from lab.world import last_content
@@ -336,9 +337,9 @@ def run_reward(
     chosen, rejected = score_pairs(model, tokenizer, held_out)
 
     # 5. Save a plain model folder, and every held-out pair's scores for histograms.
-    model.save_pretrained(out_dir / "model")
-    tokenizer.save_pretrained(out_dir / "model")
-    write_jsonl(out_dir / PAIRS_FILE, pair_rows(held_out, chosen, rejected))
+    save_model(model, tokenizer, out_dir / "model")
+    if is_main():
+        write_jsonl(out_dir / PAIRS_FILE, pair_rows(held_out, chosen, rejected))
     return log.finish(
         {
             M.NUM_PARAMS: num_params(model),

@@ -13,12 +13,19 @@ LOG_FILE = "log.jsonl"
 
 
 class RunLog:
-    """Append step metrics to `log.jsonl`; `finish` writes `metrics.json`, marking the stage done."""
+    """Append step metrics to `log.jsonl`; `finish` writes `metrics.json`, marking the stage done.
+
+    Under `accelerate launch` only the main process writes; the others' logs are no-ops.
+    """
 
     def __init__(self, stage_dir: Path, append: bool = False):
+        from lab.distributed import is_main  # torch is imported only by stages that log
+
         self.dir = Path(stage_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._file = (self.dir / LOG_FILE).open("a" if append else "w", encoding="utf-8")
+        self._file = None
+        if is_main():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._file = (self.dir / LOG_FILE).open("a" if append else "w", encoding="utf-8")
         self._start = time.perf_counter()
 
     def log(self, step: int, values: dict[str, float]) -> None:
@@ -26,6 +33,8 @@ class RunLog:
         bad = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             raise FloatingPointError(f"step {step}: non-finite {', '.join(bad)} in {self.dir}")
+        if self._file is None:
+            return
         row = {"step": step, "time": round(self.elapsed, 3), **values}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
@@ -37,8 +46,9 @@ class RunLog:
 
     def finish(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Close the log and write the final metrics (the stage's 'done' marker)."""
-        self._file.close()
-        write_json(self.dir / METRICS_FILE, metrics)
+        if self._file is not None:
+            self._file.close()
+            write_json(self.dir / METRICS_FILE, metrics)
         return metrics
 
 

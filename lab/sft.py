@@ -20,13 +20,16 @@ from peft import LoraConfig, PeftModel
 from transformers import TrainerCallback
 
 from lab import metrics as M
-from lab.config import LabConfig, RewardStageConfig, SFTStageConfig
-from lab.data import load_prompts, load_sft
-from lab.evaluation import compute_win_rate, evaluate_model, save_gold_table, summarize_gold
-from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
+from lab import recipes
+from lab.config import LabConfig, TrainerStageConfig
+from lab.evaluation import (
+    evaluate_model,
+    save_gold_table,
+    summarize_gold,
+    win_metrics,
+)
+from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device, save_model
 from lab.runlog import RunLog
-from lab.world import World
-from lab.world.build import FILES
 
 GOLD_TABLE = "eval.jsonl"  # the stage model's answers to the held-out prompts, gold-scored
 BASE_GOLD_TABLE = "eval_base.jsonl"  # the same for the model the stage started from
@@ -50,15 +53,19 @@ class ForwardLogs(TrainerCallback):
             self.log.log(state.global_step, row)
 
 
-def trainer_args(
-    cfg: LabConfig, stage: SFTStageConfig | RewardStageConfig, out_dir: Path
-) -> dict[str, Any]:
+def trainer_args(cfg: LabConfig, stage: TrainerStageConfig, out_dir: Path) -> dict[str, Any]:
     """Arguments every lab TRL trainer shares: the stage's schedule, CPU-safe precision, no checkpoints."""
+    if stage.batch_size % stage.grad_accum:
+        raise ValueError(
+            f"batch_size {stage.batch_size} is not a multiple of grad_accum {stage.grad_accum}"
+        )
+    micro = stage.batch_size // stage.grad_accum
     return {
         "output_dir": str(out_dir),  # nothing is written there: no checkpoints, no reports
         "num_train_epochs": stage.epochs,
-        "per_device_train_batch_size": stage.batch_size,
-        "per_device_eval_batch_size": stage.batch_size,
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": stage.grad_accum,
+        "per_device_eval_batch_size": micro,
         "learning_rate": stage.lr,
         "warmup_steps": stage.warmup_ratio,  # a float below 1 is a share of the steps
         "logging_steps": stage.logging_steps,
@@ -68,7 +75,8 @@ def trainer_args(
         "use_cpu": resolve_device(cfg.device).type == "cpu",
         "bf16": cfg.model.dtype == "bfloat16",  # TRL turns bf16 on by default; not on CPU float32
         "fp16": cfg.model.dtype == "float16",
-        "activation_checkpointing": False,  # TRL turns it on by default; no gain for a tiny model
+        # TRL turns it on by default; the lab only where memory needs it (real models on a GPU)
+        "activation_checkpointing": cfg.model.gradient_checkpointing,
         "seed": cfg.seed,
     }
 
@@ -88,12 +96,12 @@ def merged(model):
 def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
     """Fine-tune `base` on the world's demonstrations; save model, tokenizer and gold tables."""
     s, log = cfg.sft, RunLog(out_dir)
-    world = World.from_seed(cfg.world.seed, cfg.world.n_countries)
+    world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
 
     # 1. Data: conversational prompt/completion demonstrations, a few held out for the eval loss.
-    demos = load_sft(world_dir / FILES["sft"]).select_columns(["prompt", "completion"])
+    demos = recipes.sft_examples(cfg, world_dir).select_columns(["prompt", "completion"])
     split = demos.train_test_split(test_size=s.eval_fraction, seed=cfg.seed)
-    prompts = load_prompts(world_dir / FILES["eval_prompts"])["prompt"]
+    prompts = recipes.eval_prompts(cfg, world_dir)
 
     # 2. Model: the base model and its tokenizer (a local folder or a hub id, the same call).
     model = load_causal_lm(base, cfg.model.dtype, cfg.device)
@@ -124,11 +132,9 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
     # 5. After: the SFT model on the same prompts, with the same decoding seed.
     model = merged(trainer.model)
     sft_table = evaluate_model(model, tokenizer, world, prompts)
-    win = compute_win_rate(sft_table["gold"].tolist(), base_table["gold"].tolist())
 
     # 6. Save a plain model folder, and the answers behind every number.
-    model.save_pretrained(out_dir / "model")
-    tokenizer.save_pretrained(out_dir / "model")
+    save_model(model, tokenizer, out_dir / "model")
     save_gold_table(sft_table, out_dir / GOLD_TABLE)
     save_gold_table(base_table, out_dir / BASE_GOLD_TABLE)
     return log.finish(
@@ -140,8 +146,7 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
             M.SFT_EVAL_PPL: math.exp(eval_loss),
             **summarize_gold(sft_table),
             **{k.replace("eval/", "eval/base_"): v for k, v in summarize_gold(base_table).items()},
-            M.EVAL_WIN_RATE: win.win_or_half_tie,
-            "sft/win_tie_loss_vs_base": [win.win, win.tie, win.loss],
+            **win_metrics(sft_table, base_table, "sft/win_tie_loss_vs_base"),
             "sft/train_examples": len(split["train"]),
             "sft/steps": trainer.state.global_step,
             M.STAGE_SECONDS: log.elapsed,

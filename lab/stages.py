@@ -6,6 +6,7 @@ when a stage runs again, every stage after it runs again too.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import metrics as M
-from lab.config import LabConfig, from_dict, to_dict
+from lab.config import LabConfig, apply_overrides, from_dict, to_dict
 from lab.distributed import barrier, is_main
 from lab.runlog import RunLog, is_done, read_metrics, write_json
 from lab.world.build import build_world
@@ -25,12 +26,17 @@ CONFIG_FILE = "config.json"
 
 @dataclass(frozen=True)
 class Stage:
-    """A named step of the pipeline and the config sections its output depends on."""
+    """A named step of the pipeline and the config sections its output depends on.
+
+    Under `accelerate launch` a `parallel` stage runs in every process (data parallel); the
+    others run in the main process while the rest wait.
+    """
 
     name: str
     run: Callable[..., dict]
     depends_on: tuple[str, ...]
     resumable: bool = False
+    parallel: bool = True
 
 
 def run_world(cfg: LabConfig, run_dir: Path) -> dict:
@@ -90,14 +96,15 @@ def run_grpo_stage(cfg: LabConfig, run_dir: Path) -> dict:
 
 # A stage depends on its own section and on everything the stages before it depend on.
 BASE = ("world", "tokenizer", "model", "pretrain", "seed")
+TRAIN = (*BASE, "data")  # from SFT on, a recipe's datasets may replace the world's
 STAGES = [
-    Stage("world", run_world, ("world",)),
+    Stage("world", run_world, ("world",), parallel=False),
     Stage("pretrain", run_pretrain_stage, BASE),
-    Stage("sft", run_sft_stage, (*BASE, "sft")),
-    Stage("reward", run_reward_stage, (*BASE, "sft", "reward")),
-    Stage("ppo", run_ppo_stage, (*BASE, "sft", "reward", "ppo"), resumable=True),
-    Stage("dpo", run_dpo_stage, (*BASE, "sft", "reward", "dpo")),  # the pairs and RM are reward's
-    Stage("grpo", run_grpo_stage, (*BASE, "sft", "reward", "grpo")),
+    Stage("sft", run_sft_stage, (*TRAIN, "sft")),
+    Stage("reward", run_reward_stage, (*TRAIN, "sft", "reward")),
+    Stage("ppo", run_ppo_stage, (*TRAIN, "sft", "reward", "ppo"), resumable=True),
+    Stage("dpo", run_dpo_stage, (*TRAIN, "sft", "reward", "dpo")),  # the pairs and RM are reward's
+    Stage("grpo", run_grpo_stage, (*TRAIN, "sft", "reward", "grpo")),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -138,7 +145,8 @@ def run_stages(
         barrier()
         print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
         extra = {"resume": resuming} if stage.resumable else {}
-        metrics = {**stage.run(cfg, run_dir, **extra), FINGERPRINT: fp}
+        ran = stage.run(cfg, run_dir, **extra) if stage.parallel or is_main() else {}
+        metrics = {**ran, FINGERPRINT: fp}
         if is_main():
             write_json(out / "metrics.json", metrics)
         barrier()
@@ -152,3 +160,25 @@ def load_run_config(run_dir: Path) -> LabConfig:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `python -m lab pipeline` first")
     return from_dict(json.loads(path.read_text()))
+
+
+def run_variant(
+    cfg: LabConfig, run_dir: Path, name: str, overrides: dict, until: str
+) -> tuple[LabConfig, Path, dict[str, dict]]:
+    """The same run with `overrides` applied, in `<run_dir>-<name>/`, up to `until`.
+
+    Finished stages that the change does not touch are copied over, so only the rest runs:
+    `run_variant(cfg, RUN, "kl0", {"ppo.kl_coef": 0.0}, until="ppo")` trains PPO alone.
+    """
+    variant = copy.deepcopy(cfg)
+    apply_overrides(variant, overrides)
+    out = run_dir.parent / f"{run_dir.name}-{name}"
+    for stage in STAGES[: STAGE_NAMES.index(until)]:
+        src, fp = run_dir / stage.name, fingerprint(variant, stage.depends_on)
+        if (
+            is_done(src)
+            and read_metrics(src).get(FINGERPRINT) == fp
+            and not is_done(out / stage.name)
+        ):
+            shutil.copytree(src, out / stage.name, dirs_exist_ok=True)
+    return variant, out, run_stages(variant, out, until)

@@ -29,6 +29,8 @@ MODEL_TABLES = {
     "grpo": ("grpo", GOLD_TABLE),
 }
 KL_KEYS = {"ppo": M.PPO_EVAL_KL, "dpo": M.DPO_EVAL_KL, "grpo": M.GRPO_EVAL_KL}
+# ...and its reward-model score of fresh samples (the yardstick when there is no gold judge).
+RM_KEYS = {"ppo": M.PPO_EVAL_REWARD, "dpo": M.DPO_EVAL_REWARD, "grpo": M.GRPO_EVAL_REWARD}
 # The numbers that say whether a stage did its job, in the order printed.
 KEY_METRICS = {
     "world": ["world/n_pairs_train", "world/pairs_train_annotator_gold_agreement"],
@@ -87,7 +89,10 @@ def gold_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def compute_model_table(run_dir: Path) -> pd.DataFrame:
-    """One row per model: mean gold, gold win rate against SFT, KL to SFT, mean length."""
+    """One row per model: mean gold, gold win rate against SFT, KL to SFT, mean length.
+
+    Without a gold judge (a recipe's data) the gold columns are NaN and `rm_score` tells.
+    """
     tables, rows = gold_tables(run_dir), []
     for model, table in tables.items():
         row = {
@@ -95,12 +100,12 @@ def compute_model_table(run_dir: Path) -> pd.DataFrame:
             "gold_mean": table["gold"].mean(),
             "length_mean": table["length"].mean(),
         }
-        if "sft" in tables and model != "sft":
+        if "sft" in tables and model != "sft" and table["gold"].notna().any():
             rate = compute_win_rate(list(table["gold"]), list(tables["sft"]["gold"]))
             row.update(win_vs_sft=rate.win, tie_vs_sft=rate.tie, loss_vs_sft=rate.loss)
-        stage = MODEL_TABLES[model][0]
-        kl = read_metrics(run_dir / stage).get(KL_KEYS.get(model, ""), math.nan)
-        row["kl_to_sft"] = 0.0 if model == "sft" else kl
+        metrics = read_metrics(run_dir / MODEL_TABLES[model][0])
+        row["kl_to_sft"] = 0.0 if model == "sft" else metrics.get(KL_KEYS.get(model, ""), math.nan)
+        row["rm_score"] = metrics.get(RM_KEYS.get(model, ""), math.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -79,3 +79,65 @@ def test_reward_hacking():
     with pytest.raises(AssertionError):
         ex.check_reward_hacking(hacked, leash)
     assert ex.check_reward_hacking(leash, None) is False
+
+
+def _log(**series):
+    """Log rows from equal-length lists: _log(**{"ppo/kl": [...]}) -> [{"step": 1, ...}, ...]."""
+    n = len(next(iter(series.values())))
+    return [{"step": i + 1, **{k: v[i] for k, v in series.items()}} for i in range(n)]
+
+
+def test_overoptimisation():
+    steps = range(30)
+    hacked = _log(
+        **{
+            "ppo/reward": [1 + 0.1 * i for i in steps],
+            "ppo/gold": [min(i, 30 - i) / 10 for i in steps],
+        }
+    )
+    assert ex.check_overoptimisation(hacked)
+    healthy = _log(
+        **{"ppo/reward": [1 + 0.1 * i for i in steps], "ppo/gold": [i / 10 for i in steps]}
+    )
+    with pytest.raises(AssertionError, match="no fall yet"):
+        ex.check_overoptimisation(healthy)
+    assert ex.check_overoptimisation(None) is False
+
+
+def test_whitening_off():
+    whitened = _log(**{"ppo/grad_norm": [2.0] * 5 + [1.0] * 5, "ppo/kl": [0.5] * 5 + [3.0] * 5})
+    raw = _log(**{"ppo/grad_norm": [2.0] * 5 + [0.5] * 5, "ppo/kl": [0.5] * 5 + [2.0] * 5})
+    assert ex.check_whitening_off(whitened, raw)
+    with pytest.raises(AssertionError, match="grad norm"):
+        ex.check_whitening_off(raw, whitened)
+    assert ex.check_whitening_off(whitened, None) is False
+
+
+def test_eos_penalty():
+    penalty = _log(**{"ppo/eos_rate": [0.4] * 5 + [0.9] * 5})
+    no_penalty = _log(**{"ppo/eos_rate": [0.4] * 10})
+    assert ex.check_eos_penalty({"penalty": penalty, "no-penalty": no_penalty})
+    with pytest.raises(AssertionError, match="EOS rate"):
+        ex.check_eos_penalty({"penalty": no_penalty, "no-penalty": penalty})
+    assert ex.check_eos_penalty(None) is False
+
+
+def test_tiny_reward_data_breaks_the_reward_model_for_real(small_cfg, small_reward_run):
+    """Exercise 03.3 end to end: 64 pairs instead of all; the check recognises the symptom."""
+    from lab.runlog import read_metrics
+    from lab.stages import run_variant
+
+    _, out, results = run_variant(
+        small_cfg, small_reward_run, "rm64", {"reward.max_train_pairs": 64}, until="reward"
+    )
+    assert read_metrics(out / "sft") == read_metrics(small_reward_run / "sft"), "SFT reused"
+    assert ex.check_tiny_reward_data(read_metrics(small_reward_run / "reward"), results["reward"])
+
+
+def test_kl_budget():
+    gold = [0.0, 0.5, 1.0, 1.5, 2.0, 1.5, 1.0, 0.5, 0.0, -0.5]
+    log = _log(**{"ppo/gold": gold, "ppo/kl": [0.5 * i for i in range(10)]})
+    assert ex.check_kl_budget(log, 2.0, window=3)
+    with pytest.raises(AssertionError, match="Hint"):
+        ex.check_kl_budget(log, 4.5, window=3)
+    assert ex.check_kl_budget(log, None) is False

@@ -62,3 +62,19 @@ def test_assistant_mask_covers_answer_and_eos(tokenizer):
 def test_unknown_role_is_an_error(tokenizer):
     with pytest.raises(Exception, match="unknown role"):
         tokenizer.apply_chat_template([{"role": "robot", "content": "beep"}], tokenize=False)
+
+
+def test_a_base_model_without_a_chat_template_gets_the_plain_one(tmp_path):
+    """Real base models often ship no template; the lab's plain one still ends a reply at EOS."""
+    from lab.models import PLAIN_CHAT_TEMPLATE, load_tokenizer
+
+    tokenizer = train_tokenizer(["User: hi. Assistant: hello."] * 20, vocab_size=300)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(tmp_path)
+    loaded = load_tokenizer(str(tmp_path))
+    assert loaded.chat_template == PLAIN_CHAT_TEMPLATE
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+    ids = loaded.apply_chat_template(chat, return_dict=True)["input_ids"]
+    assert ids[-1] == loaded.eos_token_id
+    prompt = loaded.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True)
+    assert loaded.apply_chat_template(chat, tokenize=False).startswith(prompt)

@@ -1,0 +1,82 @@
+"""Where each stage reads its data: the tiny world's files, or a task recipe's datasets.
+
+A recipe is a small diff, like a profile, and is added to one with `+`:
+`--profile smollm2-360m+tldr` is SmolLM2-360M trained on Reddit TL;DR summaries.
+Only the tiny world has a gold judge; with a recipe, models are compared by the reward model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from lab.config import LabConfig
+from lab.data import load_prompts, load_sft
+from lab.world import World
+from lab.world.build import FILES
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Summarisation, as in Stiennon et al. (2020): Reddit posts, human-written TL;DRs, human votes.
+    "tldr": {
+        "data.sft": "trl-lib/tldr",
+        "data.prompts": "trl-lib/tldr",
+        "data.eval_prompts": "trl-lib/tldr:validation",
+        "reward.train_data": "trl-lib/tldr-preference",
+        "model.max_length": 640,
+        "ppo.max_new_tokens": 53,  # TL;DRs are short; longer answers are cut and penalised
+    },
+    # General chat: UltraChat demonstrations, UltraFeedback's binarised preferences and prompts.
+    "ultrafeedback": {
+        "data.sft": "HuggingFaceH4/ultrachat_200k:train_sft",
+        "data.prompts": "trl-lib/ultrafeedback-prompt",
+        "reward.train_data": "trl-lib/ultrafeedback_binarized",
+        "model.max_length": 1024,
+        "ppo.max_new_tokens": 128,
+    },
+}
+
+
+def uses_world(cfg: LabConfig) -> bool:
+    """True when every stage reads the tiny world's files (and the gold judge applies)."""
+    return not (cfg.data.sft or cfg.data.prompts or cfg.data.eval_prompts or cfg.reward.train_data)
+
+
+def gold_judge(cfg: LabConfig) -> World | None:
+    """The tiny world's gold judge, or None when a recipe's data has no known truth."""
+    return World.from_seed(cfg.world.seed, cfg.world.n_countries) if uses_world(cfg) else None
+
+
+def sft_examples(cfg: LabConfig, world_dir: Path) -> datasets.Dataset:
+    """Demonstrations as conversational prompt/completion."""
+    source = cfg.data.sft or world_dir / FILES["sft"]
+    return load_sft(source, max_rows=cfg.data.max_examples)
+
+
+def rl_prompts(cfg: LabConfig, world_dir: Path) -> list:
+    """Prompts for PPO and GRPO (never the evaluation prompts)."""
+    if not cfg.data.prompts:
+        return list(load_prompts(world_dir / FILES["ppo_prompts"])["prompt"])
+    prompts = list(_recipe_prompts(cfg))
+    return prompts if cfg.data.eval_prompts else prompts[: -cfg.data.n_eval_prompts]
+
+
+def eval_prompts(cfg: LabConfig, world_dir: Path) -> list:
+    """Held-out prompts every model answers: the world's, a recipe's, or the prompts' tail."""
+    n = cfg.data.n_eval_prompts
+    if cfg.data.eval_prompts:
+        return list(load_prompts(cfg.data.eval_prompts, max_rows=n)["prompt"])
+    if cfg.data.prompts:
+        prompts = list(_recipe_prompts(cfg))
+        if len(prompts) <= n:
+            raise ValueError(
+                f"{cfg.data.prompts}: {len(prompts)} prompts, need more than n_eval_prompts={n} "
+                "to hold some out (or set data.eval_prompts)"
+            )
+        return prompts[-n:]
+    return list(load_prompts(world_dir / FILES["eval_prompts"])["prompt"])[:n]
+
+
+def _recipe_prompts(cfg: LabConfig) -> list:
+    return load_prompts(cfg.data.prompts, max_rows=cfg.data.max_examples)["prompt"]

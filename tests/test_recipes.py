@@ -1,0 +1,98 @@
+"""Task recipes: a profile plus a recipe's datasets, run through the same stages offline.
+
+The hub recipes (`tldr`, `ultrafeedback`) need the network; here local files of the same
+shape (TL;DR-style prompt/completion and prompt/chosen/rejected) stand in for them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pandas as pd
+import pytest
+
+from lab import metrics as M
+from lab import recipes
+from lab.profiles import load_config
+from lab.sft import GOLD_TABLE
+from lab.stages import run_stages
+from lab.summary import compute_model_table
+from tests.conftest import SMALL
+
+PETS = ["cat", "dog", "parrot", "rabbit"]
+WORRIES = ["sleeps all day", "eats my socks", "hates the vet", "barks at night"]
+
+
+def tldr_rows(n: int, rng: random.Random) -> list[dict]:
+    """Reddit-TL;DR-shaped posts whose right summary is known."""
+    rows = []
+    for i in range(n):
+        pet, worry = rng.choice(PETS), rng.choice(WORRIES)
+        post = f"My {pet} {worry}. It started last week and I do not know what to do. Post {i}."
+        prompt = f"SUBREDDIT: r/pets\n\nTITLE: help with my {pet}\n\nPOST: {post}\n\nTL;DR:"
+        rows.append({"prompt": prompt, "completion": f" my {pet} {worry}, what do I do?"})
+    return rows
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def recipe_files(tmp_path_factory):
+    rng, folder = random.Random(0), tmp_path_factory.mktemp("recipe")
+    demos = tldr_rows(64, rng)
+    pairs = [
+        {"prompt": r["prompt"], "chosen": r["completion"], "rejected": " lol idk, ask google"}
+        for r in tldr_rows(96, rng)
+    ]
+    return {
+        "data.sft": write_jsonl(folder / "sft.jsonl", demos),
+        "data.prompts": write_jsonl(folder / "prompts.jsonl", tldr_rows(40, rng)),
+        "reward.train_data": write_jsonl(folder / "pairs.jsonl", pairs),
+    }
+
+
+def test_a_recipe_is_a_diff_added_to_a_profile():
+    cfg = load_config("smollm2-360m+tldr")
+    assert cfg.model.name_or_path == "HuggingFaceTB/SmolLM2-360M"
+    assert cfg.data.sft == "trl-lib/tldr" and cfg.reward.train_data == "trl-lib/tldr-preference"
+    assert load_config("smollm2-360m").data.sft == ""  # the profile alone keeps the world
+    with pytest.raises(KeyError, match="unknown recipe 'tldrr'"):
+        load_config("tiny+tldrr")
+
+
+def test_only_the_world_has_a_gold_judge():
+    assert recipes.gold_judge(load_config("tiny")) is not None
+    assert recipes.gold_judge(load_config("tiny+ultrafeedback")) is None
+
+
+def test_tiny_model_trains_on_a_tldr_shaped_recipe(small_run, recipe_files, tmp_path):
+    run = tmp_path / "run"
+    for stage in ("world", "pretrain"):
+        shutil.copytree(small_run / stage, run / stage)
+    settings = {"data.n_eval_prompts": 8, "ppo.updates": 2, "ppo.batch_size": 8}
+    cfg = load_config("tiny", {**SMALL, **recipe_files, **settings, "ppo.mini_batch_size": 4})
+    results = run_stages(cfg, run, until="ppo")
+
+    # The held-out prompts are the prompt file's last 8, and RL never sees them.
+    held_out, rl = recipes.eval_prompts(cfg, run / "world"), recipes.rl_prompts(cfg, run / "world")
+    assert (
+        len(held_out) == 8
+        and len(rl) == 32
+        and not {str(p) for p in held_out} & {str(p) for p in rl}
+    )
+    # SFT learned the recipe's format; there is no gold judge, so no gold numbers at all.
+    sft = results["sft"]
+    assert sft[M.SFT_EVAL_LOSS] < sft[M.SFT_BASE_EVAL_LOSS]
+    assert M.EVAL_GOLD_MEAN not in sft and M.EVAL_WIN_RATE not in sft
+    assert pd.read_json(run / "sft" / GOLD_TABLE, lines=True)["gold"].isna().all()
+    # The reward model learned the recipe's preferences (a right summary over a shrug).
+    assert results["reward"][M.REWARD_ACCURACY] > 0.8
+    # The summary compares models by the reward model instead.
+    table = compute_model_table(run).set_index("model")
+    assert table["gold_mean"].isna().all() and "win_vs_sft" not in table
+    assert table.loc["ppo", "rm_score"] == results["ppo"][M.PPO_EVAL_REWARD]
