@@ -12,6 +12,7 @@ import yaml
 from lab.config import parse_set_args, to_dict
 from lab.distributed import is_main
 from lab.profiles import PROFILES, load_config
+from lab.recipes import RECIPES
 from lab.stages import STAGE_NAMES, run_stages
 from lab.summary import REPORT_FILE, SUMMARY_FILE, format_summary, summarize
 
@@ -21,11 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description="RLHF Lab: run a stage.")
     parser.add_argument(
         "stage",
-        choices=[*STAGE_NAMES, "pipeline", "config"],
+        choices=[*STAGE_NAMES, "pipeline", "config", "plan"],
         help="stage to run (earlier stages run first if missing); "
-        "'pipeline' runs all; 'config' prints the settings",
+        "'pipeline' runs all; 'config' prints the settings; 'plan' estimates memory and time",
     )
-    parser.add_argument("--profile", default="tiny", choices=list(PROFILES))
+    parser.add_argument(
+        "--profile",
+        default="tiny",
+        help=f"one of {', '.join(PROFILES)}, optionally +recipe ({', '.join(RECIPES)}), "
+        "e.g. smollm2-360m+tldr",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="run folder (default runs/<profile>)"
     )
@@ -44,7 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted stage (ppo) from its last checkpoint",
     )
+    parser.add_argument("--gpu", default="T4", help="plan: T4, L4, A100-40, A100-80, H100 or cpu")
+    parser.add_argument("--gpu-mem", default=None, help="plan: memory to fit in, e.g. 16GB")
     return parser
+
+
+def print_plan(cfg, gpu: str, gpu_mem: str | None) -> int:
+    """`python -m lab plan`: the memory/time table of every stage (reads configs only)."""
+    from lab.plan import GPUS, compute_plan, format_plan, parse_gb, plan_notes
+
+    try:
+        gb = parse_gb(gpu_mem) if gpu_mem else GPUS[gpu].memory_gb if gpu in GPUS else None
+        plans = compute_plan(cfg, gpu, gb)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    name = cfg.model.name_or_path or "tiny Llama"
+    title = f"{cfg.profile} ({name}, {cfg.model.dtype}) on {gpu}, {gb:g} GB"
+    print(format_plan(cfg, plans, title, gb, plan_notes(cfg, gpu)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "config":
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
+    if args.stage == "plan":
+        return print_plan(cfg, args.gpu, args.gpu_mem)
     run_dir = args.out or Path("runs") / args.profile
     until = STAGE_NAMES[-1] if args.stage == "pipeline" else args.stage
     results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)

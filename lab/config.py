@@ -97,7 +97,7 @@ class ModelConfig:
 class PretrainConfig:
     """Stage 0: next-token pretraining of the tiny Llama on the world's corpus."""
 
-    steps: int = 500
+    steps: int = 250
     """Optimizer steps."""
     batch_size: int = 32
     """Sequences per step."""
@@ -119,7 +119,7 @@ class PretrainConfig:
 class SFTStageConfig:
     """Stage 1: supervised fine-tuning on the world's demonstrations (TRL `SFTTrainer`)."""
 
-    epochs: float = 3.0
+    epochs: float = 2.0
     """Passes over the training demonstrations."""
     batch_size: int = 32
     """Demonstrations per optimizer step."""
@@ -151,7 +151,7 @@ class RewardStageConfig:
     """Use at most this many training pairs (0 = all)."""
     holdout: int = 200
     """Pairs of `train_data` held out for evaluation (the world has its own test split)."""
-    epochs: float = 2.0
+    epochs: float = 1.0
     """Passes over the training pairs."""
     batch_size: int = 32
     """Pairs per optimizer step (each pair is two sequences)."""
@@ -173,7 +173,7 @@ class RewardStageConfig:
 class PPOStageConfig:
     """Stage 3: PPO against the reward model, written in the lab (`lab.ppo`)."""
 
-    updates: int = 60
+    updates: int = 40
     """PPO updates (each: one batch of rollouts, then `ppo_epochs` passes over it)."""
     batch_size: int = 64
     """Prompts per rollout batch."""
@@ -227,7 +227,7 @@ class PPOStageConfig:
 class DPOStageConfig:
     """Stage 4: DPO on the reward model's preference pairs, from the SFT model (TRL `DPOTrainer`)."""
 
-    max_train_pairs: int = 3_000
+    max_train_pairs: int = 1_500
     """Use at most this many of the reward stage's training pairs (0 = all)."""
     epochs: float = 1.0
     """Passes over the training pairs."""
@@ -255,7 +255,7 @@ class DPOStageConfig:
 class GRPOStageConfig:
     """Stage 5: GRPO against the reward model, from the SFT model (TRL `GRPOTrainer`)."""
 
-    max_prompts: int = 256
+    max_prompts: int = 128
     """Use the first this many RL prompts (0 = all); an epoch samples each one `num_generations` times."""
     epochs: float = 1.0
     """Passes over those prompts."""

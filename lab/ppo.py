@@ -122,9 +122,9 @@ def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: La
     scores = torch.where(has_eos, raw, raw - p.missing_eos_penalty)
 
     # 4. Per-token log-probs of policy and reference, and the value of each state.
-    n = response.shape[1]
-    logits = ac.response_logits(out, mask, n)
-    ref_logits = ac.reference_logits(out, mask, n)
+    logprobs, ref_logprobs, values, entropy = token_stats(
+        ac, out, mask, response, p.temperature, p.mini_batch_size
+    )
     return Rollout(
         prompts=prompts,
         texts=texts,
@@ -133,11 +133,35 @@ def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: La
         response_mask=resp_mask,
         has_eos=has_eos,
         score=scores,
-        logprobs=logprobs_of(logits, response, p.temperature),
-        ref_logprobs=logprobs_of(ref_logits, response, p.temperature),
-        values=ac.values(out, mask, n),
-        entropy=entropy_from_logits(logits / p.temperature),
+        logprobs=logprobs,
+        ref_logprobs=ref_logprobs,
+        values=values,
+        entropy=entropy,
     )
+
+
+@torch.no_grad()
+def token_stats(
+    ac: ActorCritic, ids, mask, response, temperature: float, chunk: int
+) -> tuple[torch.Tensor, ...]:
+    """Step 4, `chunk` responses at a time: policy and reference log-probs, values, entropy.
+
+    Each is (B, R). The full-vocabulary logits (chunk, R, V) are the rollout's largest
+    tensors; going through the batch in chunks keeps only one chunk's alive.
+    """
+    n, parts = response.shape[1], []
+    for s in (slice(i, i + chunk) for i in range(0, len(ids), chunk)):
+        logits = ac.response_logits(ids[s], mask[s], n)
+        ref_logits = ac.reference_logits(ids[s], mask[s], n)
+        parts.append(
+            (
+                logprobs_of(logits, response[s], temperature),
+                logprobs_of(ref_logits, response[s], temperature),
+                ac.values(ids[s], mask[s], n),
+                entropy_from_logits(logits / temperature),
+            )
+        )
+    return tuple(torch.cat(columns) for columns in zip(*parts, strict=True))
 
 
 def add_advantages(r: Rollout, kl_coef: float, cfg: LabConfig) -> None:
@@ -235,7 +259,15 @@ def run_ppo(
     # 0. Load: policy / reference / value function, the frozen reward model, and their tokenizers.
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(sft)
-    ac = ActorCritic(sft, reward, p.lora_r, p.lora_alpha, cfg.model.dtype, device)
+    ac = ActorCritic(
+        sft,
+        reward,
+        p.lora_r,
+        p.lora_alpha,
+        cfg.model.dtype,
+        device,
+        cfg.model.gradient_checkpointing,
+    )
     rm, rm_tokenizer = load_reward_model(reward, device)
     check_same_template(tokenizer, rm_tokenizer, sft, reward)
     ac.prepare_for_training()

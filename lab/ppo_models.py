@@ -44,7 +44,14 @@ class ActorCritic(nn.Module):
     """Policy, reference and value function over one or several copies of the SFT weights."""
 
     def __init__(
-        self, sft_path: str, reward_path: str, lora_r: int, lora_alpha: int, dtype: str, device
+        self,
+        sft_path: str,
+        reward_path: str,
+        lora_r: int,
+        lora_alpha: int,
+        dtype: str,
+        device,
+        gradient_checkpointing: bool = False,
     ):
         super().__init__()
         self.lora = lora_r > 0
@@ -69,6 +76,11 @@ class ActorCritic(nn.Module):
                 reward_path, dtype=DTYPES[dtype]
             ).to(device)
             self.value_trunk, self.value_head = critic.model, critic.score
+        if gradient_checkpointing:  # recompute each block in backward (train mode only)
+            kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+            self.policy.gradient_checkpointing_enable(**kwargs)
+            if not self.lora:  # with LoRA the value function runs through the same layers
+                self.value_trunk.gradient_checkpointing_enable(**kwargs)
 
     def response_logits(
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
@@ -93,7 +105,8 @@ class ActorCritic(nn.Module):
                 input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
             ).last_hidden_state
         # The state before response token t is the prefix ending at position P + t - 1.
-        return self.value_head(hidden[:, -n_response - 1 : -1]).squeeze(-1).float()
+        states = hidden[:, -n_response - 1 : -1].to(self.value_head.weight.dtype)  # LoRA: fp32 head
+        return self.value_head(states).squeeze(-1).float()
 
     @contextlib.contextmanager
     def _adapter(self, name: str):

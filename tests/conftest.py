@@ -25,10 +25,12 @@ SMALL = {
     "pretrain.steps": 250,
     "pretrain.eval_every": 50,
     "sft.epochs": 6.0,
+    "reward.epochs": 2.0,
     "ppo.updates": 12,
     "ppo.batch_size": 32,
     "ppo.checkpoint_every": 4,
     "dpo.max_train_pairs": 640,
+    "grpo.max_prompts": 256,
 }
 
 

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from lab.config import LabConfig, apply_overrides, parse_set_args
-from lab.profiles import PROFILES, load_config
+from lab.profiles import GPU, LORA, PROFILES, load_config
+from lab.recipes import RECIPES
 
 
 def test_tiny_is_the_defaults():
@@ -13,9 +14,14 @@ def test_tiny_is_the_defaults():
 
 
 def test_profiles_are_small_diffs():
+    """A profile is the shared GPU (and LoRA) diff plus a few fields of its own."""
+    assert len(GPU) <= 16 and len(LORA) <= 12
     for name, diff in PROFILES.items():
-        assert len(diff) <= 8, f"profile {name} should be a small diff, has {len(diff)} fields"
+        own = {k for k in diff if k not in GPU and k not in LORA}
+        assert len(own) <= 4, f"profile {name} should be a small diff, has its own {sorted(own)}"
         load_config(name)  # every key in every profile exists and has the right type
+    for name in RECIPES:
+        load_config(f"smollm2-135m+{name}")  # and in every recipe
 
 
 def test_smollm_profile_names_a_hub_model():

@@ -128,3 +128,58 @@ def test_reward_model_with_another_template_is_refused(small_reward_run, tmp_pat
     config.write_text(config.read_text().replace("<|assistant|>", "<|assistant|>\n"))
     with pytest.raises(ValueError, match="different chat templates"):
         run_ppo(load_config("tiny", SMALL), tmp_path, tmp_path / "ppo")
+
+
+def test_lora_mode_in_bfloat16_reads_values(small_reward_run):
+    """Real profiles train LoRA over a bf16 base; the fp32 value head must accept its states."""
+    run = small_reward_run
+    ac = ActorCritic(
+        str(run / "sft" / "model"), str(run / "reward" / "model"), 4, 8, "bfloat16", "cpu"
+    )
+    ids = torch.tensor([[1, 4, 10, 11, 2, 5, 12, 13]])
+    with torch.no_grad():
+        values = ac.values(ids, torch.ones_like(ids), 3)
+    assert values.dtype == torch.float32 and values.shape == (1, 3)
+
+
+def test_token_stats_in_chunks_equal_one_pass(small_reward_run):
+    """Step 4 goes through the rollout in chunks to bound memory; the numbers must not change."""
+    from lab.ppo import token_stats
+
+    run = small_reward_run
+    ac = ActorCritic(
+        str(run / "sft" / "model"), str(run / "reward" / "model"), 0, 8, "float32", "cpu"
+    )
+    torch.manual_seed(0)
+    ids = torch.randint(5, 100, (5, 12))
+    mask = torch.ones_like(ids)
+    mask[:2, :3] = 0  # left padding on two rows
+    whole = token_stats(ac, ids, mask, ids[:, -4:], 0.7, chunk=5)
+    chunked = token_stats(ac, ids, mask, ids[:, -4:], 0.7, chunk=2)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.shape == (5, 4) and torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_gradient_checkpointing_gives_the_same_gradients(small_reward_run, lora_r):
+    """Real profiles recompute activations in backward to save memory; the maths must not move."""
+    run = small_reward_run
+    ids = torch.tensor([[1, 4, 10, 11, 2, 5, 12, 13], [3, 4, 9, 11, 2, 7, 12, 2]])
+    mask = torch.ones_like(ids)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)  # the same LoRA initialisation both times
+        ac = ActorCritic(
+            str(run / "sft" / "model"), str(run / "reward" / "model"), lora_r, 8,
+            "float32", "cpu", gradient_checkpointing=checkpointing,
+        )  # fmt: skip
+        ac.prepare_for_training()
+        ac.train()
+        loss = (
+            ac.response_logits(ids, mask, 3).logsumexp(-1).mean() + ac.values(ids, mask, 3).mean()
+        )
+        loss.backward()
+        grads.append([p.grad.clone() for p in ac.trainable_parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)

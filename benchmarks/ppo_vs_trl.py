@@ -1,0 +1,314 @@
+"""Compare the lab's PPO with TRL 1.12's experimental PPOTrainer at identical settings.
+
+TRL removed its PPOTrainer in 1.13, so TRL 1.12 lives in its own folder, never in the venv:
+
+    .venv/bin/pip install --no-deps --target /tmp/trl112 trl==1.12.0
+    OMP_NUM_THREADS=1 python benchmarks/ppo_vs_trl.py --shape tiny --updates 10
+    OMP_NUM_THREADS=1 python benchmarks/ppo_vs_trl.py --shape smollm2-135m --updates 2 \
+        --batch-size 8 --mini-batches 2
+
+Each side runs in a fresh subprocess (TRL's with PYTHONPATH=--trl-path) and reports per-update
+times (from after model loading to the end of each update) and mean RM scores (minus the
+missing-EOS penalty, as both log them), peak RSS minus RSS after imports (training only), and
+on the tiny world the gold score of the final policy on the held-out prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import psutil
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    TrainerCallback,
+)
+
+import lab.ppo
+from lab.config import PPOStageConfig, apply_overrides
+from lab.data import load_prompts
+from lab.evaluation import evaluate_model
+from lab.models import load_tokenizer
+from lab.ppo_models import LORA_TARGETS
+from lab.stages import load_run_config
+from lab.world import World
+from lab.world.build import FILES
+
+TINY_RUN = Path(__file__).resolve().parents[1] / "runs" / "tiny"
+SMOLLM2_135M = dict(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+    num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0,
+    tie_word_embeddings=True, vocab_size=49152,
+)  # fmt: skip
+
+
+@dataclass
+class Settings:
+    """One side of the comparison: the shape and the PPO settings both sides share."""
+
+    shape: str
+    updates: int
+    batch_size: int
+    response_length: int
+    ppo_epochs: int
+    mini_batches: int
+    lora_r: int = 0  # 0 = full fine-tuning
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process."""
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Highest resident memory this process has reached (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prepare(shape: str, folder: Path) -> Path:
+    """A run folder (world, sft, reward, config.json): the tiny run's, or random 135M weights."""
+    shutil.copytree(TINY_RUN / "world", folder / "world")
+    shutil.copy(TINY_RUN / "config.json", folder / "config.json")
+    if shape == "tiny":
+        for name in ("sft", "reward"):
+            shutil.copytree(TINY_RUN / name / "model", folder / name / "model")
+        return folder
+    torch.manual_seed(0)  # every side gets the same random weights
+    tokenizer = AutoTokenizer.from_pretrained(TINY_RUN / "sft" / "model")
+    ids = {f"{t}_token_id": getattr(tokenizer, f"{t}_token_id") for t in ("bos", "eos", "pad")}
+    config = LlamaConfig(**SMOLLM2_135M, **ids, num_labels=1)
+    for name, cls in (("sft", LlamaForCausalLM), ("reward", LlamaForSequenceClassification)):
+        cls(config).save_pretrained(folder / name / "model")
+        tokenizer.save_pretrained(folder / name / "model")
+    return folder
+
+
+def gold_mean(policy, tokenizer, run_dir: Path) -> float:
+    """Mean gold score of `policy` on the held-out prompts, decoded as the lab evaluates."""
+    cfg = load_run_config(run_dir)
+    prompts = list(load_prompts(run_dir / "world" / FILES["eval_prompts"])["prompt"])
+    world = World.from_seed(cfg.world.seed, cfg.world.n_countries)
+    return float(evaluate_model(policy, tokenizer, world, prompts)["gold"].mean())
+
+
+def run_lab(s: Settings, run_dir: Path) -> dict:
+    """The lab's `run_ppo`; its final evaluation (200 held-out rollouts) is replaced by ours."""
+    base, result = rss_mb(), {}
+    cfg = load_run_config(run_dir)
+    overrides = {
+        "ppo.updates": s.updates,
+        "ppo.batch_size": s.batch_size,
+        "ppo.mini_batch_size": s.batch_size // s.mini_batches,
+        "ppo.ppo_epochs": s.ppo_epochs,
+        "ppo.max_new_tokens": s.response_length,
+        "ppo.lora_r": s.lora_r,
+        "ppo.checkpoint_every": s.updates,  # one checkpoint, after the last timed update
+    }
+    if s.shape != "tiny":  # a "hub" model: no gold judge during training
+        overrides["model.name_or_path"] = str(run_dir / "sft" / "model")
+    apply_overrides(cfg, overrides)
+
+    def finish(cfg, ac, tokenizer, rm, rm_tokenizer, log, out_dir, run_dir, world, eval_prompts):
+        result["peak_mb"] = peak_rss_mb() - base
+        if world is not None:
+            result["gold"] = gold_mean(ac.merged_policy(), tokenizer, run_dir)
+        return {}
+
+    lab.ppo.finish = finish
+    lab.ppo.run_ppo(cfg, run_dir, run_dir / "ppo")
+    rows = [json.loads(line) for line in (run_dir / "ppo" / "log.jsonl").open()]
+    return {**result, "times": [r["time"] for r in rows], "scores": [r["ppo/reward"] for r in rows]}
+
+
+class Clock(TrainerCallback):
+    """Seconds since TRL's training loop began, and the mean RM score, at every update."""
+
+    def __init__(self) -> None:
+        self.start, self.times, self.scores = 0.0, [], []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.scores.append(logs["objective/scores"])
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self.start)
+
+
+def trl_config(s: Settings, p: PPOStageConfig, output_dir: Path):
+    """TRL 1.12's PPOConfig with the lab's PPO settings."""
+    from trl.experimental.ppo import PPOConfig
+
+    return PPOConfig(
+        output_dir=str(output_dir),
+        # One update = batch_size rollouts. gradient_accumulation_steps must stay 1: TRL steps the
+        # optimizer every gradient_accumulation_steps micro-batches, *across* mini-batches.
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=1,
+        local_rollout_forward_batch_size=s.batch_size,
+        num_mini_batches=s.mini_batches,
+        num_ppo_epochs=s.ppo_epochs,
+        total_episodes=s.updates * s.batch_size,
+        response_length=s.response_length,
+        stop_token="eos",
+        temperature=p.temperature,
+        kl_coef=p.kl_coef,
+        kl_estimator=p.kl_estimator,
+        lam=p.lam,
+        gamma=p.gamma,
+        cliprange=p.clip,
+        cliprange_value=p.value_clip,
+        vf_coef=p.vf_coef,
+        missing_eos_penalty=p.missing_eos_penalty,
+        learning_rate=p.lr,
+        lr_scheduler_type="constant",  # the lab: constant lr, AdamW(eps=1e-5), torch's decay
+        adam_epsilon=1e-5,
+        weight_decay=0.01,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        num_sample_generations=0,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+
+
+def run_trl(s: Settings, run_dir: Path) -> dict:
+    """TRL 1.12's PPOTrainer; the value model is a copy of the reward model, as in the lab."""
+    import datasets
+    import trl
+    from peft import LoraConfig
+    from trl.experimental.ppo import PPOTrainer
+
+    assert trl.__version__ == "1.12.0", f"need TRL 1.12.0 on PYTHONPATH, got {trl.__version__}"
+    base, p = rss_mb(), load_run_config(run_dir).ppo
+    sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
+    tokenizer = load_tokenizer(sft)  # left padding: TRL generates from the collated queries
+    prompts = load_prompts(run_dir / "world" / FILES["ppo_prompts"])["prompt"]
+    template = {"add_generation_prompt": True, "return_dict": True}
+    ids = [tokenizer.apply_chat_template(q, **template)["input_ids"] for q in prompts]
+    lora = LoraConfig(r=s.lora_r, lora_alpha=p.lora_alpha, target_modules=LORA_TARGETS)
+    clock = Clock()
+    trainer = PPOTrainer(
+        args=trl_config(s, p, run_dir / "trl"),
+        processing_class=tokenizer,
+        model=AutoModelForCausalLM.from_pretrained(sft),
+        ref_model=None if s.lora_r else AutoModelForCausalLM.from_pretrained(sft),
+        reward_model=AutoModelForSequenceClassification.from_pretrained(reward),
+        value_model=AutoModelForSequenceClassification.from_pretrained(reward),
+        train_dataset=datasets.Dataset.from_dict({"input_ids": ids}),
+        callbacks=[clock],
+        peft_config=lora if s.lora_r else None,
+    )
+    trainer.train()
+    peak = peak_rss_mb() - base
+    policy = trainer.accelerator.unwrap_model(trainer.model).policy
+    gold = gold_mean(policy, tokenizer, run_dir) if s.shape == "tiny" else None
+    return {"peak_mb": peak, "gold": gold, "times": clock.times, "scores": clock.scores}
+
+
+def spawn(impl: str, s: Settings, folder: Path, trl_path: str) -> dict:
+    """Run one side in a fresh subprocess on its own copy of the inputs; its result."""
+    run_dir = prepare(s.shape, folder / f"{impl}-{s.lora_r}")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if impl == "trl":
+        env["PYTHONPATH"] = trl_path
+    cmd = [sys.executable, __file__, "--worker", impl, "--run-dir", str(run_dir)]
+    log = run_dir / "worker.log"
+    with log.open("w") as out:
+        done = subprocess.run(
+            [*cmd, "--settings", json.dumps(asdict(s))], env=env, stdout=out, stderr=out
+        )
+    if done.returncode:
+        tail = "\n".join(log.read_text().splitlines()[-30:])
+        raise RuntimeError(f"{impl} worker failed ({done.returncode}):\n{tail}")
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def summarize(r: dict, s: Settings) -> dict[str, float | None]:
+    """The table's row; RM gain/update = (mean of the last k updates - mean of the first k) / (N - k)."""
+    n, k = len(r["scores"]), max(1, len(r["scores"]) // 4)
+    first, last = sum(r["scores"][:k]) / k, sum(r["scores"][-k:]) / k
+    seconds = r["times"][-1] / len(r["times"])
+    return {
+        "s/update": seconds,
+        "samples/s": s.batch_size / seconds,
+        "peak MB": r["peak_mb"],
+        "first RM": first,
+        "last RM": last,
+        "gain/update": (last - first) / max(1, n - k),
+        "gold": r.get("gold"),
+    }
+
+
+def print_table(rows: dict[str, dict], title: str) -> None:
+    """implementation x metric, one row per run."""
+    cols = list(next(iter(rows.values())))
+    print(f"\n{title}\n{'implementation':<30}" + "".join(f"{c:>12}" for c in cols))
+    for name, row in rows.items():
+        cells = [
+            "-" if v is None else f"{v:.0f}" if abs(v) >= 100 else f"{v:.3f}" for v in row.values()
+        ]
+        print(f"{name:<30}" + "".join(f"{c:>12}" for c in cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=["tiny", "smollm2-135m"], default="tiny")
+    parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64, help="rollouts per update")
+    parser.add_argument("--response-length", type=int, default=48)
+    parser.add_argument("--ppo-epochs", type=int, default=2)
+    parser.add_argument("--mini-batches", type=int, default=4)
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank on the 135M shape")
+    parser.add_argument("--trl-path", default="/tmp/trl112", help="folder holding TRL 1.12")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (worker logs)")
+    parser.add_argument("--worker", choices=["lab", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--settings", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:  # inside the subprocess: run one side, write its result
+        s = Settings(**json.loads(args.settings))
+        result = (run_lab if args.worker == "lab" else run_trl)(s, args.run_dir)
+        (args.run_dir / "result.json").write_text(json.dumps(result))
+        return
+
+    shared = {f.name: getattr(args, f.name) for f in fields(Settings) if f.name != "lora_r"}
+    r = args.lora_r if args.shape != "tiny" else 0
+    runs = [("lab", f"lab (LoRA r={r})" if r else "lab (full)", r), ("trl", "TRL 1.12 (full)", 0)]
+    if r:  # TRL's LoRA: the policy only; its value model stays a full trainable copy
+        runs.append(("trl", f"TRL 1.12 (LoRA r={r} policy)", r))
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for impl, name, lora_r in runs:
+            s = Settings(**shared, lora_r=lora_r)
+            rows[name] = summarize(spawn(impl, s, args.keep or Path(tmp), args.trl_path), s)
+            print(f"{name}: {json.dumps(rows[name])}", flush=True)
+    print_table(
+        rows,
+        f"{args.shape}: {args.updates} updates x {args.batch_size} rollouts, {args.mini_batches} "
+        f"mini-batches, {args.ppo_epochs} epochs, response {args.response_length}",
+    )
+
+
+if __name__ == "__main__":
+    main()
