@@ -1,6 +1,6 @@
 """Wall time of the whole pipeline from scratch, stage by stage (target on tiny: under 5 minutes).
 
-    python benchmarks/pipeline_time.py [--profile tiny] [--set key=value ...]
+    python benchmarks/pipeline_time.py [--profile tiny] [--set key=value ...] [--out runs/tiny]
 
 Runs every stage in a fresh temporary folder (nothing reused), then prints each stage's
 time and the summary table. Run it on an otherwise idle machine: two torch jobs at once
@@ -26,12 +26,15 @@ TARGET_S = 300
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="tiny", choices=list(PROFILES))
+    parser.add_argument("--profile", default="tiny", help=f"one of {', '.join(PROFILES)}")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", type=Path, default=None, help="keep the run here (must be empty)")
     args = parser.parse_args()
     cfg = load_config(args.profile, parse_set_args(args.overrides))
+    if args.out and args.out.exists() and any(args.out.iterdir()):
+        raise SystemExit(f"{args.out} is not empty: the benchmark times a run from scratch")
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / args.profile
+        run_dir = args.out or Path(tmp) / args.profile
         start = time.perf_counter()
         run_stages(cfg, run_dir, until=STAGE_NAMES[-1])
         wall = time.perf_counter() - start

@@ -24,11 +24,7 @@ from lab.models import resolve_device, tiny_llama_config
 from lab.ppo import add_advantages, ppo_update, rollout
 from lab.ppo_models import ActorCritic
 from lab.tokenizer import train_tokenizer
-
-SMOLLM2_135M = dict(
-    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-    num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0, tie_word_embeddings=True,
-)  # fmt: skip
+from lab.twins import twin_config
 
 
 def build(shape: str, folder: Path):
@@ -38,7 +34,8 @@ def build(shape: str, folder: Path):
     )
     config = tiny_llama_config(ModelConfig(), tokenizer)
     if shape == "smollm2-135m":
-        config = LlamaConfig(**{**config.to_dict(), **SMOLLM2_135M, "vocab_size": 49152})
+        ids = {f"{t}_token_id": getattr(tokenizer, f"{t}_token_id") for t in ("bos", "eos", "pad")}
+        config = twin_config("HuggingFaceTB/SmolLM2-135M", **ids)  # the real shapes, offline
     for name, cls in (("sft", LlamaForCausalLM), ("reward", LlamaForSequenceClassification)):
         model = cls(LlamaConfig(**{**config.to_dict(), "num_labels": 1}))
         model.save_pretrained(folder / name)

@@ -33,7 +33,6 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
     TrainerCallback,
@@ -46,15 +45,11 @@ from lab.evaluation import evaluate_model
 from lab.models import load_tokenizer
 from lab.ppo_models import LORA_TARGETS
 from lab.stages import load_run_config
+from lab.twins import twin_config
 from lab.world import World
 from lab.world.build import FILES
 
 TINY_RUN = Path(__file__).resolve().parents[1] / "runs" / "tiny"
-SMOLLM2_135M = dict(
-    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-    num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0,
-    tie_word_embeddings=True, vocab_size=49152,
-)  # fmt: skip
 
 
 @dataclass
@@ -91,7 +86,7 @@ def prepare(shape: str, folder: Path) -> Path:
     torch.manual_seed(0)  # every side gets the same random weights
     tokenizer = AutoTokenizer.from_pretrained(TINY_RUN / "sft" / "model")
     ids = {f"{t}_token_id": getattr(tokenizer, f"{t}_token_id") for t in ("bos", "eos", "pad")}
-    config = LlamaConfig(**SMOLLM2_135M, **ids, num_labels=1)
+    config = twin_config("HuggingFaceTB/SmolLM2-135M", **ids, num_labels=1)
     for name, cls in (("sft", LlamaForCausalLM), ("reward", LlamaForSequenceClassification)):
         cls(config).save_pretrained(folder / name / "model")
         tokenizer.save_pretrained(folder / name / "model")

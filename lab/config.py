@@ -28,7 +28,7 @@ class WorldConfig:
     """Documents in the pretraining corpus (encyclopedia text and mixed-quality chats)."""
     n_sft: int = 3_000
     """SFT demonstrations (good but imperfect answers, as real demonstrators write)."""
-    n_pairs_train: int = 6_000
+    n_pairs_train: int = 4_000
     """Preference pairs for reward-model training, labelled by simulated annotators."""
     n_pairs_test: int = 600
     """Held-out preference pairs (prompts never seen in the training pairs)."""
@@ -173,7 +173,7 @@ class RewardStageConfig:
 class PPOStageConfig:
     """Stage 3: PPO against the reward model, written in the lab (`lab.ppo`)."""
 
-    updates: int = 40
+    updates: int = 36
     """PPO updates (each: one batch of rollouts, then `ppo_epochs` passes over it)."""
     batch_size: int = 64
     """Prompts per rollout batch."""
@@ -227,7 +227,7 @@ class PPOStageConfig:
 class DPOStageConfig:
     """Stage 4: DPO on the reward model's preference pairs, from the SFT model (TRL `DPOTrainer`)."""
 
-    max_train_pairs: int = 1_500
+    max_train_pairs: int = 1_000
     """Use at most this many of the reward stage's training pairs (0 = all)."""
     epochs: float = 1.0
     """Passes over the training pairs."""
