@@ -30,11 +30,13 @@ from pathlib import Path
 SEQ, BATCH, STEPS = 128, 4, 3
 PPO = {"batch_size": 8, "mini_batch_size": 4, "max_new_tokens": 16, "ppo_epochs": 1}
 PPO_PROMPT_WORDS = 40
-CASES = {  # name -> (stage, lora_r)
-    "sft": ("sft", 0),
-    "reward": ("reward", 0),
-    "ppo-full": ("ppo", 0),
-    "ppo-lora": ("ppo", 16),
+CASES = {  # name -> (stage, lora_r, gradient checkpointing)
+    "sft": ("sft", 0, False),
+    "sft-ckpt": ("sft", 0, True),
+    "reward": ("reward", 0, False),
+    "ppo-full": ("ppo", 0, False),
+    "ppo-lora": ("ppo", 16, False),
+    "ppo-lora-ckpt": ("ppo", 16, True),
 }
 DEFAULT_CASES = {
     "HuggingFaceTB/SmolLM2-135M": ["sft", "reward", "ppo-full", "ppo-lora"],
@@ -116,14 +118,15 @@ class PeakMeter:
         return rss_kb("VmHWM") * 1024 - self.base
 
 
-def lab_config(device: str, stage: str, lora_r: int):
+def lab_config(device: str, stage: str, lora_r: int, checkpointing: bool = False):
     """The tiny profile with the benchmark's sizes, float32, on `device`."""
     from lab.profiles import load_config
 
     sizes = {f"{stage}.batch_size": BATCH, f"{stage}.lora_r": lora_r}
     if stage == "ppo":
         sizes = {f"ppo.{k}": v for k, v in PPO.items()} | {"ppo.lora_r": lora_r}
-    return load_config("tiny", {"device": device, "model.max_length": SEQ, **sizes})
+    model = {"model.max_length": SEQ, "model.gradient_checkpointing": checkpointing}
+    return load_config("tiny", {"device": device, **model, **sizes})
 
 
 def sft_data(n: int):
@@ -140,14 +143,14 @@ def sft_data(n: int):
     return datasets.Dataset.from_list(rows)
 
 
-def run_sft_steps(folder: Path, device: str, lora_r: int, meter: PeakMeter) -> int:
+def run_sft_steps(folder: Path, device: str, lora_r: int, ckpt: bool, meter: PeakMeter) -> int:
     """A few SFTTrainer steps, configured as `lab.sft.run_sft` does."""
     import trl
 
     from lab.models import load_causal_lm, load_tokenizer
     from lab.sft import lora_config, trainer_args
 
-    cfg = lab_config(device, "sft", lora_r)
+    cfg = lab_config(device, "sft", lora_r, ckpt)
     model, tokenizer = load_causal_lm(str(folder), "float32", device), load_tokenizer(str(folder))
     args = {**trainer_args(cfg, cfg.sft, folder / "out"), "eval_strategy": "no", "max_steps": STEPS}
     trainer = trl.SFTTrainer(
@@ -162,7 +165,7 @@ def run_sft_steps(folder: Path, device: str, lora_r: int, meter: PeakMeter) -> i
     return SEQ
 
 
-def run_reward_steps(folder: Path, device: str, lora_r: int, meter: PeakMeter) -> int:
+def run_reward_steps(folder: Path, device: str, lora_r: int, ckpt: bool, meter: PeakMeter) -> int:
     """A few RewardTrainer steps, configured as `lab.reward.run_reward` does."""
     import datasets
     import torch
@@ -173,7 +176,7 @@ def run_reward_steps(folder: Path, device: str, lora_r: int, meter: PeakMeter) -
     from lab.reward import tokenize_pairs
     from lab.sft import lora_config, trainer_args
 
-    cfg = lab_config(device, "reward", lora_r)
+    cfg = lab_config(device, "reward", lora_r, ckpt)
     tokenizer = load_tokenizer(str(folder))
     pairs = datasets.Dataset.from_list(
         [
@@ -201,7 +204,7 @@ def run_reward_steps(folder: Path, device: str, lora_r: int, meter: PeakMeter) -
     return SEQ
 
 
-def run_ppo_updates(folder: Path, device: str, lora_r: int, meter: PeakMeter) -> int:
+def run_ppo_updates(folder: Path, device: str, lora_r: int, ckpt: bool, meter: PeakMeter) -> int:
     """Two PPO updates with the lab's `ActorCritic`, `rollout` and `ppo_update`; returns P + R."""
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -211,7 +214,7 @@ def run_ppo_updates(folder: Path, device: str, lora_r: int, meter: PeakMeter) ->
     from lab.ppo_models import ActorCritic
     from lab.reward import load_reward_model
 
-    cfg = lab_config(device, "ppo", lora_r)
+    cfg = lab_config(device, "ppo", lora_r, ckpt)
     tokenizer = load_tokenizer(str(folder))
     rm_dir = folder / "reward"
     rm = AutoModelForSequenceClassification.from_pretrained(
@@ -221,7 +224,7 @@ def run_ppo_updates(folder: Path, device: str, lora_r: int, meter: PeakMeter) ->
     tokenizer.save_pretrained(rm_dir)
     del rm
     meter.base = meter.current()  # the saved reward model's scratch is not PPO's
-    ac = ActorCritic(str(folder), str(rm_dir), lora_r, 16, "float32", torch.device(device))
+    ac = ActorCritic(str(folder), str(rm_dir), lora_r, 16, "float32", torch.device(device), ckpt)
     rm, rm_tokenizer = load_reward_model(rm_dir, device)
     ac.prepare_for_training()
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=1e-5, eps=1e-5)
@@ -245,12 +248,12 @@ def measure(twin: str, case: str, device: str) -> dict:
 
     from lab.twins import make_twin
 
-    stage, lora_r = CASES[case]
+    stage, lora_r, ckpt = CASES[case]
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_twin(twin, Path(tmp) / "twin", tokenizer_for_twins())
         meter = PeakMeter(device)
         start = time.perf_counter()
-        seq = RUNNERS[stage](folder, device, lora_r, meter)
+        seq = RUNNERS[stage](folder, device, lora_r, ckpt, meter)
         return {"peak": meter.peak(), "seq": seq, "seconds": time.perf_counter() - start}
 
 
@@ -262,11 +265,11 @@ def estimate(twin: str, case: str, seq: int, device: str) -> float:
     from lab.plan_memory import Setup, arch_from_config, estimate_memory
     from lab.twins import twin_config
 
-    stage, lora_r = CASES[case]
+    stage, lora_r, ckpt = CASES[case]
     batch = PPO["mini_batch_size"] if stage == "ppo" else BATCH
     rl = {"new_tokens": PPO["max_new_tokens"], "rollout_batch": PPO["batch_size"]}
     setup = Setup(
-        stage, batch, seq, lora_r=lora_r, dtype_bytes=4, cuda=device == "cuda",
+        stage, batch, seq, lora_r=lora_r, checkpointing=ckpt, dtype_bytes=4, cuda=device == "cuda",
         **(rl if stage == "ppo" else {}),
     )  # fmt: skip
     return estimate_memory(arch_from_config(twin_config(twin)), setup).total

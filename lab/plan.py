@@ -77,16 +77,21 @@ class Work:
 
 
 def stage_work(cfg: LabConfig, s: Setup) -> Work:
-    """Work of a whole stage, every sequence taken at its longest (`s.seq`): an upper bound."""
+    """Work of a whole stage, every sequence taken at its longest (`s.seq`): an upper bound.
+
+    Data sizes are the tiny world's, or a recipe's caps (`data.max_examples`, `max_train_pairs`).
+    """
     w, seq = cfg.world, s.seq
+    n_sft = cfg.data.max_examples if cfg.data.sft and cfg.data.max_examples else w.n_sft
+    n_pairs = cfg.reward.max_train_pairs if cfg.reward.train_data else w.n_pairs_train
 
     def pairs(limit: int) -> int:
-        return min(w.n_pairs_train, limit or w.n_pairs_train)
+        return min(n_pairs, limit or n_pairs)
 
     if s.stage == "pretrain":
         return Work(cfg.pretrain.steps * cfg.pretrain.batch_size * seq, 0, 0)
     if s.stage == "sft":
-        return Work(w.n_sft * (1 - cfg.sft.eval_fraction) * cfg.sft.epochs * seq, 0, 0)
+        return Work(n_sft * (1 - cfg.sft.eval_fraction) * cfg.sft.epochs * seq, 0, 0)
     if s.stage == "reward":
         return Work(2 * pairs(cfg.reward.max_train_pairs) * cfg.reward.epochs * seq, 0, 0)
     if s.stage == "dpo":

@@ -24,6 +24,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "data.prompts": "trl-lib/tldr",
         "data.eval_prompts": "trl-lib/tldr:validation",
         "reward.train_data": "trl-lib/tldr-preference",
+        "data.max_examples": 20_000,  # a workshop's share of 117k posts
+        "reward.max_train_pairs": 20_000,  # and of 93k votes
         "model.max_length": 640,
         "ppo.max_new_tokens": 53,  # TL;DRs are short; longer answers are cut and penalised
     },
@@ -32,6 +34,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "data.sft": "HuggingFaceH4/ultrachat_200k:train_sft",
         "data.prompts": "trl-lib/ultrafeedback-prompt",
         "reward.train_data": "trl-lib/ultrafeedback_binarized",
+        "data.max_examples": 20_000,
+        "reward.max_train_pairs": 20_000,
         "model.max_length": 1024,
         "ppo.max_new_tokens": 128,
     },

@@ -4,8 +4,6 @@ the reward model and PPO with LoRA for a few steps, through the same code as the
 
 from __future__ import annotations
 
-import shutil
-
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -19,6 +17,8 @@ from tests.conftest import SMALL
 
 TWIN = "HuggingFaceTB/SmolLM2-135M"
 FEW_STEPS = {
+    "world.n_eval_prompts": 8,  # a 135M model on CPU: keep evaluation small
+    "world.n_pairs_test": 40,
     "model.max_length": 128,
     "sft.batch_size": 4,
     "sft.epochs": 0.015,  # 2 steps of 4 demonstrations
@@ -41,7 +41,6 @@ FEW_STEPS = {
 def test_smollm2_135m_twin_runs_sft_reward_and_lora_ppo(small_run, tmp_path):
     twin = make_twin(TWIN, tmp_path / "twin", load_tokenizer(str(small_run / "pretrain" / "model")))
     run = tmp_path / "run"
-    shutil.copytree(small_run / "world", run / "world")
     cfg = load_config("tiny", {**SMALL, **FEW_STEPS, "model.name_or_path": str(twin)})
     results = run_stages(cfg, run, until="ppo")
 
