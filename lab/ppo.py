@@ -18,12 +18,7 @@ from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
 from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
-from lab.evaluation import (
-    evaluate_model,
-    save_gold_table,
-    summarize_gold,
-    win_metrics,
-)
+from lab.evaluation import evaluate_model, save_gold_table, summarize_gold, win_metrics
 from lab.generation import DecodingConfig, generate
 from lab.models import load_tokenizer, resolve_device, save_model
 from lab.ppo_checkpoint import append_samples, latest_checkpoint, load_checkpoint, save_checkpoint

@@ -22,12 +22,7 @@ from transformers import TrainerCallback
 from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig, TrainerStageConfig
-from lab.evaluation import (
-    evaluate_model,
-    save_gold_table,
-    summarize_gold,
-    win_metrics,
-)
+from lab.evaluation import evaluate_model, save_gold_table, summarize_gold, win_metrics
 from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device, save_model
 from lab.runlog import RunLog
 
