@@ -77,10 +77,10 @@ class ActorCritic(nn.Module):
             ).to(device)
             self.value_trunk, self.value_head = critic.model, critic.score
         if gradient_checkpointing:  # recompute each block in backward (train mode only)
-            kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
-            self.policy.gradient_checkpointing_enable(**kwargs)
+            kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
+            self.policy.activation_checkpointing_enable(**kwargs)
             if not self.lora:  # with LoRA the value function runs through the same layers
-                self.value_trunk.gradient_checkpointing_enable(**kwargs)
+                self.value_trunk.activation_checkpointing_enable(**kwargs)
 
     def response_logits(
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
