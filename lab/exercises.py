@@ -144,13 +144,9 @@ def check_reward_hacking(with_kl: dict | None, without_kl: dict | None) -> bool:
     return True
 
 
-def _late_minus_early(log: list[dict], name: str, k: int = 5) -> float:
-    values = [row[name] for row in log if name in row]
-    return sum(values[-k:]) / len(values[-k:]) - sum(values[:k]) / len(values[:k])
-
-
-def _late(log: list[dict], name: str, k: int = 5) -> float:
-    values = [row[name] for row in log if name in row][-k:]
+def _mean(rows: list[dict], name: str) -> float:
+    """The mean of `name` over log rows (e.g. the first or last five updates)."""
+    values = [row[name] for row in rows if name in row]
     return sum(values) / len(values)
 
 
@@ -162,7 +158,7 @@ def check_overoptimisation(log: list[dict] | None) -> bool:
     window = max(len(gold) // 10, 3)
     smooth = [sum(gold[i : i + window]) / window for i in range(len(gold) - window + 1)]
     peak, last = max(smooth), smooth[-1]
-    proxy_rise = _late_minus_early(log, "ppo/reward", window)
+    proxy_rise = _mean(log[-window:], "ppo/reward") - _mean(log[:window], "ppo/reward")
     assert proxy_rise > 0, "the reward model's score (ppo/reward) should keep rising"
     assert peak - last > 0.1, (
         f"gold peaked at {peak:.2f} and ends at {last:.2f}: no fall yet. "
@@ -179,14 +175,16 @@ def check_whitening_off(with_whitening: list[dict] | None, without: list[dict] |
     if with_whitening is None or without is None:
         return _pending("train PPO with whiten_advantages=False and compare the two logs")
     shrink = {
-        name: _late(log, "ppo/grad_norm") / _late(log[:5], "ppo/grad_norm")
+        name: _mean(log[-5:], "ppo/grad_norm") / _mean(log[:5], "ppo/grad_norm")
         for name, log in {"whitened": with_whitening, "raw": without}.items()
     }
     assert shrink["raw"] < 0.8 * shrink["whitened"], (
         f"grad norm kept {shrink['raw']:.0%} (raw) vs {shrink['whitened']:.0%} (whitened) of its start. "
         "Hint: compare the same number of updates, and read ppo/grad_norm early and late."
     )
-    kl = {name: _late(log, "ppo/kl") for name, log in {"w": with_whitening, "r": without}.items()}
+    kl = {
+        name: _mean(log[-5:], "ppo/kl") for name, log in {"w": with_whitening, "r": without}.items()
+    }
     assert kl["r"] < kl["w"], "with smaller steps the policy should also move less far (ppo/kl)"
     print(
         f"Steps shrink without whitening: the gradient norm keeps {shrink['raw']:.0%} of its start "
@@ -216,7 +214,7 @@ def check_eos_penalty(logs: dict[str, list[dict]] | None) -> bool:
     """Exercise 04.3: on a tight token budget, only the missing-EOS penalty teaches the policy to stop."""
     if logs is None:
         return _pending("train with max_new_tokens=16 with and without missing_eos_penalty")
-    eos = {name: _late(log, "ppo/eos_rate") for name, log in logs.items()}
+    eos = {name: _mean(log[-5:], "ppo/eos_rate") for name, log in logs.items()}
     assert eos["penalty"] > eos["no-penalty"] + 0.1, (
         f"late EOS rate {eos['penalty']:.0%} with the penalty, {eos['no-penalty']:.0%} without. "
         "Hint: both runs need the same short budget (ppo.max_new_tokens=16) and the same updates."

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lab import metrics as M
 from lab.config import LabConfig
-from lab.distributed import average_gradients, is_main, process
+from lab.distributed import average_gradients, check_in_sync, is_main, process
 from lab.generation import DecodingConfig, generate
 from lab.models import build_tiny_llama, num_params, resolve_device, save_model
 from lab.runlog import RunLog
@@ -123,6 +123,8 @@ def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
             last_eval = eval_loss(model, eval_blocks, p.batch_size)
             row[M.PRETRAIN_EVAL_LOSS] = last_eval
         log.log(step + 1, row)
+
+    check_in_sync(model.parameters())  # data parallel: every process ends with the same weights
 
     # 5. Sample: does the base model speak the world's language?
     prompts = [r["prompt"] for r in read_jsonl(world_dir / FILES["eval_prompts"])[:32]]

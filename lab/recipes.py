@@ -62,8 +62,7 @@ def rl_prompts(cfg: LabConfig, world_dir: Path) -> list:
     """Prompts for PPO and GRPO (never the evaluation prompts)."""
     if not cfg.data.prompts:
         return list(load_prompts(world_dir / FILES["ppo_prompts"])["prompt"])
-    prompts = list(_recipe_prompts(cfg))
-    return prompts if cfg.data.eval_prompts else prompts[: -cfg.data.n_eval_prompts]
+    return _split_recipe_prompts(cfg)[0]
 
 
 def eval_prompts(cfg: LabConfig, world_dir: Path) -> list:
@@ -72,15 +71,20 @@ def eval_prompts(cfg: LabConfig, world_dir: Path) -> list:
     if cfg.data.eval_prompts:
         return list(load_prompts(cfg.data.eval_prompts, max_rows=n)["prompt"])
     if cfg.data.prompts:
-        prompts = list(_recipe_prompts(cfg))
-        if len(prompts) <= n:
-            raise ValueError(
-                f"{cfg.data.prompts}: {len(prompts)} prompts, need more than n_eval_prompts={n} "
-                "to hold some out (or set data.eval_prompts)"
-            )
-        return prompts[-n:]
+        return _split_recipe_prompts(cfg)[1]
     return list(load_prompts(world_dir / FILES["eval_prompts"])["prompt"])[:n]
 
 
-def _recipe_prompts(cfg: LabConfig) -> list:
-    return load_prompts(cfg.data.prompts, max_rows=cfg.data.max_examples)["prompt"]
+def _split_recipe_prompts(cfg: LabConfig) -> tuple[list, list]:
+    """A recipe's prompts for RL, and the last `n_eval_prompts` held out (none if eval prompts
+    have a source of their own)."""
+    prompts = list(load_prompts(cfg.data.prompts, max_rows=cfg.data.max_examples)["prompt"])
+    if cfg.data.eval_prompts:
+        return prompts, []
+    n = cfg.data.n_eval_prompts
+    if not 0 < n < len(prompts):
+        raise ValueError(
+            f"{cfg.data.prompts}: {len(prompts)} prompts; holding out n_eval_prompts={n} needs "
+            "0 < n < that (or set data.eval_prompts)"
+        )
+    return prompts[:-n], prompts[-n:]

@@ -70,6 +70,18 @@ def test_only_the_world_has_a_gold_judge():
     assert recipes.gold_judge(load_config("tiny+ultrafeedback")) is None
 
 
+def test_a_recipe_holds_out_the_tail_of_its_prompts(recipe_files, tmp_path):
+    cfg = load_config(
+        "tiny", {"data.prompts": recipe_files["data.prompts"], "data.n_eval_prompts": 8}
+    )
+    rl, held_out = recipes.rl_prompts(cfg, tmp_path), recipes.eval_prompts(cfg, tmp_path)
+    assert len(rl) == 32 and len(held_out) == 8 and rl[-1] != held_out[0]
+    for n in (0, 40):  # nothing held out, or nothing left to train on: a clear error
+        cfg.data.n_eval_prompts = n
+        with pytest.raises(ValueError, match="n_eval_prompts"):
+            recipes.rl_prompts(cfg, tmp_path)
+
+
 def test_tiny_model_trains_on_a_tldr_shaped_recipe(small_run, recipe_files, tmp_path):
     run = tmp_path / "run"
     for stage in ("world", "pretrain"):

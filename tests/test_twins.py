@@ -4,12 +4,14 @@ the reward model and PPO with LoRA for a few steps, through the same code as the
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 from transformers import AutoModelForCausalLM
 
 from lab import metrics as M
 from lab.models import load_tokenizer
 from lab.profiles import load_config
+from lab.reward import PAIRS_FILE
 from lab.runlog import read_metrics
 from lab.stages import run_stages
 from lab.twins import make_twin
@@ -48,8 +50,11 @@ def test_smollm2_135m_twin_runs_sft_reward_and_lora_ppo(small_run, tmp_path):
     sft = results["sft"]
     assert sft[M.NUM_PARAMS] > 100_000_000  # the real size, not the tiny one
     assert sft["sft/eval_loss"] < sft["sft/base_eval_loss"]
-    # Reward model: trained on the twin and scored the held-out pairs.
-    assert 0.0 <= results["reward"]["reward/accuracy"] <= 1.0
+    # Reward model: four steps on the twin (16 pairs, 4 a step), then every held-out pair scored.
+    reward = results["reward"]
+    assert reward["reward/train_pairs"] == 16 and reward["reward/steps"] == 4
+    pairs = pd.read_json(run / "reward" / PAIRS_FILE, lines=True)
+    assert len(pairs) == 40 and pairs[["chosen_score", "rejected_score"]].notna().all().all()
     # PPO in LoRA mode: two updates moved the merged policy away from the SFT weights.
     assert read_metrics(run / "ppo")["ppo/updates"] == 2
     name = "model.layers.0.self_attn.q_proj.weight"
