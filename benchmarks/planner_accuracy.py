@@ -2,7 +2,7 @@
 
 Each case builds a twin (`lab.twins.make_twin`: the real config, random weights) and runs the
 lab's own code for a few steps: TRL's SFTTrainer and RewardTrainer configured by
-`lab.sft.trainer_args`, and PPO's `ActorCritic` + `rollout` + `ppo_update`. Every case runs in
+`lab.trainers.trainer_args`, and PPO's `ActorCritic` + `rollout` + `ppo_update`. Every case runs in
 a fresh process. On CPU the peak is the process's peak RSS (VmHWM, reset with
 /proc/self/clear_refs once the models are loaded) minus the RSS before loading, with glibc told
 to return large blocks at once (MALLOC_MMAP_THRESHOLD_); on CUDA it is
@@ -148,7 +148,7 @@ def run_sft_steps(folder: Path, device: str, lora_r: int, ckpt: bool, meter: Pea
     import trl
 
     from lab.models import load_causal_lm, load_tokenizer
-    from lab.sft import lora_config, trainer_args
+    from lab.trainers import lora_config, trainer_args
 
     cfg = lab_config(device, "sft", lora_r, ckpt)
     model, tokenizer = load_causal_lm(str(folder), "float32", device), load_tokenizer(str(folder))
@@ -174,7 +174,7 @@ def run_reward_steps(folder: Path, device: str, lora_r: int, ckpt: bool, meter: 
 
     from lab.models import load_tokenizer
     from lab.reward import tokenize_pairs
-    from lab.sft import lora_config, trainer_args
+    from lab.trainers import lora_config, trainer_args
 
     cfg = lab_config(device, "reward", lora_r, ckpt)
     tokenizer = load_tokenizer(str(folder))

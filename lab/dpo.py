@@ -10,6 +10,7 @@ against SFT, and KL to SFT and the reward model's score on fresh samples.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,8 @@ from lab.evaluation import (
 from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
 from lab.reward import as_conversational, load_pairs, load_reward_model
 from lab.runlog import RunLog
-from lab.sft import GOLD_TABLE, ForwardLogs, last_logged, lora_config, merged, trainer_args
+from lab.sft import GOLD_TABLE
+from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
 
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "loss": M.DPO_LOSS,
@@ -63,7 +65,8 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     # 2. Model: the policy starts as the SFT model. ref_model=None: TRL loads a frozen copy of
     #    it as the reference (full fine-tuning), or turns the adapters off (LoRA).
     tokenizer = load_tokenizer(sft)
-    policy = load_causal_lm(sft, cfg.model.dtype, cfg.device)
+    load = partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
+    policy = load(sft)
 
     # 3. Train: -log sigmoid(beta * (log-ratio of chosen - log-ratio of rejected)).
     args = trl.DPOConfig(
@@ -85,7 +88,7 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
-    policy = merged(trainer.model)
+    policy = trained_model(trainer, load, sft, out_dir)
     evals = finish_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {

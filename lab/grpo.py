@@ -10,6 +10,7 @@ prompts and completions at that edge. The stage ends like DPO's (`lab.dpo.finish
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -22,7 +23,7 @@ from lab.dpo import finish_policy
 from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
 from lab.reward import check_same_template, load_reward_model, score
 from lab.runlog import RunLog
-from lab.sft import ForwardLogs, last_logged, lora_config, merged, trainer_args
+from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
 from lab.world import last_content
 
 REWARD_NAME = "reward_model"  # TRL logs rewards/<this name>/mean; `reward` is their weighted sum
@@ -77,7 +78,8 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     # 2. Models: the policy starts as the SFT model; the reward model is frozen. With beta > 0
     #    TRL keeps a frozen copy of the SFT model as the reference (LoRA: adapters off).
     tokenizer = load_tokenizer(sft)
-    policy = load_causal_lm(sft, cfg.model.dtype, cfg.device)
+    load = partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
+    policy = load(sft)
     rm, rm_tokenizer = load_reward_model(reward, resolve_device(cfg.device))
     check_same_template(tokenizer, rm_tokenizer, sft, reward)
     reward_fn = reward_function(rm, rm_tokenizer, tokenizer.eos_token_id, g.missing_eos_penalty)
@@ -103,7 +105,7 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
-    policy = merged(trainer.model)
+    policy = trained_model(trainer, load, sft, out_dir)
     evals = finish_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {

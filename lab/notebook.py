@@ -15,15 +15,27 @@ from pathlib import Path
 
 from lab.config import LabConfig
 from lab.profiles import load_config
+from lab.recipes import uses_world
 from lab.runlog import LOG_FILE, read_log
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
-    """The profile's config (plus `LAB_SET` overrides) and its run folder (`runs/<profile>`)."""
+    """The profile's config (plus `LAB_SET` overrides) and its run folder (`runs/<profile>`).
+
+    Any profile whose stages read the world's data works; a recipe (`+tldr`) is refused with
+    what to do instead, since every notebook compares models with the world's gold judge.
+    """
     overrides = json.loads(os.environ.get("LAB_SET", "{}"))
     cfg = load_config(profile, overrides)
+    if not uses_world(cfg):
+        raise ValueError(
+            f"profile {profile!r} trains on a recipe's data, which has no gold judge; the notebooks "
+            "teach with the tiny world's. Here pick a model without a recipe (e.g. 'smollm2-135m': "
+            f"a real model on the world's data); run the recipe with `python -m lab pipeline "
+            f"--profile {profile}` and compare its models in the arena"
+        )
     run_dir = Path(os.environ.get("LAB_RUN_DIR", REPO_ROOT / "runs" / profile))
     return cfg, run_dir
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -25,7 +26,7 @@ from lab.distributed import is_main
 from lab.generation import as_messages
 from lab.models import DTYPES, load_tokenizer, num_params, resolve_device, save_model
 from lab.runlog import RunLog
-from lab.sft import ForwardLogs, last_logged, lora_config, merged, trainer_args
+from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
 from lab.world import last_content
 from lab.world.build import FILES, write_jsonl
 
@@ -280,6 +281,15 @@ def pair_rows(pairs: datasets.Dataset, chosen: list[float], rejected: list[float
 # ---------------------------------------------------------------- the stage
 
 
+def with_scalar_head(path: str, tokenizer, dtype: str, device: str):
+    """The model at `path` with a one-number head: fresh on a causal LM, or a saved reward model's."""
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, pad_token_id=tokenizer.pad_token_id, dtype=DTYPES[dtype]
+    )
+    setattr(model.config, TEMPLATE_KEY, template_hash(tokenizer))
+    return model.to(resolve_device(device))
+
+
 class ReportProgress(TrainerCallback):
     """Report a trainer's progress to a `Progress` callback: optimizer steps done / steps planned."""
 
@@ -312,10 +322,8 @@ def run_reward(
 
     # 2. Model: the SFT model with a fresh scalar head in place of the LM head.
     torch.manual_seed(cfg.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        sft_model, num_labels=1, pad_token_id=tokenizer.pad_token_id, dtype=DTYPES[cfg.model.dtype]
-    )
-    setattr(model.config, TEMPLATE_KEY, template_hash(tokenizer))
+    load = partial(with_scalar_head, tokenizer=tokenizer, dtype=cfg.model.dtype, device=cfg.device)
+    model = load(sft_model)
 
     # 3. Train: Bradley-Terry loss on (chosen, rejected) pairs, full fine-tuning or LoRA.
     callbacks = [ForwardLogs(log, TRAINER_LOGS)] + ([ReportProgress(progress)] if progress else [])
@@ -333,7 +341,7 @@ def run_reward(
     trainer.train()
 
     # 4. Evaluate: score the held-out pairs with `score`, the function every later stage uses.
-    model = merged(trainer.model)
+    model = trained_model(trainer, load, sft_model, out_dir)
     chosen, rejected = score_pairs(model, tokenizer, held_out)
 
     # 5. Save a plain model folder, and every held-out pair's scores for histograms.

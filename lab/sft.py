@@ -3,28 +3,24 @@
 TRL's `SFTTrainer` on the world's prompt/completion demonstrations, with the loss on the
 completion only: the model learns to answer, not to ask. Then the gold judge compares the
 SFT model with the base model on held-out prompts, answer by answer.
-
-The plumbing shared with the reward stage (training arguments, LoRA, log forwarding) lives
-here too, so both trainers are configured the same way.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import trl
-from peft import LoraConfig, PeftModel
-from transformers import TrainerCallback
 
 from lab import metrics as M
 from lab import recipes
-from lab.config import LabConfig, TrainerStageConfig
+from lab.config import LabConfig
 from lab.evaluation import evaluate_model, save_gold_table, summarize_gold, win_metrics
-from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device, save_model
+from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
 from lab.runlog import RunLog
+from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
 
 GOLD_TABLE = "eval.jsonl"  # the stage model's answers to the held-out prompts, gold-scored
 BASE_GOLD_TABLE = "eval_base.jsonl"  # the same for the model the stage started from
@@ -34,58 +30,6 @@ TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "mean_token_accuracy": M.SFT_TOKEN_ACCURACY,
     "eval_loss": M.SFT_EVAL_LOSS,
 }
-
-
-class ForwardLogs(TrainerCallback):
-    """Copy a trainer's logs into the stage's `RunLog`, renamed to the lab's metric names."""
-
-    def __init__(self, log: RunLog, names: dict[str, str]):
-        self.log, self.names = log, names
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        row = {self.names[k]: float(v) for k, v in (logs or {}).items() if k in self.names}
-        if row:
-            self.log.log(state.global_step, row)
-
-
-def trainer_args(cfg: LabConfig, stage: TrainerStageConfig, out_dir: Path) -> dict[str, Any]:
-    """Arguments every lab TRL trainer shares: the stage's schedule, CPU-safe precision, no checkpoints."""
-    if stage.batch_size % stage.grad_accum:
-        raise ValueError(
-            f"batch_size {stage.batch_size} is not a multiple of grad_accum {stage.grad_accum}"
-        )
-    micro = stage.batch_size // stage.grad_accum
-    return {
-        "output_dir": str(out_dir),  # nothing is written there: no checkpoints, no reports
-        "num_train_epochs": stage.epochs,
-        "per_device_train_batch_size": micro,
-        "gradient_accumulation_steps": stage.grad_accum,
-        "per_device_eval_batch_size": micro,
-        "learning_rate": stage.lr,
-        "warmup_steps": stage.warmup_ratio,  # a float below 1 is a share of the steps
-        "logging_steps": stage.logging_steps,
-        "eval_strategy": "epoch",
-        "save_strategy": "no",
-        "report_to": "none",
-        "use_cpu": resolve_device(cfg.device).type == "cpu",
-        "bf16": cfg.model.dtype == "bfloat16",  # TRL turns bf16 on by default; not on CPU float32
-        "fp16": cfg.model.dtype == "float16",
-        # TRL turns it on by default; the lab only where memory needs it (real models on a GPU)
-        "activation_checkpointing": cfg.model.gradient_checkpointing,
-        "seed": cfg.seed,
-    }
-
-
-def lora_config(r: int, alpha: int, task_type: str) -> LoraConfig | None:
-    """LoRA on every linear layer, or None for full fine-tuning (r = 0)."""
-    if r == 0:
-        return None
-    return LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", task_type=task_type)
-
-
-def merged(model):
-    """A plain model: LoRA adapters folded into the weights, so later stages load a normal folder."""
-    return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
 def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
@@ -99,7 +43,8 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
     prompts = recipes.eval_prompts(cfg, world_dir)
 
     # 2. Model: the base model and its tokenizer (a local folder or a hub id, the same call).
-    model = load_causal_lm(base, cfg.model.dtype, cfg.device)
+    load = partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
+    model = load(base)
     tokenizer = load_tokenizer(base)
 
     # 3. Before: the base model's answers to the held-out prompts, gold-scored.
@@ -125,7 +70,7 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
     eval_loss = last_logged(trainer, "eval_loss")
 
     # 5. After: the SFT model on the same prompts, with the same decoding seed.
-    model = merged(trainer.model)
+    model = trained_model(trainer, load, base, out_dir)
     sft_table = evaluate_model(model, tokenizer, world, prompts)
 
     # 6. Save a plain model folder, and the answers behind every number.
@@ -148,11 +93,6 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
             "sft/samples": samples(base_table, sft_table, s.n_samples),
         }
     )
-
-
-def last_logged(trainer, key: str) -> float | None:
-    """The last value a trainer logged under `key` (e.g. the final training loss)."""
-    return next((row[key] for row in reversed(trainer.state.log_history) if key in row), None)
 
 
 def samples(before: pd.DataFrame, after: pd.DataFrame, n: int) -> list[dict]:

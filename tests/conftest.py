@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# `accelerate launch` with the repo's data-parallel file: two processes (gloo without a GPU).
+LAUNCH_DDP = [
+    *(sys.executable, "-m", "accelerate.commands.launch", "--config_file"),
+    str(Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "ddp.yaml"),
+]
 
 # The tiny profile, made smaller still so the whole suite runs in minutes on 2 CPU cores.
 SMALL = {

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 from transformers import AutoModelForCausalLM
 
 from lab.runlog import read_log, read_metrics
-from tests.conftest import SMALL
+from tests.conftest import LAUNCH_DDP, SMALL
 
 DDP = {"ppo.updates": 2, "ppo.batch_size": 8, "ppo.mini_batch_size": 4, "ppo.checkpoint_every": 1}
 
@@ -20,16 +19,7 @@ def test_ppo_runs_on_two_processes_with_weights_in_sync(small_reward_run, tmp_pa
     shutil.copytree(small_reward_run, run)
     settings = [arg for k, v in {**SMALL, **DDP}.items() for arg in ("--set", f"{k}={v}")]
     command = [
-        # `--multi_gpu` picks accelerate's torchrun launcher; with no GPU the group talks gloo.
-        *(
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-        ),
-        *("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
+        *LAUNCH_DDP,
         *("-m", "lab", "ppo", "--out", str(run), *settings),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -15,6 +15,7 @@ import pytest
 
 from lab import metrics as M
 from lab import recipes
+from lab.notebook import notebook_setup
 from lab.profiles import load_config
 from lab.sft import GOLD_TABLE
 from lab.stages import run_stages
@@ -108,3 +109,14 @@ def test_tiny_model_trains_on_a_tldr_shaped_recipe(small_run, recipe_files, tmp_
     table = compute_model_table(run).set_index("model")
     assert table["gold_mean"].isna().all() and "win_vs_sft" not in table
     assert table.loc["ppo", "rm_score"] == results["ppo"][M.PPO_EVAL_REWARD]
+
+
+def test_notebooks_take_any_profile_on_the_world_and_explain_a_recipe(monkeypatch, tmp_path):
+    monkeypatch.delenv("LAB_SET", raising=False)
+    monkeypatch.setenv("LAB_RUN_DIR", str(tmp_path))
+    cfg, run = notebook_setup("smollm2-135m")  # the one line a student changes
+    assert cfg.model.name_or_path == "HuggingFaceTB/SmolLM2-135M" and run == tmp_path
+    with pytest.raises(
+        ValueError, match="no gold judge.*python -m lab pipeline --profile tiny\\+tldr"
+    ):
+        notebook_setup("tiny+tldr")

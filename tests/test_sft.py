@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 
 from lab import metrics as M
 from lab.runlog import RunLog, read_log, read_metrics
-from lab.sft import BASE_GOLD_TABLE, GOLD_TABLE, ForwardLogs, lora_config, run_sft
+from lab.sft import BASE_GOLD_TABLE, GOLD_TABLE, run_sft
+from lab.trainers import ForwardLogs, lora_config
 from lab.world import World
 
 

@@ -9,19 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 from transformers import AutoModelForCausalLM
 
 from lab.config import PretrainConfig
 from lab.runlog import read_log, read_metrics
-from tests.conftest import SMALL
+from tests.conftest import LAUNCH_DDP, SMALL
 
 DDP = {"pretrain.steps": 40, "pretrain.eval_every": 20, "sft.epochs": 2.0, "reward.epochs": 1.0}
-LAUNCH = [
-    *(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"),
-    *("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
-]
 
 
 def test_pretrain_sft_and_reward_run_on_two_processes(small_run, tmp_path):
@@ -29,7 +24,7 @@ def test_pretrain_sft_and_reward_run_on_two_processes(small_run, tmp_path):
     shutil.copytree(small_run / "world", run / "world")
     shutil.copy(small_run / "config.json", run / "config.json")
     settings = [arg for k, v in {**SMALL, **DDP}.items() for arg in ("--set", f"{k}={v}")]
-    command = [*LAUNCH, "-m", "lab", "reward", "--out", str(run), *settings]
+    command = [*LAUNCH_DDP, "-m", "lab", "reward", "--out", str(run), *settings]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
