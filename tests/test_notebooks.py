@@ -1,4 +1,5 @@
-"""Every notebook is committed without outputs and runs headless, top to bottom, on the small world."""
+"""Every notebook is committed without outputs and runs headless, top to bottom, on the small world;
+the first two also with a base model from outside the run, as a real-model profile has."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from lab.runlog import read_metrics
 from tests.conftest import SMALL
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -29,14 +31,11 @@ def test_committed_without_outputs(path):
             )
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_headless(path, small_ppo_run, tmp_path, monkeypatch):
+def execute(path: Path, run: Path, overrides: dict, monkeypatch) -> str:
+    """Run a notebook top to bottom on `run` with `overrides`; what its cells printed."""
     nb = nbformat.read(path, as_version=4)
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    run = tmp_path / "run"
-    shutil.copytree(small_ppo_run, run)  # every stage done: the notebooks reuse them
     monkeypatch.setenv("LAB_RUN_DIR", str(run))
-    monkeypatch.setenv("LAB_SET", json.dumps(SMALL))
+    monkeypatch.setenv("LAB_SET", json.dumps(overrides))
     monkeypatch.setenv(
         "PYTHONPATH", str(path.parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")
     )
@@ -48,3 +47,30 @@ def test_notebook_runs_headless(path, small_ppo_run, tmp_path, monkeypatch):
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
     )
     assert "Traceback" not in printed
+    return printed
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_headless(path, small_ppo_run, tmp_path, monkeypatch):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    run = tmp_path / "run"
+    shutil.copytree(small_ppo_run, run)  # every stage done: the notebooks reuse them
+    execute(path, run, SMALL, monkeypatch)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS[1:3], ids=lambda p: p.stem)
+def test_notebook_runs_with_a_base_from_elsewhere(path, small_run, tmp_path, monkeypatch):
+    """A real-model profile only sets `model.name_or_path` (a hub id): stand in a local folder."""
+    base = shutil.copytree(small_run / "pretrain" / "model", tmp_path / "hub" / "base")
+    run = tmp_path / "run"
+    shutil.copytree(small_run / "world", run / "world")
+    execute(path, run, {**SMALL, "model.name_or_path": str(base)}, monkeypatch)
+    # Nothing was pretrained here: the base came from outside, and SFT started from it.
+    assert read_metrics(run / "pretrain")["pretrain/base_model"] == str(base)
+    assert not (run / "pretrain" / "model").exists()
+    if path.stem.startswith("02"):
+        assert (
+            read_metrics(run / "sft")["sft/eval_loss"]
+            < read_metrics(run / "sft")["sft/base_eval_loss"]
+        )
