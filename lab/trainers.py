@@ -86,6 +86,13 @@ def trained_model(
     this one path is the one the tests run. `load(path)` builds the stage's model class from
     a folder or hub id; `base` is what LoRA adapters are loaded onto.
     """
+    if trainer.is_fsdp_enabled:
+        kind = str(trainer.accelerator.state.fsdp_plugin.state_dict_type)
+        if "FULL_STATE_DICT" not in kind:  # anything else and `save_model` writes nothing
+            raise ValueError(
+                f"FSDP state_dict_type is {kind}; the lab saves whole models: set "
+                "fsdp_state_dict_type: FULL_STATE_DICT (as configs/accelerate/fsdp.yaml does)"
+            )
     folder = out_dir / TRAINED_DIR
     trainer.save_model(str(folder))  # a full model, or only the adapters (and a LoRA'd head)
     barrier()  # the main process has written it
