@@ -30,7 +30,14 @@ from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
 from lab.reward import as_conversational, load_pairs, load_reward_model
 from lab.runlog import RunLog
 from lab.sft import GOLD_TABLE
-from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
+from lab.trainers import (
+    ForwardLogs,
+    check_launch,
+    last_logged,
+    lora_config,
+    trained_model,
+    trainer_args,
+)
 
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "loss": M.DPO_LOSS,
@@ -85,6 +92,7 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
         peft_config=lora_config(d.lora_r, d.lora_alpha, "CAUSAL_LM"),
         callbacks=[ForwardLogs(log, TRAINER_LOGS)],
     )
+    check_launch(trainer)  # before training, not after it
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.

@@ -23,7 +23,14 @@ from lab.dpo import finish_policy
 from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
 from lab.reward import check_same_template, load_reward_model, score
 from lab.runlog import RunLog
-from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
+from lab.trainers import (
+    ForwardLogs,
+    check_launch,
+    last_logged,
+    lora_config,
+    trained_model,
+    trainer_args,
+)
 from lab.world import last_content
 
 REWARD_NAME = "reward_model"  # TRL logs rewards/<this name>/mean; `reward` is their weighted sum
@@ -102,6 +109,7 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
         peft_config=lora_config(g.lora_r, g.lora_alpha, "CAUSAL_LM"),
         callbacks=[ForwardLogs(log, TRAINER_LOGS)],
     )
+    check_launch(trainer)  # before training, not after it
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.

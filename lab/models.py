@@ -65,7 +65,7 @@ PLAIN_CHAT_TEMPLATE = (
 
 
 def load_tokenizer(path_or_id: str):
-    """The tokenizer, padding on the left (generation); a missing pad token becomes UNK or EOS.
+    """The tokenizer, padding on the left; a pad token, a chat template and EOS at a turn's end.
 
     A base model without a chat template gets `PLAIN_CHAT_TEMPLATE` (saved with the SFT model).
     """
@@ -76,7 +76,21 @@ def load_tokenizer(path_or_id: str):
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if not tokenizer.chat_template:
         tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    end = turn_end_token(tokenizer)
+    if end is not None and end != tokenizer.eos_token:
+        # ChatML bases (SmolLM2, Qwen2.5) close a turn with <|im_end|>, not EOS: the lab stops
+        # answers, masks responses and reads rewards at EOS, so EOS becomes the turn's end.
+        tokenizer.eos_token = end
     return tokenizer
+
+
+def turn_end_token(tokenizer) -> str | None:
+    """The special token the chat template closes an assistant turn with (None if plain text)."""
+    chat = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Yes."}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False)
+    after = text[text.rindex("Yes.") + len("Yes.") :]
+    specials = set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
+    return next((t for t in sorted(specials, key=len, reverse=True) if after.startswith(t)), None)
 
 
 def save_model(model, tokenizer, folder: Path) -> None:

@@ -22,14 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
-    """The profile's config (plus `LAB_SET` overrides) and its run folder (`runs/<profile>`).
-
-    Any profile whose stages read the world's data works; a recipe (`+tldr`) is refused with
-    what to do instead, since every notebook compares models with the world's gold judge.
-    """
+    """The profile's config (plus `LAB_SET` overrides) and its run folder (`runs/<profile>`)."""
     overrides = json.loads(os.environ.get("LAB_SET", "{}"))
     cfg = load_config(profile, overrides)
-    if not uses_world(cfg):
+    if not uses_world(cfg):  # every notebook grades models with the world's gold judge
         raise ValueError(
             f"profile {profile!r} trains on a recipe's data, which has no gold judge; the notebooks "
             "teach with the tiny world's. Here pick a model without a recipe (e.g. 'smollm2-135m': "

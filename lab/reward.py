@@ -26,7 +26,14 @@ from lab.distributed import is_main
 from lab.generation import as_messages
 from lab.models import DTYPES, load_tokenizer, num_params, resolve_device, save_model
 from lab.runlog import RunLog
-from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
+from lab.trainers import (
+    ForwardLogs,
+    check_launch,
+    last_logged,
+    lora_config,
+    trained_model,
+    trainer_args,
+)
 from lab.world import last_content
 from lab.world.build import FILES, write_jsonl
 
@@ -337,6 +344,7 @@ def run_reward(
         peft_config=lora_config(r.lora_r, r.lora_alpha, "SEQ_CLS"),  # SEQ_CLS also trains the head
         callbacks=callbacks,
     )
+    check_launch(trainer)  # before training, not after it
     trainer.evaluate()  # step 0: an untrained head, accuracy near chance
     trainer.train()
 

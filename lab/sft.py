@@ -20,7 +20,14 @@ from lab.config import LabConfig
 from lab.evaluation import evaluate_model, save_gold_table, summarize_gold, win_metrics
 from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
 from lab.runlog import RunLog
-from lab.trainers import ForwardLogs, last_logged, lora_config, trained_model, trainer_args
+from lab.trainers import (
+    ForwardLogs,
+    check_launch,
+    last_logged,
+    lora_config,
+    trained_model,
+    trainer_args,
+)
 
 GOLD_TABLE = "eval.jsonl"  # the stage model's answers to the held-out prompts, gold-scored
 BASE_GOLD_TABLE = "eval_base.jsonl"  # the same for the model the stage started from
@@ -65,6 +72,7 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
         peft_config=lora_config(s.lora_r, s.lora_alpha, "CAUSAL_LM"),
         callbacks=[ForwardLogs(log, TRAINER_LOGS)],
     )
+    check_launch(trainer)  # before training, not after it
     base_eval_loss = trainer.evaluate()["eval_loss"]  # logged at step 0
     trainer.train()  # evaluates after every epoch
     eval_loss = last_logged(trainer, "eval_loss")

@@ -75,28 +75,30 @@ def last_logged(trainer: Trainer, key: str) -> float | None:
     return next((row[key] for row in reversed(trainer.state.log_history) if key in row), None)
 
 
+def check_launch(trainer: Trainer) -> None:
+    """Refuse, before training, an FSDP launch whose trained model `trained_model` cannot read back."""
+    if not trainer.is_fsdp_enabled:
+        return
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if plugin.fsdp_version != 2 or "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        raise ValueError(
+            f"FSDP version {plugin.fsdp_version} with {plugin.state_dict_type}: the lab saves whole "
+            "models, so it needs fsdp_version: 2 and fsdp_state_dict_type: FULL_STATE_DICT "
+            "(as configs/accelerate/fsdp.yaml sets)"
+        )
+
+
 def trained_model(
     trainer: Trainer, load: Callable[[str], PreTrainedModel], base: str, out_dir: Path
 ) -> PreTrainedModel:
-    """The trained model, whole and plain (LoRA merged into it), in every process.
-
-    Under FSDP each process holds only a shard of every weight, so the trainer's own
-    `save_model` gathers them (every process takes part, the main one writes) and every
-    process reads the folder back. Alone or data parallel it is the same round trip, so
-    this one path is the one the tests run. `load(path)` builds the stage's model class from
-    a folder or hub id; `base` is what LoRA adapters are loaded onto.
-    """
-    if trainer.is_fsdp_enabled:
-        kind = str(trainer.accelerator.state.fsdp_plugin.state_dict_type)
-        if "FULL_STATE_DICT" not in kind:  # anything else and `save_model` writes nothing
-            raise ValueError(
-                f"FSDP state_dict_type is {kind}; the lab saves whole models: set "
-                "fsdp_state_dict_type: FULL_STATE_DICT (as configs/accelerate/fsdp.yaml does)"
-            )
+    """The trained model, whole and plain (LoRA merged), in every process: saved, then read back."""
+    # Under FSDP a process holds a shard of every weight: the trainer's `save_model` gathers them
+    # (every process takes part, the main one writes). Alone or data parallel it is the same round
+    # trip. `load(path)` builds the stage's model class; LoRA adapters are loaded onto `load(base)`.
     folder = out_dir / TRAINED_DIR
-    trainer.save_model(str(folder))  # a full model, or only the adapters (and a LoRA'd head)
+    trainer.save_model(str(folder))
     barrier()  # the main process has written it
-    if isinstance(trainer.model, PeftModel):  # FSDP's wrapper class subclasses the model's
+    if (folder / "adapter_config.json").exists():  # LoRA: only the adapters (and a LoRA'd head)
         model = PeftModel.from_pretrained(load(base), folder).merge_and_unload()
     else:
         model = load(str(folder))

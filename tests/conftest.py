@@ -106,3 +106,17 @@ def arena_server(small_ppo_run, tmp_path_factory):
     _, url, _ = demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     yield arena, url
     demo.close()
+
+
+# SmolLM2's and Qwen2.5's template, without the default system prompt.
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def chatml(tokenizer):
+    """The tiny tokenizer with ChatML's two special tokens and template (EOS stays `<|end|>`)."""
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = CHATML
+    return tokenizer

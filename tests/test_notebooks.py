@@ -1,5 +1,5 @@
 """Every notebook is committed without outputs and runs headless, top to bottom, on the small world;
-the first two also with a base model from outside the run, as a real-model profile has."""
+notebooks 01 and 02 also with a base model from outside the run, as a real-model profile has."""
 
 import json
 import os

@@ -196,16 +196,17 @@ def test_lora_reward_model_saves_a_plain_merged_model(small_sft_run, tmp_path):
     cfg = load_config(
         "tiny", {**SMALL, "reward.lora_r": 4, "reward.max_train_pairs": 128, "reward.lr": 3e-3}
     )
-    run_reward(cfg, str(small_sft_run / "sft" / "model"), small_sft_run / "world", tmp_path)
+    metrics = run_reward(
+        cfg, str(small_sft_run / "sft" / "model"), small_sft_run / "world", tmp_path
+    )
     folder = tmp_path / "model"
     assert not (folder / "adapter_config.json").exists()
     model = AutoModelForSequenceClassification.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    head = model.score.weight
-    torch.manual_seed(cfg.seed)  # the head the stage started from
-    fresh = AutoModelForSequenceClassification.from_pretrained(
-        small_sft_run / "sft" / "model", num_labels=1
-    )
-    assert head.shape == (1, model.config.hidden_size) and not head.equal(fresh.score.weight)
-    rewards = score(model, tokenizer, ["What is 1 plus 1?"] * 2, ["1 plus 1 is 2.", "Whatever."])
-    assert all(math.isfinite(r) for r in rewards)
+    assert model.score.weight.shape == (1, model.config.hidden_size)
+    # The saved folder is the model that scored the held-out pairs, trained head and all:
+    # it scores them again the same, and better than chance.
+    pairs = pd.read_json(tmp_path / PAIRS_FILE, lines=True).head(4)
+    again = score(model, tokenizer, list(pairs["prompt"]), list(pairs["chosen"]))
+    assert again == pytest.approx(list(pairs["chosen_score"]), abs=1e-4)
+    assert metrics[M.REWARD_ACCURACY] > 0.55

@@ -78,3 +78,21 @@ def test_a_base_model_without_a_chat_template_gets_the_plain_one(tmp_path):
     assert ids[-1] == loaded.eos_token_id
     prompt = loaded.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True)
     assert loaded.apply_chat_template(chat, tokenize=False).startswith(prompt)
+
+
+def test_a_chatml_base_ends_answers_at_im_end(tokenizer, tmp_path):
+    """SmolLM2 and Qwen2.5 close a turn with <|im_end|> while their EOS is <|endoftext|>."""
+    from lab.models import load_tokenizer, turn_end_token
+    from tests.conftest import chatml
+
+    tokenizer.save_pretrained(tmp_path / "world")  # a copy: the fixture stays as it is
+    assert turn_end_token(load_tokenizer(str(tmp_path / "world"))) == EOS
+    chatml(AutoTokenizer.from_pretrained(tmp_path / "world")).save_pretrained(tmp_path / "chatml")
+    loaded = load_tokenizer(str(tmp_path / "chatml"))
+    assert loaded.eos_token == "<|im_end|>" and loaded.eos_token_id == len(tokenizer) + 1
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+    ids = loaded.apply_chat_template(chat, return_dict=True)["input_ids"]
+    assert ids[-2] == loaded.eos_token_id  # then ChatML's newline
+    # Saved with the SFT model, so every later stage and the arena stop at the same token.
+    loaded.save_pretrained(tmp_path / "sft")
+    assert AutoTokenizer.from_pretrained(tmp_path / "sft").eos_token == "<|im_end|>"

@@ -1,12 +1,13 @@
 """A real architecture on CPU: SmolLM2-135M's twin (real config, random weights) runs SFT,
-the reward model and PPO with LoRA for a few steps, through the same code as the tiny model.
+the reward model and PPO with LoRA for a few steps, through the same code as the tiny model,
+with a ChatML chat template like the real SmolLM2's (a turn ends at <|im_end|>, not at EOS).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lab import metrics as M
 from lab.models import load_tokenizer
@@ -15,7 +16,7 @@ from lab.reward import PAIRS_FILE
 from lab.runlog import read_metrics
 from lab.stages import run_stages
 from lab.twins import make_twin
-from tests.conftest import SMALL
+from tests.conftest import SMALL, chatml
 
 TWIN = "HuggingFaceTB/SmolLM2-135M"
 FEW_STEPS = {
@@ -41,11 +42,16 @@ FEW_STEPS = {
 
 
 def test_smollm2_135m_twin_runs_sft_reward_and_lora_ppo(small_run, tmp_path):
-    twin = make_twin(TWIN, tmp_path / "twin", load_tokenizer(str(small_run / "pretrain" / "model")))
+    tokenizer = chatml(AutoTokenizer.from_pretrained(small_run / "pretrain" / "model"))
+    assert tokenizer.eos_token != "<|im_end|>"
+    twin = make_twin(TWIN, tmp_path / "twin", tokenizer)
     run = tmp_path / "run"
     cfg = load_config("tiny", {**SMALL, **FEW_STEPS, "model.name_or_path": str(twin)})
     results = run_stages(cfg, run, until="ppo")
 
+    # The lab ends answers where the template ends a turn, and the SFT model keeps that EOS.
+    assert load_tokenizer(str(twin)).eos_token == "<|im_end|>"
+    assert AutoTokenizer.from_pretrained(run / "sft" / "model").eos_token == "<|im_end|>"
     # SFT: two steps already pull the random model's held-out loss down.
     sft = results["sft"]
     assert sft[M.NUM_PARAMS] > 100_000_000  # the real size, not the tiny one
