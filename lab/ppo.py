@@ -232,6 +232,17 @@ def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, 
     return out
 
 
+def load_ppo_models(cfg: LabConfig, sft: str, reward: str, device) -> tuple:
+    """`(actor_critic, tokenizer, reward_model, reward_tokenizer)` as the profile sets them up."""
+    torch.manual_seed(cfg.seed)  # the value head's initial weights
+    tokenizer = load_tokenizer(sft)
+    p, m = cfg.ppo, cfg.model
+    ac = ActorCritic(sft, reward, p.lora_r, p.lora_alpha, m.dtype, device, m.gradient_checkpointing)
+    rm, rm_tokenizer = load_reward_model(reward, device)
+    check_same_template(tokenizer, rm_tokenizer, sft, reward)
+    return ac, tokenizer, rm, rm_tokenizer
+
+
 def run_ppo(
     cfg: LabConfig,
     run_dir: Path,
@@ -252,19 +263,7 @@ def run_ppo(
     world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
 
     # 0. Load: policy / reference / value function, the frozen reward model, and their tokenizers.
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(sft)
-    ac = ActorCritic(
-        sft,
-        reward,
-        p.lora_r,
-        p.lora_alpha,
-        cfg.model.dtype,
-        device,
-        cfg.model.gradient_checkpointing,
-    )
-    rm, rm_tokenizer = load_reward_model(reward, device)
-    check_same_template(tokenizer, rm_tokenizer, sft, reward)
+    ac, tokenizer, rm, rm_tokenizer = load_ppo_models(cfg, sft, reward, device)
     ac.prepare_for_training()
     check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
     torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers
