@@ -1,7 +1,7 @@
 """Every stage under `accelerate launch`: two CPU processes, data parallel, unchanged code.
 
-PPO has its own test (`test_ppo_ddp.py`); here pretraining (the lab's loop) and SFT and the
-reward model (TRL's trainers) run in two processes, and one process writes each folder.
+PPO has its own test (`test_ppo_ddp.py`); here pretraining (the lab's loop) and SFT, the reward
+model, DPO and GRPO (TRL's trainers) run in two processes, and one process writes each folder.
 """
 
 from __future__ import annotations
@@ -42,3 +42,24 @@ def test_pretrain_sft_and_reward_run_on_two_processes(small_run, tmp_path):
     assert AutoModelForCausalLM.from_pretrained(run / "sft" / "model") is not None
     # Reward model (TRL, data parallel): trained and evaluated, above chance on held-out pairs.
     assert read_metrics(run / "reward")["reward/accuracy"] > 0.5
+
+
+def test_dpo_and_grpo_run_on_two_processes(small_ppo_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(small_ppo_run, run)  # PPO done: only DPO and GRPO run
+    few = {"dpo.max_train_pairs": 256, "grpo.max_prompts": 32}
+    settings = [arg for k, v in {**SMALL, **few}.items() for arg in ("--set", f"{k}={v}")]
+    command = [*LAUNCH_DDP, "-m", "lab", "grpo", "--out", str(run), *settings]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    # DPO: the implicit reward ranks held-out pairs better than chance and the policy moved.
+    dpo = read_metrics(run / "dpo")
+    assert dpo["dpo/eval_rewards_accuracy"] > 0.5 and dpo["dpo/eval_kl"] > 0
+    # GRPO: trained on both processes' groups, then evaluated like every policy.
+    grpo = read_metrics(run / "grpo")
+    assert grpo["grpo/train_prompts"] == 32 and grpo["grpo/eval_kl"] > 0
+    for stage in ("dpo", "grpo"):  # a plain model folder; the trainer's own save is cleaned up
+        assert AutoModelForCausalLM.from_pretrained(run / stage / "model") is not None
+        assert not (run / stage / "trained").exists()
