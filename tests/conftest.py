@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,11 +15,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-# `accelerate launch` with the repo's data-parallel file: two processes (gloo without a GPU).
-LAUNCH_DDP = [
-    *(sys.executable, "-m", "accelerate.commands.launch", "--config_file"),
-    str(Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "ddp.yaml"),
-]
 
 # The tiny profile, made smaller still so the whole suite runs in minutes on 2 CPU cores.
 SMALL = {
@@ -120,3 +116,14 @@ def chatml(tokenizer):
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     tokenizer.chat_template = CHATML
     return tokenizer
+
+
+def launch_ddp(stage: str, run: Path, overrides: dict) -> None:
+    """`accelerate launch` the repo's `ddp.yaml` (two processes, gloo without a GPU) up to `stage`."""
+    ddp = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "ddp.yaml"
+    settings = [arg for k, v in {**SMALL, **overrides}.items() for arg in ("--set", f"{k}={v}")]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ddp)]
+    command += ["-m", "lab", stage, "--out", str(run), *settings]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]

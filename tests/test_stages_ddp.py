@@ -6,15 +6,13 @@ model, DPO and GRPO (TRL's trainers) run in two processes, and one process write
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 
 from transformers import AutoModelForCausalLM
 
 from lab.config import PretrainConfig
 from lab.runlog import read_log, read_metrics
-from tests.conftest import LAUNCH_DDP, SMALL
+from tests.conftest import launch_ddp
 
 DDP = {"pretrain.steps": 40, "pretrain.eval_every": 20, "sft.epochs": 2.0, "reward.epochs": 1.0}
 
@@ -23,11 +21,7 @@ def test_pretrain_sft_and_reward_run_on_two_processes(small_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(small_run / "world", run / "world")
     shutil.copy(small_run / "config.json", run / "config.json")
-    settings = [arg for k, v in {**SMALL, **DDP}.items() for arg in ("--set", f"{k}={v}")]
-    command = [*LAUNCH_DDP, "-m", "lab", "reward", "--out", str(run), *settings]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-    assert done.returncode == 0, done.stderr[-4000:]
+    launch_ddp("reward", run, DDP)
 
     # Pretraining: averaged gradients, one log row per step, written once; the loss fell.
     log = read_log(run / "pretrain")
@@ -47,12 +41,7 @@ def test_pretrain_sft_and_reward_run_on_two_processes(small_run, tmp_path):
 def test_dpo_and_grpo_run_on_two_processes(small_ppo_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(small_ppo_run, run)  # PPO done: only DPO and GRPO run
-    few = {"dpo.max_train_pairs": 256, "grpo.max_prompts": 32}
-    settings = [arg for k, v in {**SMALL, **few}.items() for arg in ("--set", f"{k}={v}")]
-    command = [*LAUNCH_DDP, "-m", "lab", "grpo", "--out", str(run), *settings]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-    assert done.returncode == 0, done.stderr[-4000:]
+    launch_ddp("grpo", run, {"dpo.max_train_pairs": 256, "grpo.max_prompts": 32})
 
     # DPO: the implicit reward ranks held-out pairs better than chance and the policy moved.
     dpo = read_metrics(run / "dpo")
