@@ -44,6 +44,7 @@ def test_fsdp_file_shards_every_twin_by_decoder_layer_and_saves_whole_models():
     probe = json.loads(line.removeprefix("FSDP_PROBE "))
 
     assert probe["use_fsdp"] == "true" and probe["world_size"] == 2 and probe["fsdp_version"] == 2
+    assert probe["reshard_after_forward"] is True  # parameters gathered one layer at a time
     # A full state dict: `trained_model` saves one plain folder through the trainer.
     assert probe["state_dict_type"].endswith("FULL_STATE_DICT")
     # Every process loads the base model whole: stages score it before training.
