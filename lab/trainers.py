@@ -96,6 +96,8 @@ def trained_model(
     # (every process takes part, the main one writes). Alone or data parallel it is the same round
     # trip. `load(path)` builds the stage's model class; LoRA adapters are loaded onto `load(base)`.
     folder = out_dir / TRAINED_DIR
+    if is_main():  # a crashed run's leftovers (an adapter) must not be read as this run's
+        shutil.rmtree(folder, ignore_errors=True)
     trainer.save_model(str(folder))
     barrier()  # the main process has written it
     if (folder / "adapter_config.json").exists():  # LoRA: only the adapters (and a LoRA'd head)

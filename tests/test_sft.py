@@ -85,3 +85,22 @@ def test_lora_sft_saves_a_plain_merged_model(small_run, small_cfg, tmp_path):
     # The merged weights differ from the base in the linear layers LoRA adapted, and only there.
     assert changed and all("proj" in name for name in changed)
     assert metrics[M.SFT_EVAL_LOSS] < metrics[M.SFT_BASE_EVAL_LOSS]
+
+
+def test_a_crashed_runs_leftover_adapter_is_not_read_back(small_run, tmp_path):
+    """`trained_model` reads the trainer's save back; an old adapter there must not be merged in."""
+    from lab.profiles import load_config
+    from lab.trainers import TRAINED_DIR
+    from tests.conftest import SMALL
+
+    cfg = load_config("tiny", {**SMALL, "sft.epochs": 0.2})  # full fine-tuning
+    stale = tmp_path / "sft" / TRAINED_DIR
+    stale.mkdir(parents=True)
+    (stale / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
+    base = str(small_run / "pretrain" / "model")
+    run_sft(cfg, base, small_run / "world", tmp_path / "sft")
+    assert not stale.exists()
+    # The saved model is the full fine-tune: weights LoRA never touches moved too.
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "sft" / "model").state_dict()
+    original = AutoModelForCausalLM.from_pretrained(base).state_dict()
+    assert not saved["model.norm.weight"].equal(original["model.norm.weight"])
