@@ -34,6 +34,7 @@ from apps.pool import RUN_REWARD, ModelPool, find_run_models
 from apps.votes import VoteStore
 from lab import recipes
 from lab.evaluation import EVAL_DECODING
+from lab.threads import set_torch_threads
 from lab.world import last_content
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -335,6 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Load the models, build the page, serve it (no share links)."""
     args = parse_args(argv)
+    set_torch_threads()
     models = dict(spec.split("=", 1) for spec in args.model if "=" in spec)
     if len(models) != len(args.model):
         raise SystemExit("--model takes NAME=PATH_OR_HUB_ID")

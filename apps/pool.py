@@ -17,7 +17,7 @@ from transformers import AutoModelForSequenceClassification, TextIteratorStreame
 
 from lab.generation import DecodingConfig, as_messages, generate_kwargs
 from lab.models import load_causal_lm, load_tokenizer
-from lab.ppo_math import logprobs_of
+from lab.ppo_math import kl_exact
 from lab.ppo_models import next_token_logits
 from lab.reward import check_reward_model, score
 
@@ -55,11 +55,12 @@ class AnswerStats:
 
 @dataclass
 class Answer:
-    """One finished answer: its text, the generated token ids and the prompt's ids."""
+    """One finished answer: its text, the generated token ids, the prompt's ids, its temperature."""
 
     text: str
     prompt_ids: list[int] = field(default_factory=list)
     response_ids: list[int] = field(default_factory=list)
+    temperature: float = 1.0  # the softmax temperature it was sampled at; 0 = greedy
 
 
 def find_run_models(run_dir: Path) -> dict[str, str]:
@@ -148,9 +149,9 @@ class ModelPool:
                 thread.join()  # the lock is held until generation really stops
         n_prompt = batch["input_ids"].shape[1]
         response = result["ids"][0, n_prompt:].tolist()
-        yield Answer(
-            text.strip(), batch["input_ids"][0].tolist(), cut_at_eos(response, m.tokenizer)
-        )
+        prompt_ids = batch["input_ids"][0].tolist()
+        response_ids = cut_at_eos(response, m.tokenizer)
+        yield Answer(text.strip(), prompt_ids, response_ids, decoding.temperature)
 
     def answer(self, name: str, prompt: str, decoding: DecodingConfig) -> Answer:
         """The finished answer, without streaming."""
@@ -166,19 +167,31 @@ class ModelPool:
             return AnswerStats(reward, len(answer.response_ids), self.sample_kl(name, answer))
 
     def sample_kl(self, name: str, answer: Answer) -> float | None:
-        """log p_model(answer) - log p_ref(answer): the sample's KL estimate (k1), in nats."""
+        """KL(model || reference) in nats, exact over the vocabulary, summed over the answer's tokens.
+
+        At each position of the answer, both models' next-token distributions at the temperature
+        the answer was sampled at (temperature 1 for a greedy answer, whose own distribution is a
+        point mass); top-p is not applied, so this is the KL of the temperature-scaled models.
+        Never negative, and 0 for the reference itself.
+        """
         ref = self.models.get(REFERENCE)
         if ref is None or ref.error or not answer.response_ids:
             return None
         if ref.tokenizer.get_vocab() != self.models[name].tokenizer.get_vocab():
             return None  # token-level KL needs one vocabulary
-        ids = torch.tensor([answer.prompt_ids + answer.response_ids])  # (1, P + R)
-        mask, n = torch.ones_like(ids), len(answer.response_ids)
-        response = ids[:, -n:]
+        model = self.models[name].model
+        ids = torch.tensor([answer.prompt_ids + answer.response_ids], device=model.device)
+        mask, n = torch.ones_like(ids), len(answer.response_ids)  # (1, P + R), R
         with torch.no_grad():
-            logp = logprobs_of(next_token_logits(self.models[name].model, ids, mask, n), response)
-            ref_logp = logprobs_of(next_token_logits(ref.model, ids, mask, n), response)
-        return float((logp - ref_logp).sum())
+            logits = next_token_logits(model, ids, mask, n)  # (1, R, V)
+            ref_ids = ids.to(ref.model.device)
+            ref_logits = next_token_logits(ref.model, ref_ids, torch.ones_like(ref_ids), n)
+        if logits.shape != ref_logits.shape:  # embeddings padded differently: the real tokens
+            v = len(ref.tokenizer)
+            logits, ref_logits = logits[..., :v], ref_logits[..., :v]
+        temperature = answer.temperature or 1.0
+        kl = kl_exact(logits, ref_logits.to(logits.device), mask[:, -n:], temperature)  # (1, R)
+        return float(kl.sum())
 
 
 def cut_at_eos(response: list[int], tokenizer) -> list[int]:

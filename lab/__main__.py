@@ -3,5 +3,7 @@
 import sys
 
 from lab.cli import main
+from lab.threads import set_torch_threads
 
+set_torch_threads()
 sys.exit(main())

@@ -21,17 +21,20 @@ import gzip
 import json
 import re
 import warnings
+import zlib
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROLES = ("system", "user", "assistant")
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 RESPONSE_FIELDS = ("chosen", "rejected", "completion")
+BOMS_UTF16 = (b"\xff\xfe", b"\xfe\xff")
 Message = dict[str, str]
 
 
@@ -226,9 +229,7 @@ def _read_rows(source: str | Path, split: str) -> Iterator[tuple[str, dict[str, 
     elif path.name.lower().endswith((".json", ".jsonl", ".jsonl.gz")):
         rows = _read_json(path)
     elif path.name.lower().endswith(".parquet"):
-        rows = (
-            (f"{path}, row {i} (0-based)", r) for i, r in enumerate(pq.read_table(path).to_pylist())
-        )
+        rows = ((f"{path}, row {i} (0-based)", r) for i, r in enumerate(_read_parquet(path)))
     else:
         raise ValueError(
             f"{path}: unsupported extension, expected .json, .jsonl, .jsonl.gz, .parquet"
@@ -239,11 +240,39 @@ def _read_rows(source: str | Path, split: str) -> Iterator[tuple[str, dict[str, 
         yield where, row
 
 
+def _read_text(path: Path) -> str:
+    """A file's text: gunzipped if `.gz`, UTF-8, universal newlines; else a ValueError naming it."""
+    raw, gz = path.read_bytes(), path.name.lower().endswith(".gz")
+    if gz:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, corrupt
+            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        where = f"offset {e.start}{' once decompressed' if gz else ''}, line {line}"
+        hint = "; it looks like UTF-16, re-save it as UTF-8" if raw[:2] in BOMS_UTF16 else ""
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at {where}{hint})"
+        ) from None
+    # What open(..., "rt") did: "\r\n" and a lone "\r" end a line too.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    """A Parquet table's rows; a file Arrow cannot read raises ValueError naming it."""
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: not a readable Parquet file ({problem})") from None
+
+
 def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
     """A JSON list (rows 0-based) or JSON lines (lines 1-based, blank lines ignored)."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
+    text = _read_text(path)
     if path.name.lower().endswith(".json") and text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -263,7 +292,7 @@ def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
 
 def _read_txt(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """One prompt per line; a blank line is an error, a final newline is not."""
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = _read_text(path).split("\n")
     if lines[-1] == "":
         lines.pop()
     for n, line in enumerate(lines, start=1):

@@ -5,7 +5,7 @@ DPO's implicit reward is r(x, y) = beta * log(pi(y|x) / pi_sft(y|x)); TRL's `DPO
 model as the frozen reference. Then the same yardsticks as PPO: gold on the held-out prompts
 against SFT, and KL to SFT and the reward model's score on fresh samples.
 
-`finish_policy` (save, gold, KL, reward) is shared with the GRPO stage.
+Like every policy, it is measured at the end with `lab.yardstick.evaluate_policy`.
 """
 
 from __future__ import annotations
@@ -13,23 +13,13 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import trl
 
 from lab import metrics as M
-from lab import recipes
 from lab.config import LabConfig
-from lab.evaluation import (
-    compute_kl_and_reward,
-    evaluate_model,
-    save_gold_table,
-    summarize_gold,
-    win_metrics,
-)
 from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
-from lab.reward import as_conversational, load_pairs, load_reward_model
+from lab.reward import as_conversational, load_pairs
 from lab.runlog import RunLog
-from lab.sft import GOLD_TABLE
 from lab.trainers import (
     ForwardLogs,
     check_launch,
@@ -38,6 +28,7 @@ from lab.trainers import (
     trained_model,
     trainer_args,
 )
+from lab.yardstick import evaluate_policy
 
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "loss": M.DPO_LOSS,
@@ -50,7 +41,7 @@ TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "eval_rewards/accuracies": M.DPO_EVAL_ACCURACY,
     "eval_rewards/margins": M.DPO_EVAL_MARGIN,
 }
-EVAL_NAMES = {  # `finish_policy`'s keys -> the lab's metric names
+EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
     "kl": M.DPO_EVAL_KL,
     "reward": M.DPO_EVAL_REWARD,
     "eos_rate": M.DPO_EVAL_EOS_RATE,
@@ -97,7 +88,8 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
     policy = trained_model(trainer, load, sft, out_dir)
-    evals = finish_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    save_model(policy, tokenizer, out_dir / "model")
+    evals = evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {
             M.NUM_PARAMS: num_params(policy),
@@ -112,31 +104,3 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
             M.STAGE_SECONDS: log.elapsed,
         }
     )
-
-
-def finish_policy(
-    cfg: LabConfig, policy, tokenizer, run_dir: Path, out_dir: Path, names: dict[str, str]
-) -> dict:
-    """Save the policy; on the held-out prompts: gold against SFT, KL to SFT and reward-model score.
-
-    `names` maps `kl`, `reward`, `eos_rate` and `win_tie_loss` to the stage's metric names.
-    """
-    world, prompts = recipes.gold_judge(cfg), recipes.eval_prompts(cfg, run_dir / "world")
-
-    # 4. Save a plain model folder, like every other stage's.
-    save_model(policy, tokenizer, out_dir / "model")
-
-    # 5. Gold: the same prompts and decoding as the SFT stage's table, prompt by prompt.
-    table = evaluate_model(policy, tokenizer, world, prompts)
-    save_gold_table(table, out_dir / GOLD_TABLE)
-
-    # 6. KL to the SFT model and reward-model score, on fresh samples (PPO's own yardsticks).
-    reference = load_causal_lm(str(run_dir / "sft" / "model"), cfg.model.dtype, cfg.device)
-    rm, rm_tokenizer = load_reward_model(run_dir / "reward" / "model", policy.device)
-    drift = compute_kl_and_reward(policy, reference, tokenizer, rm, rm_tokenizer, prompts)
-    sft_table = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)
-    return {
-        **summarize_gold(table),
-        **win_metrics(table, sft_table, names["win_tie_loss"]),
-        **{names[k]: v for k, v in drift.items()},
-    }

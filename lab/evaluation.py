@@ -16,8 +16,15 @@ import torch
 
 from lab import metrics as M
 from lab.distributed import is_main
-from lab.generation import DecodingConfig, as_messages, generate, generate_kwargs
-from lab.ppo_math import kl_penalty, logprobs_of
+from lab.generation import (
+    DecodingConfig,
+    as_messages,
+    generate,
+    generate_kwargs,
+    response_mask,
+    seeded,
+)
+from lab.ppo_math import kl_exact
 from lab.ppo_models import next_token_logits
 from lab.world import World, last_content
 
@@ -143,8 +150,6 @@ class Samples:
 @torch.no_grad()
 def sample_responses(model, tokenizer, prompts: Sequence, decoding: DecodingConfig) -> Samples:
     """Sample one answer per prompt (string or messages) with the chat template, keeping the ids."""
-    from lab.ppo import response_mask  # lab.ppo imports this module: import on use
-
     query = tokenizer.apply_chat_template(
         [as_messages(p) for p in prompts],
         add_generation_prompt=True,
@@ -180,10 +185,11 @@ def compute_kl_and_reward(
 ) -> dict[str, float]:
     """KL(policy || reference) and reward-model score of fresh policy samples, averaged over prompts.
 
-    `kl` is the k1 estimate (log pi - log pi_ref of each sampled token, at the sampling
-    temperature) summed over the response up to EOS: PPO's per-response KL. `reward` is
-    `lab.reward.score`, minus `missing_eos_penalty` for an answer that never ended.
-    Returns `{"kl", "reward", "eos_rate"}`.
+    `kl` is the exact per-token KL over the vocabulary (`kl_exact`, both models' logits at the
+    sampling temperature, at each position of the sampled answer) summed over the response up
+    to EOS: never negative, and without the noise of a one-sample estimate (top-p, if set, is
+    not applied to the distributions). `reward` is `lab.reward.score`, minus
+    `missing_eos_penalty` for an answer that never ended. Returns `{"kl", "reward", "eos_rate"}`.
     """
     from lab.reward import score  # lab.reward imports this module (through lab.sft)
 
@@ -193,19 +199,19 @@ def compute_kl_and_reward(
         )
     policy.eval()
     reference.eval()
-    torch.manual_seed(decoding.seed)
     kls, scores, ended = [], [], []
-    for start in range(0, len(prompts), batch_size):
-        chunk = list(prompts[start : start + batch_size])
-        s = sample_responses(policy, tokenizer, chunk, decoding)
-        n = s.response.shape[1]
-        logp, ref_logp = (
-            logprobs_of(next_token_logits(m, s.ids, s.mask, n), s.response, decoding.temperature)
-            for m in (policy, reference)
-        )  # (B, R) each
-        kls += (kl_penalty(logp, ref_logp, "k1") * s.response_mask).sum(1).tolist()
-        scores += score(rm, rm_tokenizer, chunk, s.texts)
-        ended += s.has_eos.tolist()
+    with seeded(decoding.seed, policy.device):  # the caller's random stream is left alone
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(prompts[start : start + batch_size])
+            s = sample_responses(policy, tokenizer, chunk, decoding)
+            n = s.response.shape[1]
+            logits, ref_logits = (
+                next_token_logits(m, s.ids, s.mask, n) for m in (policy, reference)
+            )
+            kl = kl_exact(logits, ref_logits, s.response_mask, decoding.temperature)  # (B, R)
+            kls += kl.sum(1).tolist()
+            scores += score(rm, rm_tokenizer, chunk, s.texts)
+            ended += s.has_eos.tolist()
     rewards = [r - missing_eos_penalty * (not e) for r, e in zip(scores, ended, strict=True)]
     n = len(kls)
     return {"kl": sum(kls) / n, "reward": sum(rewards) / n, "eos_rate": sum(ended) / n}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,16 @@ class DecodingConfig:
     """Nucleus sampling mass."""
     seed: int = 0
     """Seed of the sampling noise, so two models can be compared on the same draws."""
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Torch's random state seeded with `seed` inside, and put back as it was on exit."""
+    device = torch.device(device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def as_messages(prompt) -> list[dict]:
@@ -44,16 +56,40 @@ def generate_kwargs(decoding: DecodingConfig, tokenizer) -> dict:
 def generate(
     model, tokenizer, prompts: list, decoding: DecodingConfig, batch_size: int = 32
 ) -> list[str]:
-    """Answer each prompt (string or messages); returns the decoded answers without special tokens."""
+    """Answer each prompt (string or messages); returns the decoded answers without special tokens.
+
+    Sampling draws from `decoding.seed`, in a fork of torch's random state: the caller's own
+    stream (a training loop's) is left exactly where it was.
+    """
     model.eval()
-    torch.manual_seed(decoding.seed)
     answers: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = [as_messages(p) for p in prompts[start : start + batch_size]]
-        batch = tokenizer.apply_chat_template(
-            chunk, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
-        ).to(model.device)
-        out = model.generate(**batch, **generate_kwargs(decoding, tokenizer))
-        new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
-        answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    with seeded(decoding.seed, model.device):
+        for start in range(0, len(prompts), batch_size):
+            chunk = [as_messages(p) for p in prompts[start : start + batch_size]]
+            batch = tokenizer.apply_chat_template(
+                chunk,
+                add_generation_prompt=True,
+                padding=True,
+                return_tensors="pt",
+                return_dict=True,
+            ).to(model.device)
+            out = model.generate(**batch, **generate_kwargs(decoding, tokenizer))
+            new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
+            answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [a.strip() for a in answers]
+
+
+def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of real response tokens, up to and including the first EOS; and whether EOS came.
+
+    (B, R) token ids -> ((B, R) float mask, (B,) bool).
+    """
+    is_eos = response == eos_id
+    has_eos = is_eos.any(1)
+    first = torch.where(
+        has_eos,
+        is_eos.float().argmax(1),
+        torch.full_like(has_eos, response.shape[1] - 1, dtype=torch.long),
+    )
+    positions = torch.arange(response.shape[1], device=response.device).unsqueeze(0)
+    return (positions <= first.unsqueeze(1)).float(), has_eos

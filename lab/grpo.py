@@ -4,7 +4,7 @@ For every prompt TRL's `GRPOTrainer` samples `num_generations` answers, scores t
 lab's reward model, and uses (score - group mean) / group std as every token's advantage,
 with a per-token KL(policy || SFT) penalty weighted by beta. The reward model is read through
 `lab.reward.score`, the function PPO and the app use; `reward_function` converts TRL's
-prompts and completions at that edge. The stage ends like DPO's (`lab.dpo.finish_policy`).
+prompts and completions at that edge. Measured at the end like every policy (`lab.yardstick.evaluate_policy`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import trl
 from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
-from lab.dpo import finish_policy
-from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device
+from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device, save_model
 from lab.reward import check_same_template, load_reward_model, score
 from lab.runlog import RunLog
 from lab.trainers import (
@@ -32,6 +31,7 @@ from lab.trainers import (
     trainer_args,
 )
 from lab.world import last_content
+from lab.yardstick import evaluate_policy
 
 REWARD_NAME = "reward_model"  # TRL logs rewards/<this name>/mean; `reward` is their weighted sum
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
@@ -45,7 +45,7 @@ TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "completions/clipped_ratio": M.GRPO_CLIPPED_RATIO,
     "frac_reward_zero_std": M.GRPO_ZERO_STD,
 }
-EVAL_NAMES = {  # `finish_policy`'s keys -> the lab's metric names
+EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
     "kl": M.GRPO_EVAL_KL,
     "reward": M.GRPO_EVAL_REWARD,
     "eos_rate": M.GRPO_EVAL_EOS_RATE,
@@ -114,7 +114,8 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
     policy = trained_model(trainer, load, sft, out_dir)
-    evals = finish_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    save_model(policy, tokenizer, out_dir / "model")
+    evals = evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {
             M.NUM_PARAMS: num_params(policy),

@@ -42,20 +42,38 @@ PPO_EXPLAINED_VARIANCE = "ppo/explained_variance"
 PPO_LENGTH = "ppo/response_length"
 PPO_EOS_RATE = "ppo/eos_rate"
 PPO_GOLD = "ppo/gold"  # gold-judge score of the batch (tiny world only)
-PPO_EVAL_KL = "ppo/eval_kl"  # on held-out prompts, at the end
-PPO_EVAL_REWARD = "ppo/eval_reward"
+PPO_EVAL_KL = "ppo/eval_kl"  # as dpo/eval_kl: exact KL to SFT on held-out prompts, at the end
+PPO_EVAL_REWARD = "ppo/eval_reward"  # reward-model score of the same samples
+PPO_EVAL_EOS_RATE = "ppo/eval_eos_rate"
+PPO_WIN_TIE_LOSS = "ppo/win_tie_loss_vs_sft"
 PPO_PROCESSES = "ppo/processes"  # data-parallel processes (accelerate launch)
 
-# Feedback: the reward model retrained on the original pairs plus a class's votes
+# Feedback: the reward model adapted to a class's votes (lab.feedback), then a PPO round
 FEEDBACK_ACCURACY_BEFORE = "feedback/accuracy_before"  # the world's held-out pairs, vs labels
 FEEDBACK_ACCURACY_AFTER = "feedback/accuracy_after"
 FEEDBACK_GOLD_ACCURACY_BEFORE = "feedback/gold_accuracy_before"  # the same pairs, vs gold
 FEEDBACK_GOLD_ACCURACY_AFTER = "feedback/gold_accuracy_after"
-FEEDBACK_VOTES_ACCURACY_BEFORE = "feedback/votes_accuracy_before"  # the held-out votes
+FEEDBACK_GOLD_ACCURACY_BEFORE_CI = "feedback/gold_accuracy_before_ci"  # [low, high], Wilson 95%
+FEEDBACK_GOLD_ACCURACY_AFTER_CI = "feedback/gold_accuracy_after_ci"
+FEEDBACK_VOTES_ACCURACY_BEFORE = "feedback/votes_accuracy_before"  # held-out votes (k-fold)
 FEEDBACK_VOTES_ACCURACY_AFTER = "feedback/votes_accuracy_after"
-FEEDBACK_VOTE_PAIRS_TRAIN = "feedback/vote_pairs_train"
-FEEDBACK_VOTE_PAIRS_HELDOUT = "feedback/vote_pairs_heldout"
+FEEDBACK_VOTES_ACCURACY_BEFORE_CI = "feedback/votes_accuracy_before_ci"  # [low, high], Wilson 95%
+FEEDBACK_VOTES_ACCURACY_AFTER_CI = "feedback/votes_accuracy_after_ci"
+FEEDBACK_VOTES_ACCURACY_TRAINED = "feedback/votes_accuracy_trained"  # the kept model, in-sample
+FEEDBACK_VOTE_PAIRS_TRAIN = "feedback/vote_pairs_train"  # vote pairs the kept model trained on
+FEEDBACK_VOTE_PAIRS_HELDOUT = "feedback/vote_pairs_heldout"  # measured held out (0: too few)
+FEEDBACK_REPLAY_PAIRS = "feedback/replay_pairs"  # original pairs replayed beside the votes
+FEEDBACK_FOLDS = "feedback/folds"
+FEEDBACK_GROUP = "feedback/group"  # '' = every vote
 FEEDBACK_NOTE = "feedback/note"  # why a number is missing (too few votes to hold any out)
+FEEDBACK_REWARD_FROM = "feedback/reward_from"  # the reward model the round started from
+FEEDBACK_POLICY_FROM = "feedback/policy_from"  # the policy the PPO round started from
+FEEDBACK_REWARD_DIR = "feedback/reward_dir"  # inside the round folder
+FEEDBACK_POLICY_DIR = "feedback/policy_dir"
+FEEDBACK_CV_SECONDS = "feedback/cv_seconds"
+FEEDBACK_REWARD_SECONDS = "feedback/reward_seconds"
+FEEDBACK_PPO_SECONDS = "feedback/ppo_seconds"
+FEEDBACK_ROUND_SECONDS = "feedback/round_seconds"
 
 # Gold evaluation on held-out prompts (a policy against the one before it)
 EVAL_GOLD_MEAN = "eval/gold_mean"

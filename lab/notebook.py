@@ -17,12 +17,13 @@ from lab.config import LabConfig
 from lab.profiles import load_config
 from lab.recipes import uses_world
 from lab.runlog import LOG_FILE, read_log
+from lab.threads import set_torch_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
-    """The profile's config (plus `LAB_SET` overrides) and its run folder (`runs/<profile>`)."""
+    """The profile's config (plus `LAB_SET` overrides) and its run folder; sets torch's threads."""
     overrides = json.loads(os.environ.get("LAB_SET", "{}"))
     cfg = load_config(profile, overrides)
     if not uses_world(cfg):  # every notebook grades models with the world's gold judge
@@ -33,6 +34,7 @@ def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
             f"--profile {profile}` and compare its models in the arena"
         )
     run_dir = Path(os.environ.get("LAB_RUN_DIR", REPO_ROOT / "runs" / profile))
+    set_torch_threads()
     return cfg, run_dir
 
 

@@ -10,7 +10,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -18,8 +17,7 @@ from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
 from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
-from lab.evaluation import evaluate_model, save_gold_table, summarize_gold, win_metrics
-from lab.generation import DecodingConfig, generate
+from lab.generation import DecodingConfig, generate, response_mask
 from lab.models import load_tokenizer, resolve_device, save_model
 from lab.ppo_checkpoint import append_samples, latest_checkpoint, load_checkpoint, save_checkpoint
 from lab.ppo_math import (
@@ -38,8 +36,8 @@ from lab.ppo_math import (
 from lab.ppo_models import ActorCritic
 from lab.reward import Progress, check_same_template, load_reward_model, score
 from lab.runlog import RunLog, truncate_log
-from lab.sft import GOLD_TABLE
 from lab.world import World, last_content
+from lab.yardstick import evaluate_policy
 
 SAMPLE_DECODING = DecodingConfig(max_new_tokens=48, temperature=0.7, seed=0)  # checkpoint samples
 
@@ -63,22 +61,6 @@ class Rollout:
     rewards: torch.Tensor | None = None  # (B, R)
     advantages: torch.Tensor | None = None  # (B, R)
     returns: torch.Tensor | None = None  # (B, R)
-
-
-def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask of real response tokens, up to and including the first EOS; and whether EOS came.
-
-    (B, R) token ids -> ((B, R) float mask, (B,) bool).
-    """
-    is_eos = response == eos_id
-    has_eos = is_eos.any(1)
-    first = torch.where(
-        has_eos,
-        is_eos.float().argmax(1),
-        torch.full_like(has_eos, response.shape[1] - 1, dtype=torch.long),
-    )
-    positions = torch.arange(response.shape[1], device=response.device).unsqueeze(0)
-    return (positions <= first.unsqueeze(1)).float(), has_eos
 
 
 @torch.no_grad()
@@ -187,11 +169,12 @@ def ppo_update(
             logprobs = logprobs_of(logits, r.ids[idx, -n:], p.temperature)
             pg_loss, pg = policy_loss(logprobs, r.logprobs[idx], r.advantages[idx], m, p.clip)
             pg_loss.backward()  # policy and value run on different adapters: one backward each
-            values = ac.values(r.ids[idx], r.mask[idx], n)
-            vf_loss, vf_clipfrac = value_loss(
-                values, r.values[idx], r.returns[idx], m, p.value_clip
-            )
-            (p.vf_coef * vf_loss).backward()
+            with ac.critic():  # LoRA: the value adapter stays active through its backward
+                values = ac.values(r.ids[idx], r.mask[idx], n)
+                vf_loss, vf_clipfrac = value_loss(
+                    values, r.values[idx], r.returns[idx], m, p.value_clip
+                )
+                (p.vf_coef * vf_loss).backward()
             average_gradients(ac.trainable_parameters())  # data parallel: the mean over processes
             grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), p.max_grad_norm)
             optimizer.step()
@@ -250,14 +233,17 @@ def run_ppo(
     resume: bool = False,
     reward_model: Path | None = None,
     progress: Progress | None = None,
+    init_policy: Path | None = None,
 ) -> dict:
     """Train the SFT model against the reward model with PPO; checkpoints, log, final policy.
 
-    `reward_model` is a reward model folder other than the run's own `reward/model`.
+    `reward_model` is a reward model folder other than the run's own `reward/model`;
+    `init_policy` a policy to start from (and stay near) instead of the run's SFT model.
     """
     p, rank = cfg.ppo, process().process_index
     device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
-    sft, reward = str(run_dir / "sft" / "model"), str(reward_model or run_dir / "reward" / "model")
+    sft = str(init_policy or run_dir / "sft" / "model")
+    reward = str(reward_model or run_dir / "reward" / "model")
     prompts = recipes.rl_prompts(cfg, run_dir / "world")
     eval_prompts = recipes.eval_prompts(cfg, run_dir / "world")
     world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
@@ -280,19 +266,18 @@ def run_ppo(
 
     def checkpoint(step: int) -> None:
         check_in_sync(ac.trainable_parameters())
-        if not is_main():
-            return
-        answers = generate(
-            ac.generation_model(), tokenizer, eval_prompts[: p.n_samples], SAMPLE_DECODING
-        )
-        rows = [
-            {"prompt": last_content(q, "user"), "answer": a}
-            for q, a in zip(eval_prompts, answers, strict=False)
-        ]
-        if world is not None:
-            rows = [{**row, "gold": world.gold_score(row["prompt"], row["answer"])} for row in rows]
-        append_samples(out_dir, step, rows)
-        save_checkpoint(out_dir, step, ac, optimizer, kl_ctl, rng, gen)
+        if is_main():  # samples drawn from their own seed: the training stream is untouched
+            answers = generate(
+                ac.generation_model(), tokenizer, eval_prompts[: p.n_samples], SAMPLE_DECODING
+            )
+            rows = [
+                {"prompt": last_content(q, "user"), "answer": a}
+                for q, a in zip(eval_prompts, answers, strict=False)
+            ]
+            if world is not None:
+                rows = [{**r, "gold": world.gold_score(r["prompt"], r["answer"])} for r in rows]
+            append_samples(out_dir, step, rows)
+        save_checkpoint(out_dir, step, ac, optimizer, kl_ctl, rng, gen)  # each rank its RNG
 
     update = start
     try:
@@ -321,34 +306,35 @@ def run_ppo(
                 checkpoint(update + 1)
             if progress:  # the last share of the bar is the final evaluation in `finish`
                 progress((update + 1) / (p.updates + 1), f"PPO update {update + 1}/{p.updates}")
-    except KeyboardInterrupt:
-        checkpoint(update)  # the update in flight is lost; the ones before it are kept
+    except KeyboardInterrupt:  # keep what was done; the update in flight may be partly applied,
+        checkpoint(update)  # so resuming from here is close to, not exactly, the run it cut
         print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")
         raise
     if not is_main():  # the other processes are done: the main one saves and evaluates
         return {}
-    return finish(cfg, ac, tokenizer, rm, rm_tokenizer, log, out_dir, run_dir, world, eval_prompts)
+    return finish(cfg, ac, tokenizer, log, out_dir, run_dir, reward_model)
+
+
+EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
+    "kl": M.PPO_EVAL_KL,
+    "reward": M.PPO_EVAL_REWARD,
+    "eos_rate": M.PPO_EVAL_EOS_RATE,
+    "win_tie_loss": M.PPO_WIN_TIE_LOSS,
+}
 
 
 def finish(
-    cfg, ac, tokenizer, rm, rm_tokenizer, log, out_dir: Path, run_dir: Path, world, eval_prompts
+    cfg, ac, tokenizer, log, out_dir: Path, run_dir: Path, reward_model: Path | None
 ) -> dict:
-    """Save the policy; measure KL to SFT and reward on held-out prompts, and gold against SFT."""
+    """Save the policy and measure it with the yardstick every policy gets (`lab.yardstick`)."""
     policy = ac.merged_policy()
     save_model(policy, tokenizer, out_dir / "model")
-    # KL to the SFT model and RM score on fresh samples of the held-out prompts (RL's own sampler).
-    held_out = rollout(ac, tokenizer, rm, rm_tokenizer, eval_prompts, cfg)
-    kl = kl_penalty(held_out.logprobs, held_out.ref_logprobs, "k1") * held_out.response_mask
-    metrics = {
-        M.PPO_EVAL_KL: float(kl.sum(1).mean()),
-        M.PPO_EVAL_REWARD: float(held_out.score.mean()),
-        "ppo/updates": cfg.ppo.updates,
-        M.PPO_PROCESSES: process().num_processes,
-        M.STAGE_SECONDS: log.elapsed,
-    }
-    # The same decoding and prompts as the SFT stage's table; gold when the world has a judge.
-    table = evaluate_model(policy, tokenizer, world, eval_prompts)
-    save_gold_table(table, out_dir / GOLD_TABLE)
-    sft_table = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)
-    metrics |= {**summarize_gold(table), **win_metrics(table, sft_table, "ppo/win_tie_loss_vs_sft")}
-    return log.finish(metrics)
+    evals = evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES, reward_model)
+    return log.finish(
+        {
+            **evals,
+            "ppo/updates": cfg.ppo.updates,
+            M.PPO_PROCESSES: process().num_processes,
+            M.STAGE_SECONDS: log.elapsed,
+        }
+    )

@@ -1,8 +1,11 @@
 """PPO checkpoints: everything needed to continue exactly where training stopped.
 
 `checkpoints/update-00010/state.pt` holds the trainable weights (adapters and head in LoRA
-mode), the optimizer, the KL coefficient and every random state; `samples.jsonl` keeps the
-policy's answers to a few fixed prompts at each checkpoint, to scrub through training later.
+mode), the optimizer and the KL coefficient; beside it `rng-rank<r>.pt` holds each process's
+own random states (Python's prompt sampler, the minibatch generator, torch's CPU and CUDA
+generators), so that after `--resume` every process draws what it would have drawn.
+`state.pt` is written last: its presence marks a complete checkpoint. `samples.jsonl` keeps
+the policy's answers to a few fixed prompts at each checkpoint, to scrub through training later.
 """
 
 from __future__ import annotations
@@ -13,10 +16,36 @@ from pathlib import Path
 
 import torch
 
+from lab.distributed import barrier, is_main, process
 from lab.ppo_math import KLController
 
 CHECKPOINTS = "checkpoints"
 SAMPLES_FILE = "samples.jsonl"
+
+
+def rng_states(rng: random.Random, gen: torch.Generator) -> dict:
+    """This process's random states: the prompt sampler, the minibatch order, torch CPU and CUDA."""
+    return {
+        "python_rng": rng.getstate(),
+        "torch_gen": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_states(state: dict, rng: random.Random, gen: torch.Generator) -> None:
+    """Restore what `rng_states` saved."""
+    rng.setstate(state["python_rng"])
+    gen.set_state(state["torch_gen"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
 
 
 def save_checkpoint(
@@ -28,21 +57,20 @@ def save_checkpoint(
     rng: random.Random,
     gen: torch.Generator,
 ) -> Path:
-    """Write `update-<step>/state.pt` atomically; returns its folder."""
+    """Every process writes its random states; then the main one writes `state.pt`. Returns the folder."""
     folder = Path(out_dir) / CHECKPOINTS / f"update-{step:05d}"
     folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        "step": step,
-        "trainable": ac.trainable_state(),
-        "optimizer": optimizer.state_dict(),
-        "kl_coef": kl_ctl.value,
-        "python_rng": rng.getstate(),
-        "torch_gen": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    tmp = folder / "state.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(folder / "state.pt")
+    _save_atomic(rng_states(rng, gen), folder / f"rng-rank{process().process_index}.pt")
+    barrier()  # every rank's file is on disk before state.pt marks the checkpoint complete
+    if is_main():
+        state = {
+            "step": step,
+            "trainable": ac.trainable_state(),
+            "optimizer": optimizer.state_dict(),
+            "kl_coef": kl_ctl.value,
+        }
+        _save_atomic(state, folder / "state.pt")
+    barrier()
     return folder
 
 
@@ -55,14 +83,19 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 def load_checkpoint(
     folder: Path, ac, optimizer, kl_ctl: KLController, rng: random.Random, gen: torch.Generator
 ) -> int:
-    """Restore a checkpoint in place; returns the number of updates it had completed."""
-    state = torch.load(Path(folder) / "state.pt", weights_only=False)
+    """Restore a checkpoint in place (this process's own random states); returns its step."""
+    folder = Path(folder)
+    rank_file = folder / f"rng-rank{process().process_index}.pt"
+    if not rank_file.exists():
+        raise FileNotFoundError(
+            f"{rank_file} is missing: the checkpoint was written by fewer processes than now run; "
+            "resume with the same number of processes"
+        )
+    state = torch.load(folder / "state.pt", weights_only=False)
     ac.load_trainable_state(state["trainable"])
     optimizer.load_state_dict(state["optimizer"])
     kl_ctl.value = state["kl_coef"]
-    rng.setstate(state["python_rng"])
-    gen.set_state(state["torch_gen"])
-    torch.set_rng_state(state["torch_rng"])
+    set_rng_states(torch.load(rank_file, weights_only=False), rng, gen)
     return state["step"]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -25,6 +26,15 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as `generate` uses them: (B, L)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Switch off every dropout in `model`: `nn.Dropout` layers and attention's dropout rate."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
 
 
 def next_token_logits(
@@ -76,11 +86,19 @@ class ActorCritic(nn.Module):
                 reward_path, dtype=DTYPES[dtype]
             ).to(device)
             self.value_trunk, self.value_head = critic.model, critic.score
+        disable_dropout(self)  # PPO's ratios and values must not depend on dropout noise
         if gradient_checkpointing:  # recompute each block in backward (train mode only)
             kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
             self.policy.activation_checkpointing_enable(**kwargs)
             if not self.lora:  # with LoRA the value function runs through the same layers
                 self.value_trunk.activation_checkpointing_enable(**kwargs)
+
+    def train(self, mode: bool = True) -> ActorCritic:
+        """Train mode for policy and critic (gradient checkpointing needs it); the reference stays in eval."""
+        super().train(mode)
+        if not self.lora:
+            self.reference.eval()
+        return self
 
     def response_logits(
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
@@ -99,8 +117,12 @@ class ActorCritic(nn.Module):
         return next_token_logits(self.reference, ids, mask, n_response)
 
     def values(self, ids: torch.Tensor, mask: torch.Tensor, n_response: int) -> torch.Tensor:
-        """V(state before each response token): (B, R)."""
-        with self._adapter("value"):
+        """V(state before each response token): (B, R).
+
+        With LoRA, call this and the backward of its loss inside `critic()`: under gradient
+        checkpointing backward recomputes the layers with whichever adapter is active then.
+        """
+        with self.critic():
             hidden = self.value_trunk(
                 input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
             ).last_hidden_state
@@ -109,11 +131,16 @@ class ActorCritic(nn.Module):
         return self.value_head(states).squeeze(-1).float()
 
     @contextlib.contextmanager
-    def _adapter(self, name: str):
-        if not self.lora:
+    def critic(self) -> Iterator[None]:
+        """Run the value function: LoRA's `value` adapter active and trainable inside, `policy` after.
+
+        peft's `set_adapter` freezes every adapter but the active one, so the value loss's
+        backward must run in here too, or the value adapter gets no gradient. Nesting is fine.
+        """
+        if not self.lora or self.policy.active_adapter == "value":
             yield
             return
-        self.policy.set_adapter(name)
+        self.policy.set_adapter("value")
         try:
             yield
         finally:

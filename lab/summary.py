@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from lab import metrics as M
 from lab.evaluation import compute_win_rate
+from lab.intervals import bootstrap_ci, win_score
 from lab.plots import plot_curves, plot_gold_by_kind
 from lab.runlog import is_done, read_log, read_metrics, write_json
 from lab.sft import BASE_GOLD_TABLE, GOLD_TABLE
@@ -89,23 +90,29 @@ def gold_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def compute_model_table(run_dir: Path) -> pd.DataFrame:
-    """One row per model: mean gold, gold win rate against SFT, KL to SFT, mean length.
+    """One row per model, each with a bootstrap 95% interval over the held-out prompts: mean
+    gold; win rate against SFT (`eval/win_rate`: wins plus half the ties, prompt by prompt) and
+    its win / tie / loss shares; exact KL to SFT and reward-model score (the same samples and
+    decoding for every policy, see `lab.yardstick`); mean length.
 
     Without a gold judge (a recipe's data) the gold columns are NaN and `rm_score` tells.
     """
     tables, rows = gold_tables(run_dir), []
     for model, table in tables.items():
-        row = {
-            "model": model,
-            "gold_mean": table["gold"].mean(),
-            "length_mean": table["length"].mean(),
-        }
+        gold = table["gold"].tolist()
+        row = {"model": model, "gold_mean": table["gold"].mean()}
+        row["gold_lo"], row["gold_hi"] = bootstrap_ci(gold)
         if "sft" in tables and model != "sft" and table["gold"].notna().any():
-            rate = compute_win_rate(list(table["gold"]), list(tables["sft"]["gold"]))
-            row.update(win_vs_sft=rate.win, tie_vs_sft=rate.tie, loss_vs_sft=rate.loss)
+            diffs = [a - b for a, b in zip(gold, tables["sft"]["gold"], strict=True)]
+            rate = compute_win_rate(gold, list(tables["sft"]["gold"]))
+            scores = [win_score(d) for d in diffs]
+            row["win_rate_vs_sft"] = rate.win_or_half_tie
+            row["win_rate_lo"], row["win_rate_hi"] = bootstrap_ci(scores)
+            row.update(win=rate.win, tie=rate.tie, loss=rate.loss)
         metrics = read_metrics(run_dir / MODEL_TABLES[model][0])
         row["kl_to_sft"] = 0.0 if model == "sft" else metrics.get(KL_KEYS.get(model, ""), math.nan)
         row["rm_score"] = metrics.get(RM_KEYS.get(model, ""), math.nan)
+        row["length_mean"] = table["length"].mean()
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -127,3 +127,13 @@ def launch_ddp(stage: str, run: Path, overrides: dict) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
+
+
+def share_of_tensors_moved(before: Path, after: Path) -> float:
+    """Share of the weight tensors of the model in `after` that differ from `before`'s."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    a, b = (AutoModelForCausalLM.from_pretrained(d).state_dict() for d in (before, after))
+    assert a.keys() == b.keys()
+    return sum(not torch.equal(a[k], b[k]) for k in a) / len(a)

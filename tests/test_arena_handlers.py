@@ -7,14 +7,19 @@ import random
 import shutil
 
 import pytest
+import torch
 
 from apps import board, retrain
 from apps.arena import load_arena
 from apps.guard import Classroom
-from apps.handlers import ask, new_session, pick_pair, vote
+from apps.handlers import ask, format_stats, new_session, pick_pair, vote
+from apps.pool import ModelPool
+from lab.config import ModelConfig
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
+from lab.models import build_tiny_llama, save_model
 from lab.reward import score
+from lab.tokenizer import train_tokenizer
 
 SETTINGS = (0.7, 1.0, 24, 1234)  # temperature, top-p, max tokens, seed
 PROMPT = "What is 2 plus 3?"
@@ -64,9 +69,56 @@ def test_stats_score_like_the_reward_stage_and_kl_is_zero_for_the_reference(aren
         assert stats.reward == pytest.approx(expected, abs=1e-5)
         assert stats.n_tokens == len(answer.response_ids) > 0
         if name == "sft":
-            assert stats.kl == pytest.approx(0.0, abs=1e-4)
+            assert stats.kl == 0.0
         else:
-            assert stats.kl != pytest.approx(0.0, abs=1e-3)
+            assert stats.kl > 0.0  # exact KL: 0 only for identical models
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(tmp_path_factory):
+    """Two untrained tiny Llamas on one tokenizer, as "sft" (the reference) and "ppo": fast."""
+    tokenizer = train_tokenizer(["What is 2 plus 3? It is 5. Hello there."] * 20, vocab_size=300)
+    cfg = ModelConfig(
+        hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64
+    )
+    folder = tmp_path_factory.mktemp("tiny_pool")
+    for seed, name in enumerate(("sft", "ppo")):
+        save_model(build_tiny_llama(cfg, tokenizer, seed), tokenizer, folder / name)
+    return ModelPool({name: str(folder / name) for name in ("sft", "ppo")})
+
+
+def exact_kl(pool, name, answer, temperature):
+    """Sum over the answer of KL(p_t || q_t) at `temperature`, by torch.distributions."""
+    ids = torch.tensor([answer.prompt_ids + answer.response_ids])
+    n = len(answer.response_ids)
+    with torch.no_grad():
+        p, q = (
+            torch.distributions.Categorical(logits=m(ids).logits[0, -n - 1 : -1] / temperature)
+            for m in (pool.models[name].model, pool.models["sft"].model)
+        )
+    return float(torch.distributions.kl_divergence(p, q).sum())
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.3, 1.0), (0.7, 0.8), (1.5, 0.5)])
+def test_kl_to_sft_is_exact_at_the_answers_temperature_and_never_negative(
+    tiny_pool, temperature, top_p
+):
+    for seed in range(3):
+        decoding = DecodingConfig(12, temperature, top_p, seed)
+        answer = tiny_pool.answer("ppo", PROMPT, decoding)
+        assert answer.temperature == temperature
+        kl = tiny_pool.sample_kl("ppo", answer)
+        assert kl == pytest.approx(exact_kl(tiny_pool, "ppo", answer, temperature), rel=1e-4)
+        assert kl > 0.0
+        assert tiny_pool.sample_kl("sft", tiny_pool.answer("sft", PROMPT, decoding)) == 0.0
+        assert f"KL to SFT {kl:.2f} nats" in format_stats(tiny_pool.stats("ppo", PROMPT, answer))
+
+
+def test_kl_to_sft_of_a_greedy_answer_is_at_temperature_one(tiny_pool):
+    answer = tiny_pool.answer("ppo", PROMPT, DecodingConfig(12, 0.0, 1.0, 0))
+    assert answer.temperature == 0.0
+    kl = tiny_pool.sample_kl("ppo", answer)
+    assert kl == pytest.approx(exact_kl(tiny_pool, "ppo", answer, 1.0), rel=1e-4) and kl > 0
 
 
 def test_a_vote_is_stored_once_and_only_after_answers(arena):

@@ -294,6 +294,62 @@ def test_skip_mode_still_raises_on_unreadable_file(tmp_path):
         load_preferences(path, on_invalid="skip")
 
 
+BINARY = b"\xff\xfe\x00\x01\x02\x03"
+
+
+@pytest.mark.parametrize(
+    ("load", "name"),
+    [
+        (load, name)
+        for load in (load_preferences, load_sft, load_prompts)
+        for name in ("x.jsonl", "x.json")
+    ]
+    + [(load_prompts, "x.txt")],
+)
+def test_binary_file_is_a_one_line_value_error(tmp_path, load, name):
+    (tmp_path / name).write_bytes(BINARY)
+    with pytest.raises(ValueError) as err:
+        load(tmp_path / name)
+    assert not isinstance(err.value, UnicodeDecodeError)  # the lab's message, not Python's
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / name}: not UTF-8 text (byte 0xff at offset 0, line 1")
+    assert "UTF-16" in message and "\n" not in message
+
+
+def test_bad_byte_after_good_lines_names_its_offset_and_line(tmp_path):
+    good = f"{GOOD}\n{GOOD}\n".encode()
+    (tmp_path / "x.jsonl").write_bytes(good + b'{"prompt": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=rf"byte 0xe9 at offset {len(good) + 15}, line 3\)$"):
+        load_preferences(tmp_path / "x.jsonl")
+
+
+def test_gzip_of_binary_and_gz_that_is_not_gzip(tmp_path):
+    (tmp_path / "in.jsonl.gz").write_bytes(gzip.compress(BINARY))
+    with pytest.raises(
+        ValueError, match=r"in\.jsonl\.gz: not UTF-8 text \(byte 0xff at offset 0 once"
+    ):
+        load_preferences(tmp_path / "in.jsonl.gz")
+    (tmp_path / "raw.jsonl.gz").write_bytes(BINARY)
+    with pytest.raises(ValueError, match=r"raw\.jsonl\.gz: not a readable gzip file"):
+        load_preferences(tmp_path / "raw.jsonl.gz")
+
+
+def test_binary_parquet_names_the_file(tmp_path):
+    (tmp_path / "x.parquet").write_bytes(BINARY * 4)
+    with pytest.raises(ValueError, match=r"x\.parquet: not a readable Parquet file \("):
+        load_preferences(tmp_path / "x.parquet")
+
+
+def test_windows_line_endings_still_read(tmp_path):
+    (tmp_path / "p.jsonl").write_bytes(f"{GOOD}\r\n{json.dumps(STANDARD[1])}\r\n".encode())
+    assert load_preferences(tmp_path / "p.jsonl").to_list() == STANDARD
+    (tmp_path / "p.txt").write_bytes(b"Tell me a joke.\r\nWhat is 2+2?\r\n")
+    assert load_prompts(tmp_path / "p.txt")["prompt"] == [
+        [user("Tell me a joke.")],
+        [user("What is 2+2?")],
+    ]
+
+
 # ---------------------------------------------------------------- SFT and prompts
 
 

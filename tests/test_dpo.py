@@ -81,13 +81,14 @@ def test_kl_matches_unpadded_log_probs(models, dpo_run):
     for ids, mask, resp_mask in zip(s.ids, s.mask, s.response_mask, strict=True):
         n = int(resp_mask.sum())  # response tokens up to and including EOS
         seq = ids[mask.bool()][None]  # (1, P + n): no left padding, nothing after EOS
-        response = seq[0, -n:]
-        with torch.no_grad():
-            logp, ref = (
-                torch.log_softmax(m(seq).logits[0, -n - 1 : -1], -1).gather(1, response[:, None])
+        with torch.no_grad():  # exact KL over the vocabulary at each response position
+            p, q = (
+                torch.distributions.Categorical(
+                    logits=m(seq).logits[0, -n - 1 : -1] / KL_DECODING.temperature
+                )
                 for m in (policy, sft)
             )
-        kls.append(float((logp - ref).sum()))
+        kls.append(float(torch.distributions.kl_divergence(p, q).sum()))
     assert out["kl"] == pytest.approx(sum(kls) / len(kls), abs=1e-4)
     assert out["kl"] > 0.0
 

@@ -46,3 +46,53 @@ def test_gold_win_matrix_by_hand():
     # a wins prompts 1 and 4, loses prompt 2, ties prompt 3: (2 + 0.5) / 4
     assert matrix.loc["a", "b"] == 0.625 and matrix.loc["b", "a"] == 0.375
     assert pd.isna(matrix.loc["a", "a"])
+
+
+# --- KL to the reference on fresh samples ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_tiny_models():
+    """A tokenizer and two differently initialised tiny Llamas: (policy, reference, tokenizer)."""
+    from lab.config import ModelConfig
+    from lab.models import build_tiny_llama
+    from lab.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(["What is two plus two? It is four. Hello there."] * 20, 300)
+    cfg = ModelConfig(
+        hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64
+    )
+    policy, reference = (build_tiny_llama(cfg, tokenizer, seed).eval() for seed in (0, 1))
+    return policy, reference, tokenizer
+
+
+def test_kl_is_the_exact_kl_over_the_vocabulary_summed_to_eos(two_tiny_models, monkeypatch):
+    """Batched, left-padded, at the sampling temperature: the sum over each answer of
+    KL(p_t || q_t), computed here one unpadded sequence at a time by torch.distributions."""
+    import torch
+
+    import lab.reward
+    from lab.evaluation import compute_kl_and_reward, sample_responses
+    from lab.generation import DecodingConfig
+
+    policy, reference, tokenizer = two_tiny_models
+    monkeypatch.setattr(lab.reward, "score", lambda rm, tok, prompts, texts: [0.0] * len(texts))
+    prompts = ["Hello", "What is two plus two? It is four.", "two"]  # left padding
+    decoding = DecodingConfig(max_new_tokens=6, temperature=0.7, seed=3)
+    out = compute_kl_and_reward(policy, reference, tokenizer, None, None, prompts, decoding)
+    torch.manual_seed(decoding.seed)  # the same seed: the same draws
+    s = sample_responses(policy, tokenizer, prompts, decoding)
+    kls = []
+    for ids, mask, resp_mask in zip(s.ids, s.mask, s.response_mask, strict=True):
+        n = int(resp_mask.sum())  # response tokens up to and including EOS
+        seq = ids[mask.bool()][None]  # (1, P + n): no left padding, nothing after EOS
+        with torch.no_grad():
+            p, q = (
+                torch.distributions.Categorical(logits=m(seq).logits[0, -n - 1 : -1] / 0.7)
+                for m in (policy, reference)
+            )
+        kls.append(float(torch.distributions.kl_divergence(p, q).sum()))
+    assert out["kl"] == pytest.approx(sum(kls) / len(kls), rel=1e-4)
+    assert out["kl"] > 0.0
+    same = compute_kl_and_reward(policy, policy, tokenizer, None, None, prompts, decoding)
+    assert same["kl"] == 0.0

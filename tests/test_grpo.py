@@ -7,6 +7,7 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from lab import metrics as M
+from lab.evaluation import compute_win_rate
 from lab.grpo import REWARD_NAME, reward_function, run_grpo
 from lab.profiles import load_config
 from lab.reward import load_reward_model, score
@@ -67,7 +68,10 @@ def test_grpo_saves_and_reports_against_sft(grpo_run):
     table = pd.read_json(run / "grpo" / GOLD_TABLE, lines=True)
     assert len(table) == cfg.world.n_eval_prompts
     assert metrics[M.EVAL_GOLD_MEAN] == pytest.approx(table["gold"].mean())
-    assert 0.0 <= metrics[M.EVAL_WIN_RATE] <= 1.0
+    sft = pd.read_json(run / "sft" / GOLD_TABLE, lines=True)
+    win = compute_win_rate(table["gold"].tolist(), sft["gold"].tolist())  # prompt by prompt
+    assert metrics[M.EVAL_WIN_RATE] == pytest.approx(win.win_or_half_tie)
+    assert metrics[M.GRPO_WIN_TIE_LOSS] == pytest.approx([win.win, win.tie, win.loss])
     assert sum(metrics[M.GRPO_WIN_TIE_LOSS]) == pytest.approx(1.0)
     assert metrics[M.GRPO_EVAL_EOS_RATE] > 0.5
     json.dumps(metrics)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lab import metrics as M
-from lab.ppo import response_mask, run_ppo
+from lab.generation import response_mask
+from lab.ppo import run_ppo
 from lab.ppo_checkpoint import latest_checkpoint, read_samples
 from lab.ppo_models import ActorCritic
 from lab.profiles import load_config
@@ -64,19 +65,61 @@ def test_checkpoints_keep_samples_and_the_policy_loads(ppo_run):
     assert read_metrics(run / "ppo")[M.EVAL_GOLD_MEAN] is not None
 
 
-def test_resume_continues_from_the_last_checkpoint(ppo_run, tmp_path):
+def test_resume_continues_exactly_where_the_checkpoint_stopped(ppo_run, tmp_path):
+    """Weights, optimizer, KL coefficient and every random stream come back: a run resumed
+    from update 2 ends exactly where the same run without the break does."""
     run, _ = ppo_run
     for stage in ("world", "sft", "reward"):
         shutil.copytree(run / stage, tmp_path / stage)
     cfg = load_config(
-        "tiny", {**SMALL, "ppo.updates": 2, "ppo.batch_size": 8, "ppo.checkpoint_every": 2}
-    )
-    run_ppo(cfg, tmp_path, tmp_path / "ppo")
-    (tmp_path / "ppo" / "metrics.json").unlink()  # as if interrupted after the checkpoint
-    cfg.ppo.updates = 4
-    run_ppo(cfg, tmp_path, tmp_path / "ppo", resume=True)
-    assert [r["step"] for r in read_log(tmp_path / "ppo")] == [1, 2, 3, 4]
-    assert latest_checkpoint(tmp_path / "ppo").name == "update-00004"
+        "tiny",
+        {**SMALL, "ppo.updates": 4, "ppo.batch_size": 8, "ppo.checkpoint_every": 2,
+         "ppo.kl_target": 0.5},  # the adaptive coefficient is restored too
+    )  # fmt: skip
+    run_ppo(cfg, tmp_path, tmp_path / "straight")
+    broken = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "straight", broken)
+    for later in ("checkpoints/update-00004", "model", "metrics.json"):
+        shutil.rmtree(broken / later) if (broken / later).is_dir() else (broken / later).unlink()
+    torch.manual_seed(999)  # whatever state the process is in, the checkpoint's is restored
+    run_ppo(cfg, tmp_path, broken, resume=True)
+    straight, resumed = read_log(tmp_path / "straight"), read_log(broken)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    for a, b in zip(straight[2:], resumed[2:], strict=True):
+        for name in (M.PPO_REWARD, M.PPO_KL, M.PPO_POLICY_LOSS, M.PPO_KL_COEF):
+            assert b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-6), name
+    assert straight[2][M.PPO_KL] > 0  # the updates after the break did change the policy
+    final = [
+        torch.load(d / "checkpoints/update-00004/state.pt", weights_only=False)["trainable"]
+        for d in (tmp_path / "straight", broken)
+    ]
+    for name, tensor in final[0].items():
+        assert torch.allclose(tensor, final[1][name], atol=1e-5), name
+
+
+def test_resume_needs_every_processs_random_state(ppo_run, tmp_path):
+    from lab.ppo_checkpoint import load_checkpoint
+
+    run, _ = ppo_run
+    folder = tmp_path / "update-00004"
+    shutil.copytree(run / "ppo" / "checkpoints" / "update-00004", folder)
+    (folder / "rng-rank0.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="rng-rank0.pt"):
+        load_checkpoint(folder, None, None, None, None, None)
+
+
+def test_checkpoint_samples_leave_the_training_stream_alone(small_reward_run):
+    from lab.generation import DecodingConfig, generate
+    from lab.models import load_causal_lm, load_tokenizer
+
+    sft = small_reward_run / "sft" / "model"
+    model, tokenizer = load_causal_lm(str(sft), device="cpu"), load_tokenizer(str(sft))
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first = generate(model, tokenizer, ["What is 2 plus 3?"], DecodingConfig(seed=1))
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream did not move
+    assert generate(model, tokenizer, ["What is 2 plus 3?"], DecodingConfig(seed=1)) == first
 
 
 def test_lora_mode_shares_one_base(small_reward_run):
@@ -160,26 +203,106 @@ def test_token_stats_in_chunks_equal_one_pass(small_reward_run):
         assert a.shape == (5, 4) and torch.allclose(a, b, atol=1e-5)
 
 
+def actor_critic(run, lora_r: int, checkpointing: bool = False, moved: bool = True) -> ActorCritic:
+    """PPO's models on the small run; `moved`: adapters and head nudged off their zero init."""
+    torch.manual_seed(0)  # the same LoRA initialisation and nudges every time
+    ac = ActorCritic(
+        str(run / "sft" / "model"), str(run / "reward" / "model"), lora_r, 8,
+        "float32", "cpu", gradient_checkpointing=checkpointing,
+    )  # fmt: skip
+    ac.prepare_for_training()
+    if moved:
+        with torch.no_grad():
+            for p in ac.trainable_parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return ac.train()
+
+
+IDS = torch.tensor([[1, 4, 10, 11, 2, 5, 12, 13], [3, 4, 9, 11, 2, 7, 12, 2]])
+
+
+def policy_and_value_grads(ac: ActorCritic) -> dict[str, torch.Tensor]:
+    """One policy backward, then one value backward as `ppo_update` runs them."""
+    mask = torch.ones_like(IDS)
+    ac.response_logits(IDS, mask, 3).logsumexp(-1).mean().backward()
+    with ac.critic():
+        ac.values(IDS, mask, 3).pow(2).mean().backward()
+    trainable = {id(p) for p in ac.trainable_parameters()}
+    return {n: p.grad for n, p in ac.named_parameters() if id(p) in trainable}
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_every_trainable_tensor_gets_a_gradient(small_reward_run, lora_r):
+    """Policy weights (or adapter), value weights (or adapter) and value head all learn."""
+    grads = policy_and_value_grads(actor_critic(small_reward_run, lora_r))
+    missing = [n for n, g in grads.items() if g is None or not g.abs().sum() > 0]
+    assert not missing, f"{len(missing)}/{len(grads)} tensors without gradient, e.g. {missing[:3]}"
+    if lora_r:
+        assert any(".value." in n for n in grads) and any(".policy." in n for n in grads)
+
+
 @pytest.mark.parametrize("lora_r", [0, 4])
 def test_gradient_checkpointing_gives_the_same_gradients(small_reward_run, lora_r):
-    """Real profiles recompute activations in backward to save memory; the maths must not move."""
-    run = small_reward_run
-    ids = torch.tensor([[1, 4, 10, 11, 2, 5, 12, 13], [3, 4, 9, 11, 2, 7, 12, 2]])
-    mask = torch.ones_like(ids)
-    grads = []
-    for checkpointing in (False, True):
-        torch.manual_seed(0)  # the same LoRA initialisation both times
+    """Real profiles recompute activations in backward to save memory; the maths must not move.
+
+    With LoRA, backward recomputes the layers with the adapter active at that moment: the
+    value gradients are right only if the value adapter is still active in the value backward.
+    """
+    plain, recomputed = (
+        policy_and_value_grads(actor_critic(small_reward_run, lora_r, checkpointing))
+        for checkpointing in (False, True)
+    )
+    assert plain.keys() == recomputed.keys()
+    for name in plain:
+        assert plain[name] is not None, name
+        assert torch.allclose(plain[name], recomputed[name], atol=1e-5), name
+
+
+def test_one_lora_ppo_update_moves_every_adapter_and_the_head(small_reward_run):
+    """From the true initialisation (B = 0, head = 0), one `ppo_update` trains all of them."""
+    from lab.ppo import Rollout, add_advantages, ppo_update, token_stats
+
+    cfg = load_config("tiny", {**SMALL, "ppo.lora_r": 4, "ppo.mini_batch_size": 2})
+    ac = actor_critic(small_reward_run, 4, moved=False)
+    mask = torch.ones_like(IDS)
+    response = IDS[:, -3:]
+    logprobs, ref_logprobs, values, entropy = token_stats(ac, IDS, mask, response, 0.7, 2)
+    r = Rollout(
+        prompts=["a", "b"], texts=["x", "y"], ids=IDS, mask=mask,
+        response_mask=torch.ones(2, 3), has_eos=torch.tensor([True, True]),
+        score=torch.tensor([1.0, -1.0]), logprobs=logprobs, ref_logprobs=ref_logprobs,
+        values=values, entropy=entropy,
+    )  # fmt: skip
+    add_advantages(r, 0.05, cfg)
+    before = {k: v.clone() for k, v in ac.trainable_state().items()}
+    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=5e-3)
+    ppo_update(ac, optimizer, r, cfg, torch.Generator().manual_seed(0))
+    after = ac.trainable_state()
+    still = [k for k in before if torch.equal(before[k], after[k])]
+    assert not still, f"{len(still)}/{len(before)} tensors never moved, e.g. {still[:3]}"
+    assert sum(".value." in k for k in before) == sum(".policy." in k for k in before) > 0
+
+
+def test_dropout_is_off_in_every_role(small_reward_run, tmp_path):
+    """A model trained with dropout: PPO's ratios and values must not see its noise."""
+    from transformers import AutoModelForCausalLM
+
+    sft = AutoModelForCausalLM.from_pretrained(small_reward_run / "sft" / "model")
+    sft.config.attention_dropout = 0.5
+    sft.save_pretrained(tmp_path / "sft")
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (small_reward_run / "sft" / "model" / name).exists():
+            shutil.copy(small_reward_run / "sft" / "model" / name, tmp_path / "sft")
+    for lora_r in (0, 4):
         ac = ActorCritic(
-            str(run / "sft" / "model"), str(run / "reward" / "model"), lora_r, 8,
-            "float32", "cpu", gradient_checkpointing=checkpointing,
-        )  # fmt: skip
-        ac.prepare_for_training()
-        ac.train()
-        loss = (
-            ac.response_logits(ids, mask, 3).logsumexp(-1).mean() + ac.values(ids, mask, 3).mean()
-        )
-        loss.backward()
-        grads.append([p.grad.clone() for p in ac.trainable_parameters() if p.grad is not None])
-    assert len(grads[0]) == len(grads[1]) > 0
-    for a, b in zip(*grads, strict=True):
-        assert torch.allclose(a, b, atol=1e-5)
+            str(tmp_path / "sft"), str(small_reward_run / "reward" / "model"), lora_r, 8,
+            "float32", "cpu",
+        ).train()  # fmt: skip
+        mask = torch.ones_like(IDS)
+        with torch.no_grad():
+            first = ac.response_logits(IDS, mask, 3), ac.values(IDS, mask, 3)
+            second = ac.response_logits(IDS, mask, 3), ac.values(IDS, mask, 3)
+        for a, b in zip(first, second, strict=True):
+            assert torch.equal(a, b)
+        if not lora_r:
+            assert not ac.reference.training

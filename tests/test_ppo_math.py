@@ -10,6 +10,7 @@ from lab.ppo_math import (
     entropy_from_logits,
     explained_variance,
     gae,
+    kl_exact,
     kl_penalty,
     logprobs_of,
     masked_mean,
@@ -48,6 +49,39 @@ def test_kl_estimators():
     assert kl_penalty(ref, lp, "k3").item() >= 0  # k3 is never negative
     with pytest.raises(ValueError, match="k2"):
         kl_penalty(lp, ref, "k2")
+
+
+def test_kl_exact_by_hand():
+    # p = (1/2, 1/2), q = (3/4, 1/4): KL = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3)
+    logits, ref = torch.zeros(1, 1, 2), T([[[math.log(3), 0.0]]])
+    assert kl_exact(logits, ref, torch.ones(1, 1)).item() == pytest.approx(0.5 * math.log(4 / 3))
+    # At temperature 2 the reference logits halve: q = (sqrt3, 1) / (sqrt3 + 1)
+    q0 = math.sqrt(3) / (math.sqrt(3) + 1)
+    expected = 0.5 * math.log(0.5 / q0) + 0.5 * math.log(0.5 / (1 - q0))
+    assert kl_exact(logits, ref, torch.ones(1, 1), 2.0).item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 2.0])
+def test_kl_exact_matches_torch_distributions_and_is_never_negative(temperature):
+    g = torch.Generator().manual_seed(0)
+    logits, ref = (3 * torch.randn(4, 6, 50, generator=g) for _ in range(2))
+    mask = torch.ones(4, 6)
+    mask[1, 3:] = 0
+    kl = kl_exact(logits, ref, mask, temperature)
+    p, q = (torch.distributions.Categorical(logits=x / temperature) for x in (logits, ref))
+    expected = torch.distributions.kl_divergence(p, q) * mask
+    assert kl.shape == (4, 6)
+    torch.testing.assert_close(kl, expected, rtol=1e-5, atol=1e-6)
+    assert (kl >= 0).all() and (kl[1, 3:] == 0).all() and (kl[mask.bool()] > 0).all()
+
+
+def test_kl_exact_is_zero_for_identical_logits_and_finite_for_impossible_tokens():
+    logits = 5 * torch.randn(3, 4, 30, generator=torch.Generator().manual_seed(1))
+    assert (kl_exact(logits, logits.clone(), torch.ones(3, 4), 0.7) == 0).all()
+    truncated = logits.clone()
+    truncated[..., 10:] = -math.inf  # the policy never picks these: they add nothing, not nan
+    kl = kl_exact(truncated, logits, torch.ones(3, 4))
+    assert torch.isfinite(kl).all() and (kl >= 0).all()
 
 
 def test_token_rewards_put_the_score_on_the_last_real_token():

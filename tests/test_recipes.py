@@ -107,7 +107,7 @@ def test_tiny_model_trains_on_a_tldr_shaped_recipe(small_run, recipe_files, tmp_
     assert results["reward"][M.REWARD_ACCURACY] > 0.8
     # The summary compares models by the reward model instead.
     table = compute_model_table(run).set_index("model")
-    assert table["gold_mean"].isna().all() and "win_vs_sft" not in table
+    assert table["gold_mean"].isna().all() and "win_rate_vs_sft" not in table
     assert table.loc["ppo", "rm_score"] == results["ppo"][M.PPO_EVAL_REWARD]
 
 

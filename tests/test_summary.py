@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
+from lab import metrics as M
 from lab.cli import main
+from lab.runlog import read_metrics
 from lab.summary import REPORT_FILE, SUMMARY_FILE, compute_model_table, format_summary, summarize
 from tests.conftest import SMALL
 
@@ -16,7 +20,12 @@ def test_model_table_reads_every_evaluated_model(small_ppo_run):
     assert table.loc["sft", "kl_to_sft"] == 0.0 and table.loc["ppo", "kl_to_sft"] > 0
     for model in ("base", "ppo"):
         row = table.loc[model]
-        assert abs(row.win_vs_sft + row.tie_vs_sft + row.loss_vs_sft - 1) < 1e-9
+        assert abs(row.win + row.tie + row.loss - 1) < 1e-9
+        assert row.win_rate_vs_sft == pytest.approx(row.win + 0.5 * row.tie)  # one definition
+        assert row.win_rate_lo <= row.win_rate_vs_sft <= row.win_rate_hi
+        assert row.gold_lo < row.gold_mean < row.gold_hi
+    ppo = read_metrics(small_ppo_run / "ppo")
+    assert table.loc["ppo", "win_rate_vs_sft"] == pytest.approx(ppo[M.EVAL_WIN_RATE])
     assert table.loc["sft", "gold_mean"] > table.loc["base", "gold_mean"]  # SFT bought something
 
 

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lab import metrics as M
 from lab.models import load_tokenizer
+from lab.ppo_checkpoint import latest_checkpoint
 from lab.profiles import load_config
 from lab.reward import PAIRS_FILE
 from lab.runlog import read_metrics
@@ -67,3 +68,8 @@ def test_smollm2_135m_twin_runs_sft_reward_and_lora_ppo(small_run, tmp_path):
     before = AutoModelForCausalLM.from_pretrained(run / "sft" / "model").state_dict()[name]
     after = AutoModelForCausalLM.from_pretrained(run / "ppo" / "model").state_dict()[name]
     assert not torch.equal(before, after)
+    # ...and every adapter learned, the value function's included: LoRA's B starts at zero.
+    state = torch.load(latest_checkpoint(run / "ppo") / "state.pt", weights_only=False)
+    zero = [k for k, v in state["trainable"].items() if not v.abs().sum() > 0]
+    assert not zero, f"{len(zero)} trainable tensors still zero, e.g. {zero[:3]}"
+    assert any(".value." in k and "lora_B" in k for k in state["trainable"])

@@ -1,13 +1,14 @@
 import hashlib
 import json
 import random
+from collections import Counter
 
 import pytest
 
 from lab.config import WorldConfig
 from lab.world import World, gold_score, last_content
 from lab.world.annotators import bt_probability, make_annotators
-from lab.world.build import FILES, build_world
+from lab.world.build import FILES, balanced_counts, build_world
 from lab.world.judge import (
     GOLD_WEIGHTS,
     Features,
@@ -76,6 +77,24 @@ def test_eval_prompts_never_appear_in_training_files(tmp_path):
     for name in ("sft", "pairs_train", "ppo_prompts", "pretrain", "pairs_test"):
         assert not held_out & prompts(name), name
     assert not prompts("pairs_test") & prompts("pairs_train")
+
+
+def test_balanced_counts_share_evenly_and_pass_on_what_a_kind_lacks():
+    assert balanced_counts({"a": 50, "b": 50, "c": 50}, 30) == {"a": 10, "b": 10, "c": 10}
+    assert balanced_counts({"a": 2, "b": 50, "c": 50}, 30) == {"a": 2, "b": 14, "c": 14}
+    assert balanced_counts({"a": 2, "b": 3}, 30) == {"a": 2, "b": 3}  # the pool runs out
+    assert balanced_counts({"a": 5, "b": 5}, 3) == {"a": 2, "b": 1}
+
+
+def test_default_held_out_prompts_cover_every_kind_evenly(tmp_path):
+    """Every kind has enough held-out prompts to be measured on its own (not 4 of 200)."""
+    build_world(WorldConfig(n_pretrain_docs=10, n_sft=10, n_pairs_train=10, n_pairs_test=10,
+                            n_ppo_prompts=10), tmp_path)  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / FILES["eval_prompts"]).open()]
+    kinds = Counter(r["kind"] for r in rows)
+    assert len(rows) == WorldConfig().n_eval_prompts and set(kinds) == set(KINDS)
+    assert min(kinds.values()) >= 10, kinds
+    assert max(kinds.values()) <= 0.35 * len(rows), kinds  # no kind dominates the mean
 
 
 def test_world_leaves_room_for_rlhf(tmp_path):

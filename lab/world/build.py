@@ -29,6 +29,7 @@ FILES = {
 }
 KIND_WEIGHTS = {"fact": 0.25, "math": 0.25, "advice": 0.15, "summary": 0.2, "harmful": 0.15}
 HELD_OUT = {"eval": 0.15, "test": 0.15}
+MAX_EVAL_SHARE = 1 / 3  # of a kind's prompts held out, when an even spread of kinds needs it
 MIN_GOLD_GAP = 0.1  # pairs closer than this in gold score are redrawn: no true preference
 P_NEAR_PAIR = 0.7  # share of pairs whose answers differ in one or two parts only
 
@@ -37,7 +38,8 @@ def build_world(cfg: WorldConfig, out_dir: Path) -> dict:
     """Write every dataset file of the world to `out_dir` and return its statistics."""
     world = World.from_seed(cfg.seed, cfg.n_countries)
     rng = random.Random(f"build-{cfg.seed}")
-    pools = split_pools(all_tasks(world.kb, rng, n_summaries=4 * cfg.n_eval_prompts + 2000), rng)
+    tasks = all_tasks(world.kb, rng, n_summaries=4 * cfg.n_eval_prompts + 2000)
+    pools = split_pools(tasks, rng, cfg.n_eval_prompts)
     people = make_annotators(cfg.seed, cfg.n_annotators, cfg.annotator_noise)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = {
@@ -58,17 +60,24 @@ def build_world(cfg: WorldConfig, out_dir: Path) -> dict:
     return world_stats(rows)
 
 
-def split_pools(tasks: list[Task], rng: random.Random) -> dict[str, dict[str, list[Task]]]:
-    """Split each kind's prompts into disjoint eval / test / train pools."""
+def split_pools(
+    tasks: list[Task], rng: random.Random, n_eval: int = 0
+) -> dict[str, dict[str, list[Task]]]:
+    """Split each kind's prompts into disjoint eval / test / train pools.
+
+    The eval pool of a kind holds `HELD_OUT["eval"]` of its prompts, or more, up to
+    `MAX_EVAL_SHARE`, where that is needed for `n_eval` prompts spread evenly over the kinds.
+    """
+    of_kind = {k: [t for t in tasks if t.kind == k] for k in KINDS}
+    even = balanced_counts({k: round(MAX_EVAL_SHARE * len(v)) for k, v in of_kind.items()}, n_eval)
     pools: dict[str, dict[str, list[Task]]] = {"eval": {}, "test": {}, "train": {}}
-    for kind in KINDS:
-        of_kind = [t for t in tasks if t.kind == kind]
-        rng.shuffle(of_kind)
-        n_eval = max(1, round(HELD_OUT["eval"] * len(of_kind)))
-        n_test = max(1, round(HELD_OUT["test"] * len(of_kind)))
-        pools["eval"][kind] = of_kind[:n_eval]
-        pools["test"][kind] = of_kind[n_eval : n_eval + n_test]
-        pools["train"][kind] = of_kind[n_eval + n_test :]
+    for kind, ts in of_kind.items():
+        rng.shuffle(ts)
+        n_held = max(1, round(HELD_OUT["eval"] * len(ts)), even[kind])
+        n_test = max(1, round(HELD_OUT["test"] * len(ts)))
+        pools["eval"][kind] = ts[:n_held]
+        pools["test"][kind] = ts[n_held : n_held + n_test]
+        pools["train"][kind] = ts[n_held + n_test :]
     return pools
 
 
@@ -78,15 +87,25 @@ def draw(pool: dict[str, list[Task]], n: int, rng: random.Random) -> list[Task]:
     return [rng.choice(pool[k]) for k in kinds]
 
 
+def balanced_counts(available: dict[str, int], n: int) -> dict[str, int]:
+    """How many of `n` prompts each kind gets: equal shares, a kind short of prompts giving
+    its remainder to the others equally. `{"a": 2, "b": 50}, 10 -> {"a": 2, "b": 8}`."""
+    counts = dict.fromkeys(available, 0)
+    while sum(counts.values()) < n:
+        open_kinds = [k for k in available if counts[k] < available[k]]
+        if not open_kinds:
+            break
+        for k in open_kinds[: n - sum(counts.values())]:
+            counts[k] += 1
+    return counts
+
+
 def draw_distinct(pool: dict[str, list[Task]], n: int, rng: random.Random) -> list[Task]:
-    """Up to `n` distinct tasks, kinds in `KIND_WEIGHTS` proportions as far as the pool allows."""
-    want = {k: round(w * n) for k, w in KIND_WEIGHTS.items()}
-    chosen = [t for k in KINDS for t in rng.sample(pool[k], min(want[k], len(pool[k])))]
-    spare = [t for k in KINDS for t in pool[k] if t not in chosen]
-    rng.shuffle(spare)
-    chosen += spare[: max(0, n - len(chosen))]
+    """Up to `n` distinct tasks, as evenly spread over the kinds as the pool allows."""
+    counts = balanced_counts({k: len(pool[k]) for k in KINDS}, n)
+    chosen = [t for k in KINDS for t in rng.sample(pool[k], counts[k])]
     rng.shuffle(chosen)
-    return chosen[:n]
+    return chosen
 
 
 def pretrain_docs(world: World, pool: dict, n: int, rng: random.Random) -> list[dict]:

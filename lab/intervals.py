@@ -1,0 +1,54 @@
+"""95% intervals for the lab's headline numbers: over prompts (bootstrap) and over seeds (t).
+
+A number a student compares comes with its interval; these are the only two ways the lab
+computes one, so every table and plot means the same thing by it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+
+# Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom (then the normal's).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # fmt: skip
+
+
+def mean(values: Sequence[float]) -> float:
+    """The arithmetic mean; NaN for no values."""
+    return sum(values) / len(values) if len(values) else math.nan
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    statistic: Callable[[Sequence[float]], float] = mean,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of `statistic` over resampled `values` (e.g. prompts).
+
+    Paired comparisons resample the per-prompt differences, so pass those as `values`.
+    """
+    if not len(values):
+        return math.nan, math.nan
+    rng, n = random.Random(seed), len(values)
+    stats = sorted(statistic([values[rng.randrange(n)] for _ in range(n)]) for _ in range(n_boot))
+    return stats[int(0.025 * n_boot)], stats[int(0.975 * n_boot) - 1]
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """Student-t 95% interval of the mean of a few independent runs (e.g. seeds)."""
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    m = mean(values)
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * sd / math.sqrt(n)
+    return m - half, m + half
+
+
+def win_score(diff: float, eps: float = 1e-6) -> float:
+    """One prompt's contribution to a win rate: 1 win, 0.5 tie, 0 loss (`diff` = A - B)."""
+    return 1.0 if diff > eps else 0.0 if diff < -eps else 0.5

@@ -1,0 +1,53 @@
+"""How many threads torch uses: chosen once per process, at the entry points, from the machine.
+
+torch's default can oversubscribe a small or shared machine (a PPO update took 25 s instead of
+3.5 s on a loaded 2-core box), so the lab picks the count deliberately: `LAB_THREADS` if set,
+else `OMP_NUM_THREADS`, else the CPUs this process may run on, shared among the processes of a
+launch on this machine (`LOCAL_WORLD_SIZE`); always between 1 and those CPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+
+import torch
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _positive_int(text: str) -> int | None:
+    """`"4"` -> 4; OpenMP's nested form `"4,2"` -> 4; anything else -> None."""
+    head = text.split(",")[0].strip()
+    return int(head) if head.isdigit() and int(head) > 0 else None
+
+
+def choose_threads(env: Mapping[str, str], cpus: int) -> int:
+    """Intra-op threads for torch: LAB_THREADS, else OMP_NUM_THREADS, else the CPUs; in [1, cpus]."""
+    cpus = max(1, cpus)
+    if env.get("LAB_THREADS", "").strip():
+        n = _positive_int(env["LAB_THREADS"])
+        if n is None:
+            raise ValueError(f"LAB_THREADS must be a positive integer, got {env['LAB_THREADS']!r}")
+    elif (n := _positive_int(env.get("OMP_NUM_THREADS", ""))) is None:
+        # Processes launched together on one machine share its CPUs.
+        n = cpus // (_positive_int(env.get("LOCAL_WORLD_SIZE", "")) or 1)
+    # More threads than cores only makes them wait on each other.
+    return min(max(1, n), cpus)
+
+
+def set_torch_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads (`choose_threads` unless `n` given) and 1 inter-op; return n."""
+    n = choose_threads(os.environ, usable_cpus()) if n is None else max(1, n)
+    torch.set_num_threads(n)
+    # The lab runs no inter-op parallel work; one such thread is one fewer to contend. torch
+    # allows setting it once, before any parallel work started: later calls keep what is there.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return n

@@ -1,0 +1,29 @@
+import math
+import statistics
+
+import pytest
+
+from lab.intervals import bootstrap_ci, mean, t_interval, win_score
+
+
+def test_t_interval_matches_the_textbook_formula():
+    values = [0.75, -1.07, 0.36]  # SFT's gold over three seeds
+    lo, hi = t_interval(values)
+    half = 4.303 * statistics.stdev(values) / math.sqrt(3)
+    assert (lo, hi) == pytest.approx((mean(values) - half, mean(values) + half))
+    assert all(math.isnan(x) for x in t_interval([1.0]))
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_data():
+    small = [float(i % 7) for i in range(20)]
+    large = small * 25
+    lo_s, hi_s = bootstrap_ci(small)
+    lo_l, hi_l = bootstrap_ci(large)
+    assert lo_s < mean(small) < hi_s and lo_l < mean(large) < hi_l
+    assert hi_l - lo_l < 0.5 * (hi_s - lo_s)  # ~1/sqrt(25) as wide
+    assert bootstrap_ci([2.0] * 10) == (2.0, 2.0)  # no spread, no width
+    assert bootstrap_ci(small) == bootstrap_ci(small)  # seeded
+
+
+def test_win_score_counts_ties_as_half():
+    assert [win_score(d) for d in (0.3, 0.0, -0.2, 1e-9)] == [1.0, 0.5, 0.0, 0.5]

@@ -1,0 +1,96 @@
+"""Exact tests for lab.threads: which thread count torch gets, and that it is set."""
+
+import os
+import runpy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lab.threads import choose_threads, set_torch_threads, usable_cpus
+
+
+@pytest.mark.parametrize(
+    ("env", "cpus", "expected"),
+    [
+        ({}, 2, 2),  # nothing set: every usable CPU
+        ({}, 0, 1),  # a machine that reports no CPUs still gets one thread
+        ({"OMP_NUM_THREADS": "1"}, 2, 1),
+        ({"OMP_NUM_THREADS": "4,2"}, 8, 4),  # OpenMP's nested form: the outer level
+        ({"OMP_NUM_THREADS": "16"}, 2, 2),  # never more than the usable CPUs
+        ({"OMP_NUM_THREADS": "lots"}, 3, 3),  # not ours to validate: ignored
+        ({"LAB_THREADS": "1", "OMP_NUM_THREADS": "2"}, 2, 1),  # LAB_THREADS wins
+        ({"LAB_THREADS": " 3 "}, 4, 3),
+        ({"LAB_THREADS": "8"}, 2, 2),
+        ({"LAB_THREADS": ""}, 2, 2),  # set but empty: as if unset
+        ({"LOCAL_WORLD_SIZE": "2"}, 8, 4),  # two processes on one machine share it
+        ({"LOCAL_WORLD_SIZE": "4"}, 2, 1),
+        ({"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "3"}, 8, 3),
+    ],
+)
+def test_choose_threads(env, cpus, expected):
+    assert choose_threads(env, cpus) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_bad_lab_threads_is_named(value):
+    with pytest.raises(ValueError, match=rf"LAB_THREADS must be a positive integer, got '{value}'"):
+        choose_threads({"LAB_THREADS": value}, 4)
+
+
+def test_usable_cpus_is_the_affinity_mask():
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert usable_cpus() == expected >= 1
+
+
+def test_set_torch_threads_sets_torch_and_can_be_called_again(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("LAB_THREADS", "1")
+        assert set_torch_threads() == 1 and torch.get_num_threads() == 1
+        # Again, after parallel work has started: inter-op threads can no longer change.
+        torch.ones(64, 64) @ torch.ones(64, 64)
+        monkeypatch.delenv("LAB_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        assert set_torch_threads() == torch.get_num_threads() == usable_cpus()
+        assert set_torch_threads(1) == torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_interop_threads_set_to_one_in_a_fresh_process():
+    code = "from lab.threads import set_torch_threads; import torch; set_torch_threads(); "
+    code += "print(torch.get_num_threads(), torch.get_num_interop_threads())"
+    env = os.environ | {"LAB_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr
+
+
+class Stop(Exception):
+    """Raised by a stand-in to end an entry point once it has set the threads."""
+
+
+def test_entry_points_set_threads_first(monkeypatch):
+    import apps.arena
+    import lab.cli
+    import lab.notebook
+    import lab.threads
+
+    calls = []
+    monkeypatch.setattr(lab.threads, "set_torch_threads", lambda: calls.append("threads"))
+    monkeypatch.setattr(lab.cli, "main", lambda: calls.append("main") or 0)
+    with pytest.raises(SystemExit):
+        runpy.run_module("lab", run_name="__main__")
+    assert calls == ["threads", "main"]
+
+    def stop():
+        raise Stop
+
+    for module in (lab.notebook, apps.arena):
+        monkeypatch.setattr(module, "set_torch_threads", stop)
+    with pytest.raises(Stop):
+        lab.notebook.notebook_setup("tiny")
+    with pytest.raises(Stop):
+        apps.arena.main(["--run", "nowhere"])
