@@ -119,3 +119,44 @@ def plot_win_matrix(matrix: pd.DataFrame) -> go.Figure:
         height=450,
     )
     return fig
+
+
+def plot_seed_spread(
+    seeds: pd.DataFrame, models: pd.DataFrame, this_run: pd.DataFrame | None = None
+) -> go.Figure:
+    """Gold per model over seeds: a dot per seed, the mean with its 95% interval, and this run.
+
+    `seeds` and `models` are `sweep.json`'s `runs` and `models`; `this_run` a model table.
+    """
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=seeds["model"], y=seeds["gold_mean"], mode="markers", name="one seed",
+            text=[f"seed {s}" for s in seeds["seed"]], marker={"color": "lightgray", "size": 9},
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=models["model"], y=models["gold_mean"], mode="markers", name="mean, 95% interval",
+            marker={"color": "black", "symbol": "line-ew-open", "size": 18},
+            error_y={
+                "type": "data", "symmetric": False,
+                "array": models["gold_mean_hi"] - models["gold_mean"],
+                "arrayminus": models["gold_mean"] - models["gold_mean_lo"],
+            },
+        )
+    )  # fmt: skip
+    if this_run is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=this_run["model"], y=this_run["gold_mean"], mode="markers", name="this run",
+                marker={"color": "crimson", "size": 11, "symbol": "diamond"},
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        title=f"Mean gold on held-out prompts over {seeds['seed'].nunique()} seeds",
+        yaxis_title="gold",
+        template="plotly_white",
+        height=380,
+    )
+    return fig

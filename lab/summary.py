@@ -7,6 +7,7 @@ the summary of a run can be rebuilt at any time without training anything.
 from __future__ import annotations
 
 import html
+import json
 import math
 from pathlib import Path
 
@@ -16,11 +17,12 @@ import plotly.graph_objects as go
 from lab import metrics as M
 from lab.evaluation import compute_win_rate
 from lab.intervals import bootstrap_ci, win_score
-from lab.plots import plot_curves, plot_gold_by_kind
+from lab.plots import plot_curves, plot_gold_by_kind, plot_seed_spread
 from lab.runlog import is_done, read_log, read_metrics, write_json
 from lab.sft import BASE_GOLD_TABLE, GOLD_TABLE
 
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
+SWEEP_DIR, SWEEP_FILE = "sweep", "sweep.json"  # `python -m lab sweep` writes <run>/sweep/sweep.json
 # Each model's gold table on the shared held-out prompts, and where its KL to SFT is logged.
 MODEL_TABLES = {
     "base": ("sft", BASE_GOLD_TABLE),
@@ -157,10 +159,21 @@ def format_stages(stages: pd.DataFrame) -> str:
     )
 
 
+def read_sweep(run_dir: Path) -> dict | None:
+    """The run's `sweep/sweep.json` (the same pipeline over several seeds), if there is one."""
+    path = Path(run_dir) / SWEEP_DIR / SWEEP_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def report_figures(run_dir: Path) -> list[go.Figure]:
-    """The report's plots: gold by task kind, then each stage's training curves."""
+    """The report's plots: this run among the seeds (if swept), gold by task kind, then each
+    stage's training curves."""
     figures = []
     tables = gold_tables(run_dir)
+    if (sweep := read_sweep(run_dir)) is not None:
+        seeds, models = pd.DataFrame(sweep["runs"]), pd.DataFrame(sweep["models"])
+        this_run = compute_model_table(run_dir) if tables else None
+        figures.append(plot_seed_spread(seeds, models, this_run))
     if tables:
         figures.append(plot_gold_by_kind(tables))
     for stage, names in CURVES.items():

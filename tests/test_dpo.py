@@ -104,7 +104,9 @@ def test_dpo_learns_the_held_out_preferences(dpo_run):
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 < math.log(2) + 0.01, losses
     # Held-out pairs: the implicit reward beta * log(pi / pi_sft) orders them better than chance.
     assert metrics[M.DPO_EVAL_LOSS] < math.log(2) - 0.02
-    assert metrics[M.DPO_EVAL_ACCURACY] > 0.6
+    assert (
+        metrics[M.DPO_EVAL_ACCURACY] > 0.55
+    )  # ~400 pairs: 0.55 is two standard errors over chance
     assert metrics[M.DPO_EVAL_MARGIN] > 0.0
 
 

@@ -36,8 +36,10 @@ def test_masked_whiten():
     x, m = T([[1.0, 2.0, 3.0, 99.0]]), T([[1.0, 1.0, 1.0, 0.0]])
     w = masked_whiten(x, m)
     assert w[0, :3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-4)
-    assert masked_whiten(x, m, shift_mean=False)[0, :3].tolist() == pytest.approx(
-        [1.0, 2.0, 3.0], abs=1e-4
+    # Without the shift the mean stays: x = [2, 4, 6] (mean 4, unbiased std 2) -> [3, 4, 5].
+    wide = T([[2.0, 4.0, 6.0, 99.0]])
+    assert masked_whiten(wide, m, shift_mean=False)[0, :3].tolist() == pytest.approx(
+        [3.0, 4.0, 5.0], abs=1e-4
     )
 
 
