@@ -241,9 +241,9 @@ def leaderboard_tab(arena: Arena, tab: gr.Tab) -> None:
 def data_tab(arena: Arena) -> None:
     """The votes, agreement measures, the export, and simulated voters (instructor)."""
     refresh = gr.Button("Refresh")
+    votes_status = gr.Markdown(label="votes status")
     votes = gr.Dataframe(label="Votes (newest first)", interactive=False, wrap=True)
     agreement = gr.Dataframe(label="Agreement", interactive=False)
-    gr.on([refresh.click], partial(board.votes_table, arena), outputs=votes, api_name="votes")
     refresh.click(partial(board.agreement, arena), outputs=agreement, api_name="agreement")
     with gr.Accordion("Instructor", open=False):
         password = gr.Textbox(label="Instructor password", type="password")
@@ -261,6 +261,13 @@ def data_tab(arena: Arena) -> None:
         api_name="export",
     )
     simulate.click(partial(retrain.simulate, arena), [password, n_sim], status, api_name="simulate")
+    gr.on(  # in classroom mode the votes (students' prompts) are the instructor's to read
+        [refresh.click, password.submit],
+        partial(board.votes_table, arena),
+        inputs=password,
+        outputs=[votes, votes_status],
+        api_name="votes",
+    )
 
 
 def retrain_tab(arena: Arena) -> None:

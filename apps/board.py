@@ -10,17 +10,23 @@ import plotly.graph_objects as go
 
 from apps.guard import check_instructor
 from apps.handlers import Arena
-from apps.votes import export_preferences, to_battles, to_preferences
+from apps.votes import export_preferences, to_preferences
 from lab import metrics as M
 from lab.leaderboard import (
+    MIN_BATTLES,
+    MIN_MODEL_BATTLES,
     compute_annotator_agreement,
-    compute_bootstrap,
-    compute_vote_counts,
+    compute_battles,
+    compute_model_counts,
+    compute_outcome_counts,
+    compute_pairs_met,
+    compute_ranking,
     compute_win_matrix,
 )
 from lab.plots import plot_curves, plot_leaderboard, plot_win_matrix
 from lab.reward import pair_accuracy, score
 from lab.runlog import read_log
+from lab.world import World
 
 BOOTSTRAP_ROUNDS = 100  # enough for a classroom's intervals, cheap enough to redo on every vote
 DASHBOARD = {
@@ -38,27 +44,74 @@ def leaderboard(arena: Arena) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:
     cached = arena.cache.get("leaderboard")
     if cached and cached[0] == n_votes:
         return cached[1]
-    result = compute_leaderboard(arena)
+    result = build_leaderboard(arena.store.votes(), arena.world)
     arena.cache["leaderboard"] = (n_votes, result)
     return result
 
 
-def compute_leaderboard(arena: Arena) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:
-    """`leaderboard` without the cache."""
-    votes = arena.store.votes()
-    battles = to_battles(votes)
-    if battles.empty:
+def build_leaderboard(
+    votes: pd.DataFrame, world: World | None = None
+) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:
+    """`leaderboard` without the cache: rated from blind battles only (see `lab.leaderboard`)."""
+    if votes.empty:
         return go.Figure(), go.Figure(), pd.DataFrame(), "No votes yet: battle a few models!"
-    table = compute_bootstrap(battles, rounds=BOOTSTRAP_ROUNDS)
-    if arena.world is not None:
-        gold = compute_gold_means(votes, arena.world)
-        table = table.merge(gold, on="model", how="left")
-    counts = compute_vote_counts(battles)
-    message = f"{len(votes)} votes, {len(battles)} pairwise comparisons, {len(counts)} model pairs."
-    return plot_leaderboard(table), plot_win_matrix(compute_win_matrix(battles)), table, message
+    battles = compute_battles(votes)  # blind votes only; both_bad gives no battle
+    message = leaderboard_status(votes, battles)
+    if battles.empty:
+        return go.Figure(), go.Figure(), pd.DataFrame(), message
+    counts = compute_model_counts(battles)
+    matrix = plot_win_matrix(compute_win_matrix(battles))
+    if not enough_votes(counts):
+        return go.Figure(), matrix, counts, message  # the counts so far, no ratings yet
+    ranking = compute_ranking(battles, rounds=BOOTSTRAP_ROUNDS)
+    table = ranking.merge(counts.drop(columns="battles"), on="model")
+    if world is not None:  # the gold judge scores every stored answer, Compare ones too
+        table = table.merge(compute_gold_means(votes, world), on="model", how="left")
+    return plot_leaderboard(ranking), matrix, format_ranking(table), message
 
 
-def compute_gold_means(votes: pd.DataFrame, world) -> pd.DataFrame:
+def enough_votes(counts: pd.DataFrame) -> bool:
+    """Ratings are shown from MIN_BATTLES battles, for two or more models with enough each."""
+    n_battles = counts["battles"].sum() // 2  # every battle has two sides
+    return n_battles >= MIN_BATTLES and (counts["battles"] >= MIN_MODEL_BATTLES).sum() >= 2
+
+
+def leaderboard_status(votes: pd.DataFrame, battles: pd.DataFrame) -> str:
+    """The status line: what was counted, what was not, and whether there are ratings yet."""
+    n = compute_outcome_counts(votes)
+    counts = compute_model_counts(battles)
+    k = len(counts)
+    parts = [
+        f"{n['votes']} votes: {len(battles)} blind battles, "
+        f"{compute_pairs_met(battles)} of {k * (k - 1) // 2} model pairs met"
+    ]
+    if n["both_bad"]:
+        parts.append(f"{n['both_bad']} 'both bad' (not rated)")
+    if n["compare"]:
+        parts.append(f"{n['compare']} Compare votes (names shown, not rated)")
+    line = "; ".join(parts) + "."
+    few = counts[counts["battles"] < MIN_MODEL_BATTLES]
+    if not enough_votes(counts):
+        return (
+            f"{line} Not enough votes yet: ratings start at {MIN_BATTLES} blind battles, "
+            f"with {MIN_MODEL_BATTLES} or more for each model rated."
+        )
+    if not few.empty:
+        names = ", ".join(f"{m} ({b})" for m, b in zip(few["model"], few["battles"], strict=True))
+        line += f" Not enough votes yet for {names}: a rating needs {MIN_MODEL_BATTLES} battles."
+    return line
+
+
+def format_ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """The ranking as shown: whole Elo points, "battles" for the battles each model played."""
+    shown = table.rename(columns={"votes": "battles"})
+    shown[["rating", "lower", "upper"]] = shown[["rating", "lower", "upper"]].round().astype(int)
+    if "gold_mean" in shown:
+        shown["gold_mean"] = shown["gold_mean"].round(2)
+    return shown
+
+
+def compute_gold_means(votes: pd.DataFrame, world: World) -> pd.DataFrame:
     """The gold judge's view of the same answers: mean gold score of each model's responses."""
     rows = [
         {"model": name, "gold": world.gold_score(prompt, response)}
@@ -73,14 +126,21 @@ def compute_gold_means(votes: pd.DataFrame, world) -> pd.DataFrame:
     )
 
 
-def votes_table(arena: Arena) -> pd.DataFrame:
-    """Every vote, newest first, without the full responses (they are in the export)."""
+def votes_table(arena: Arena, password: str = "") -> tuple[pd.DataFrame, str]:
+    """Every vote, newest first, without the full responses; in classroom mode, instructor only.
+
+    The prompts are the students' own words, so with an instructor password set they are
+    shown (and served by the `/votes` API) only to whoever types it.
+    """
+    problem = check_instructor(arena.classroom, password)
+    if problem:
+        return pd.DataFrame(columns=VOTE_COLUMNS), problem
     votes = arena.store.votes()
     if votes.empty:
-        return pd.DataFrame(columns=VOTE_COLUMNS)
+        return pd.DataFrame(columns=VOTE_COLUMNS), "No votes yet."
     table = votes[VOTE_COLUMNS].copy()
     table["models"] = table["models"].map(", ".join)
-    return table.iloc[::-1].reset_index(drop=True)
+    return table.iloc[::-1].reset_index(drop=True), f"{len(table)} votes."
 
 
 def export(arena: Arena, password: str, out_root: Path) -> tuple[list[str], str]:

@@ -7,6 +7,8 @@ on user input, and no message ever repeats the user's text back (it is never ren
 from __future__ import annotations
 
 import hmac
+import math
+import numbers
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -43,10 +45,21 @@ def check_prompt(text: object, max_chars: int = MAX_PROMPT_CHARS) -> str | None:
         return "Please type a prompt first."
     if len(text) > max_chars:
         return f"The prompt is {len(text):,} characters long; the limit is {max_chars:,}."
+    if not is_encodable(text):
+        return "The prompt has a broken character (half of a surrogate pair); please retype it."
     junk = sum(is_junk(c) for c in stripped)
     if junk / len(stripped) > JUNK_SHARE or "\x00" in text:
         return "The prompt looks like binary data, not text; please type or paste plain text."
     return None
+
+
+def is_encodable(text: str) -> bool:
+    """True unless `text` holds a lone surrogate, which no tokenizer or database can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_junk(char: str) -> bool:
@@ -54,6 +67,28 @@ def is_junk(char: str) -> bool:
     if char in "\n\t\r":
         return False
     return unicodedata.category(char) in {"Cc", "Cn", "Co", "Cs"} or char == "\ufffd"
+
+
+def as_number(value: object) -> float | None:
+    """A number (or numeric text) as a float, ±inf when too large for one; None if not a number."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond 1e308
+        return math.inf if value > 0 else -math.inf
+    except ValueError:
+        return None
+
+
+def whole_number(value: object, low: int, high: int) -> int | None:
+    """`value` as an int if it is a whole number from `low` to `high`; None for 2.5, NaN, "x"…"""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value) if low <= value <= high else None  # exact, however large
+    number = as_number(value)
+    if number is None or not number.is_integer() or not low <= number <= high:
+        return None
+    return int(number)
 
 
 def check_join(classroom: Classroom, code: str) -> str | None:

@@ -132,9 +132,13 @@ class ModelPool:
         result: dict = {}
 
         def work() -> None:
-            result["ids"] = m.model.generate(
-                **batch, streamer=streamer, **generate_kwargs(decoding, m.tokenizer)
-            )
+            try:
+                result["ids"] = m.model.generate(
+                    **batch, streamer=streamer, **generate_kwargs(decoding, m.tokenizer)
+                )
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                result["error"] = error
+                streamer.end()  # or the reader below waits forever, holding the lock
 
         with self.lock:
             torch.manual_seed(decoding.seed)  # the same draws for every model
@@ -147,6 +151,8 @@ class ModelPool:
                     yield text.strip()
             finally:
                 thread.join()  # the lock is held until generation really stops
+        if "error" in result:
+            raise result["error"]
         n_prompt = batch["input_ids"].shape[1]
         response = result["ids"][0, n_prompt:].tolist()
         prompt_ids = batch["input_ids"][0].tolist()

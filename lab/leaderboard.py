@@ -1,8 +1,15 @@
-"""Arena leaderboard maths: Bradley–Terry ratings, bootstrap intervals, win matrix, agreement.
+"""Arena leaderboard maths: Bradley–Terry ratings, bootstrap intervals, ranks, win rates, agreement.
 
 Pure functions, DataFrames in and out. A *battle* is one pairwise comparison, a row with
-`model_a`, `model_b` and `winner` in {"model_a", "model_b", "tie"}; `apps.votes.to_battles`
-makes them from stored votes with `vote_to_battles` below.
+`model_a`, `model_b` and `winner` in {"model_a", "model_b", "tie"}; `compute_battles` makes
+them from stored votes with `vote_to_battles` below.
+
+What counts: the ratings come from blind votes only (modes in RATED_MODES: the voter saw no
+model names), never from Compare votes, where the names are on screen. A "win" beats every
+other model of its vote, a "tie" ties every pair, and a "both_bad" vote gives no battle at all:
+"both answers are bad" says nothing about which is better (it is counted apart, see
+`compute_outcome_counts`). Ratings are shown once there are MIN_BATTLES battles, and only for
+models with MIN_MODEL_BATTLES of them.
 
 Bradley–Terry on the Elo scale (FastChat's convention): P(a beats b) = 1 / (1 + base^((R_b -
 R_a) / scale)). In natural units θ = (R - init) · ln(base) / scale this is sigmoid(θ_a - θ_b).
@@ -20,6 +27,13 @@ import pandas as pd
 
 OUTCOMES = ("win", "tie", "both_bad")
 TIE = "tie"
+BATTLE_COLUMNS = ["model_a", "model_b", "winner"]
+RATED_MODES = ("battle", "simulated")  # blind votes; "compare" shows the names, so never rated
+# Below these a rating is noise: 20 battles give intervals of several hundred Elo points.
+MIN_BATTLES = 20
+"""Blind battles (win or tie) before any rating is shown."""
+MIN_MODEL_BATTLES = 5
+"""Battles a model needs before its own rating is shown."""
 # θ is penalised by (REG / 2) · Σ θ², a Gaussian prior N(0, 1/REG) in natural units:
 # sd = 10 ≈ 1737 Elo points, negligible once a pair has met a few times, yet it keeps the
 # rating of a model that won every battle finite (the unpenalised MLE is then infinite).
@@ -29,7 +43,7 @@ REG = 0.01
 def vote_to_battles(
     models: Sequence[str], outcome: str, winner: int | None
 ) -> list[tuple[str, str, str]]:
-    """One vote -> (model_a, model_b, winner) battles; "win" beats each other model, else ties."""
+    """One vote -> (model_a, model_b, winner) battles: a win beats the rest, a tie ties all."""
     winner = None if winner is None or pd.isna(winner) else int(winner)  # a table gives <NA>
     if outcome == "win":
         if winner is None or not 0 <= winner < len(models):
@@ -40,9 +54,35 @@ def vote_to_battles(
             for i, j in combinations(range(len(models)), 2)
             if winner in (i, j)
         ]
-    if outcome in OUTCOMES:  # "tie" and "both_bad" both say: no preference (as FastChat does)
+    if outcome == TIE:
         return [(a, b, TIE) for a, b in combinations(models, 2)]
+    if outcome == "both_bad":  # "both are bad" is no preference either way, and no tie
+        return []
     raise ValueError(f"unknown outcome {outcome!r}, expected one of {OUTCOMES}")
+
+
+def compute_battles(votes: pd.DataFrame, modes: Sequence[str] | None = RATED_MODES) -> pd.DataFrame:
+    """The battles of the votes cast in `modes` (None = every vote), in vote order."""
+    if modes is not None:
+        votes = votes[votes["mode"].isin(modes)]
+    rows = [
+        battle
+        for vote in votes.itertuples(index=False)
+        for battle in vote_to_battles(list(vote.models), vote.outcome, vote.winner)
+    ]
+    return pd.DataFrame(rows, columns=BATTLE_COLUMNS)
+
+
+def compute_outcome_counts(votes: pd.DataFrame) -> dict[str, int]:
+    """Votes by what the leaderboard does with them: rated, both_bad (blind, unrated), compare."""
+    blind = votes["mode"].isin(RATED_MODES)
+    both_bad = votes["outcome"] == "both_bad"
+    return {
+        "votes": len(votes),
+        "rated": int((blind & ~both_bad).sum()),
+        "both_bad": int((blind & both_bad).sum()),
+        "compare": int((~blind).sum()),
+    }
 
 
 def _encode(battles: pd.DataFrame, models: Sequence[str]) -> tuple[np.ndarray, ...]:
@@ -160,6 +200,62 @@ def compute_bootstrap(
     return table.loc[ratings.index].rename_axis("model").reset_index()
 
 
+def compute_rank_ub(lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:
+    """LMArena's "rank (UB)": 1 + the number of models whose lower bound is above this one's upper.
+
+    Models whose intervals overlap share a rank, so a rank is never claimed that the votes do
+    not support: lower = [10, 0, -10], upper = [20, 15, 5] gives ranks [1, 1, 2].
+    """
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)  # (M,), (M,)
+    return 1 + (lower[None, :] > upper[:, None]).sum(axis=1)
+
+
+def compute_model_counts(battles: pd.DataFrame) -> pd.DataFrame:
+    """Per model: battles played, wins, ties and losses, most battles first (then by name)."""
+    models = _models(battles)
+    a, b, score_a = _encode(battles, models)
+    n = len(models)
+    wins = np.bincount(a, score_a == 1, n) + np.bincount(b, score_a == 0, n)
+    ties = np.bincount(a, score_a == 0.5, n) + np.bincount(b, score_a == 0.5, n)
+    played = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
+    table = pd.DataFrame(
+        {
+            "model": models,
+            "battles": played,
+            "wins": wins,
+            "ties": ties,
+            "losses": played - wins - ties,
+        }
+    ).astype({"battles": int, "wins": int, "ties": int, "losses": int})
+    return table.sort_values(["battles", "model"], ascending=[False, True], ignore_index=True)
+
+
+def compute_pairs_met(battles: pd.DataFrame) -> int:
+    """How many distinct pairs of models have met in at least one battle."""
+    return len(
+        {frozenset(pair) for pair in zip(battles["model_a"], battles["model_b"], strict=True)}
+    )
+
+
+def compute_ranking(
+    battles: pd.DataFrame,
+    rounds: int = 200,
+    seed: int = 0,
+    min_model_battles: int = MIN_MODEL_BATTLES,
+) -> pd.DataFrame:
+    """`compute_bootstrap` with a rank (UB) column, for models with `min_model_battles` or more.
+
+    Every battle informs the fit; a model with fewer battles is only left out of the table
+    (and of the ranks), since its interval is too wide to say anything. Sorted by rank, rating.
+    """
+    table = compute_bootstrap(battles, rounds, seed)
+    table = table[table["votes"] >= min_model_battles].copy()
+    table.insert(0, "rank", compute_rank_ub(table["lower"], table["upper"]))
+    return table.sort_values(
+        ["rank", "rating", "model"], ascending=[True, False, True], ignore_index=True
+    )
+
+
 def compute_win_matrix(battles: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
     """P(row beats column) over their battles, a tie counting half; NaN where they never met.
 
@@ -186,13 +282,15 @@ def compute_annotator_agreement(votes: pd.DataFrame) -> dict:
     """How often two different annotators judging the same prompt and model pair agree.
 
     Each vote gives a result per pair it decides (see `vote_to_battles`): the better model's
-    name, or "tie" ("both_bad" counts as a tie, as in the ratings). Every two results for the
+    name, or "tie". Here "both_bad" counts as a tie: it gives no rated battle, but two people
+    who both see no better answer agree. Every two results for the
     same (prompt, pair) from different annotators make one comparison. Returns
     {"agreement": fraction of comparisons that agree (NaN if none), "n": comparisons}.
     """
     results: dict[tuple[str, frozenset[str]], list[tuple[str, str]]] = {}
     for vote in votes.itertuples(index=False):
-        for a, b, side in vote_to_battles(list(vote.models), vote.outcome, vote.winner):
+        outcome = TIE if vote.outcome == "both_bad" else vote.outcome
+        for a, b, side in vote_to_battles(list(vote.models), outcome, vote.winner):
             result = {"model_a": a, "model_b": b}.get(side, TIE)
             results.setdefault((vote.prompt, frozenset((a, b))), []).append(
                 (vote.annotator, result)

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import collections
+import copy
+import math
 import random
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import pandas as pd
 import pytest
 import torch
 
 from apps import board, retrain
 from apps.arena import load_arena
 from apps.guard import Classroom
-from apps.handlers import ask, format_stats, new_session, pick_pair, vote
+from apps.handlers import (
+    ALREADY_VOTED,
+    MAX_SEED,
+    Arena,
+    ask,
+    format_stats,
+    new_session,
+    pick_pair,
+    vote,
+)
 from apps.pool import ModelPool
+from apps.votes import VoteStore
 from lab.config import ModelConfig
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
@@ -145,20 +160,6 @@ def test_battle_hides_names_until_the_vote(arena):
     assert arena.store.votes().iloc[-1]["outcome"] == "tie"
 
 
-def test_bad_input_gets_a_message_and_reaches_no_model(arena):
-    bad = [
-        ("", SETTINGS, "type a prompt"),
-        ("x" * 5000, SETTINGS, "limit"),
-        ("\x00\x01binary", SETTINGS, "binary"),
-        (PROMPT, (9.0, 1.0, 24, 0), "Temperature"),
-        (PROMPT, (0.7, 1.0, 10**6, 0), "Max tokens"),
-        (PROMPT, (0.7, "lots", 24, 0), "numbers"),
-    ]
-    for prompt, settings, words in bad:
-        steps = list(ask(arena, "compare", prompt, ["sft"], settings, new_session()))
-        assert len(steps) == 1 and words in steps[0][-1] and steps[0][2] == []
-
-
 def test_html_in_a_prompt_is_kept_as_text(arena):
     hostile = "<img src=x onerror=alert(1)> What is 2 plus 3?"
     session = last(ask(arena, "compare", hostile, ["sft", "ppo"], SETTINGS, new_session()))[0]
@@ -194,8 +195,9 @@ def test_classroom_needs_the_code_and_limits_votes(arena):
 
 
 def test_simulated_votes_move_the_leaderboard_towards_gold(arena, tmp_path):
-    ids = retrain.simulate_votes(arena, 30, seed=1)
-    assert len(ids) == 30 and len(set(ids)) == 30
+    # Enough for ratings even if many are "both bad" (which are not rated).
+    ids = retrain.simulate_votes(arena, 40, seed=1)
+    assert len(ids) == 40 and len(set(ids)) == 40
     _, _, table, message = board.leaderboard(arena)
     assert set(table["model"]) == {"base", "sft", "ppo"} and "votes" in message
     assert (table["lower"] <= table["rating"]).all() and (table["rating"] <= table["upper"]).all()
@@ -230,3 +232,253 @@ def test_retrain_on_votes_adds_the_new_models(arena):
     assert arena.pool.reward_source.endswith("round-001/reward/model")
     answer = arena.pool.answer("ppo-round-001", PROMPT, DecodingConfig(16, 0.7, 1.0, 0))
     assert answer.text
+
+
+# ---------------------------------------------------------------- on the two tiny models (fast)
+
+TINY_SETTINGS = (0.7, 1.0, 6, 1234)
+
+
+@pytest.fixture
+def tiny_arena(tiny_pool, tmp_path):
+    """The two tiny models with an empty vote store; open classroom, no rate limit."""
+    store = VoteStore(tmp_path / "votes.sqlite")
+    return Arena(tiny_pool, store, Classroom(min_seconds_between_votes=0), rng=random.Random(0))
+
+
+NAN, INF = math.nan, math.inf
+BAD_INPUT = [
+    ("", TINY_SETTINGS, "type a prompt"),
+    ("x" * 5000, TINY_SETTINGS, "limit"),
+    ("\x00\x01binary", TINY_SETTINGS, "binary"),
+    (PROMPT + " \ud800", TINY_SETTINGS, "broken character"),  # crashed the tokenizer
+    (None, TINY_SETTINGS, "must be text"),
+    (123, TINY_SETTINGS, "must be text"),
+    (["a list"], TINY_SETTINGS, "must be text"),
+    (PROMPT, (9.0, 1.0, 6, 0), "Temperature"),
+    (PROMPT, (NAN, 1.0, 6, 0), "Temperature"),
+    (PROMPT, (INF, 1.0, 6, 0), "Temperature"),
+    (PROMPT, (1e-300, 1.0, 6, 0), "Temperature"),  # sampling at it fails, and hung the pool
+    (PROMPT, (10**400, 1.0, 6, 0), "Temperature"),  # too big for a float
+    (PROMPT, (0.7, NAN, 6, 0), "Top-p"),
+    (PROMPT, (0.7, 0.0, 6, 0), "Top-p"),
+    (PROMPT, (0.7, -INF, 6, 0), "Top-p"),
+    (PROMPT, (0.7, 1.0, 10**6, 0), "Max tokens"),
+    (PROMPT, (0.7, 1.0, INF, 0), "Max tokens"),
+    (PROMPT, (0.7, 1.0, NAN, 0), "Max tokens"),
+    (PROMPT, (0.7, 1.0, 6.5, 0), "Max tokens"),
+    (PROMPT, (0.7, 1.0, 0, 0), "Max tokens"),
+    (PROMPT, (0.7, 1.0, 6, 2**70), "seed"),  # torch.manual_seed overflowed
+    (PROMPT, (0.7, 1.0, 6, -1), "seed"),
+    (PROMPT, (0.7, 1.0, 6, 1.5), "seed"),
+    (PROMPT, (0.7, 1.0, 6, NAN), "seed"),
+    (PROMPT, (0.7, 1.0, 6, -(10**400)), "seed"),
+    (PROMPT, (0.7, "lots", 6, 0), "numbers"),
+    (PROMPT, (0.7, 1.0, None, 0), "numbers"),
+    (PROMPT, (0.7, 1.0, 6, True), "numbers"),
+    (PROMPT, (0.7, 1.0, 6, [1]), "numbers"),
+    (PROMPT, (0.7, 1.0, 6), "numbers"),
+]
+
+
+@pytest.mark.parametrize("mode", ["compare", "battle"])
+def test_bad_input_gets_one_line_and_changes_nothing(tiny_arena, mode):
+    session = last(ask(tiny_arena, mode, PROMPT, ["sft", "ppo"], TINY_SETTINGS, new_session()))[0]
+    for prompt, settings, words in BAD_INPUT:
+        steps = list(ask(tiny_arena, mode, prompt, ["sft", "ppo"], settings, session))
+        assert len(steps) == 1, (prompt, settings)
+        kept, names, texts, _, message = steps[0]
+        assert words in message and "\n" not in message, (prompt, settings, message)
+        assert kept is session and names == texts == []  # the answers on screen stay votable
+    assert tiny_arena.store.count() == 0
+    assert vote(tiny_arena, "tie", None, session)[1].startswith("Vote #")
+
+
+def test_a_model_failing_gives_one_line_not_a_traceback(tiny_arena, monkeypatch):
+    def broken(name, prompt, decoding):
+        yield "partial"
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+
+    monkeypatch.setattr(tiny_arena.pool, "stream", broken)
+    session = new_session()
+    *_, (kept, names, texts, _, message) = ask(
+        tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, session
+    )
+    assert kept is session and names == texts == [] and "could not answer" in message
+    assert "Ask the models first" in vote(tiny_arena, "tie", None, kept)[1]
+
+
+def test_edge_settings_that_are_fine_are_accepted(tiny_arena):
+    for settings in [(0, 1.0, 4.0, MAX_SEED), ("0.7", "0.5", "4", "7"), (2, 1e-9, 1, 0)]:
+        session, names, texts, _, message = last(
+            ask(tiny_arena, "compare", PROMPT, ["sft"], settings, new_session())
+        )
+        assert names == ["sft"] and len(texts) == 1 and "?" in message, settings
+
+
+def test_compare_names_from_a_client_are_cleaned(tiny_arena):
+    for names in [None, "sft", [{"not": "a name"}], ["nope"], 7]:
+        steps = list(ask(tiny_arena, "compare", PROMPT, names, TINY_SETTINGS, new_session()))
+        assert len(steps) == 1 and "Pick at least one" in steps[0][-1]
+    session = last(
+        ask(tiny_arena, "compare", PROMPT, ["sft", "sft", "ppo"], TINY_SETTINGS, new_session())
+    )[0]
+    assert session.models == ["sft", "ppo"]  # a repeated name would make an invalid vote
+    assert vote(tiny_arena, "win", 1, session)[1].startswith("Vote #")
+
+
+def test_bad_votes_get_a_message_and_store_nothing(tiny_arena):
+    session = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
+    for outcome, winner, words in [
+        ("draw", None, "A vote is one of"),
+        (None, None, "A vote is one of"),
+        ("win", None, "Choose which"),
+        ("win", 2, "Choose which"),
+        ("win", -1, "Choose which"),
+        ("win", True, "Choose which"),
+        ("win", "0", "Choose which"),
+    ]:
+        kept, message = vote(tiny_arena, outcome, winner, session)
+        assert words in message and kept is session, (outcome, winner)
+    assert tiny_arena.store.count() == 0
+
+
+def cast_at_once(arena: Arena, ballots: list[tuple]) -> list[tuple]:
+    """Send (outcome, winner, session) votes from threads released together; their results."""
+    start = threading.Barrier(len(ballots))
+
+    def cast(ballot):
+        outcome, winner, session = ballot
+        start.wait()
+        return vote(arena, outcome, winner, copy.deepcopy(session))  # Gradio: a copy each
+
+    with ThreadPoolExecutor(len(ballots)) as pool:
+        return list(pool.map(cast, ballots))
+
+
+def test_concurrent_votes_on_one_battle_store_exactly_one(tiny_arena):
+    for round_ in range(3):
+        session = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
+        ballots = [("win", 0, session), ("win", 1, session), ("tie", None, session)]
+        results = cast_at_once(tiny_arena, [*ballots, ("both_bad", None, session)])
+        messages = [message for _, message in results]
+        assert sum(m.startswith("Vote #") for m in messages) == 1, messages
+        assert messages.count(ALREADY_VOTED) == 3
+        assert all(state.voted for state, _ in results)
+        assert tiny_arena.store.count() == round_ + 1
+        # A copy of the session from before the vote cannot vote later either.
+        assert vote(tiny_arena, "tie", None, session)[1] == ALREADY_VOTED
+    assert tiny_arena.store.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("room", "words"),
+    [
+        (Classroom(quota=1, min_seconds_between_votes=0), "1 votes"),
+        (Classroom(min_seconds_between_votes=60), "Slow down"),
+    ],
+)
+def test_concurrent_votes_cannot_get_round_the_quota_or_rate_limit(tiny_arena, room, words):
+    tiny_arena.classroom = room
+    first = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
+    sessions = [first] + [
+        last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, first))[0] for _ in range(3)
+    ]  # four battles of one student
+    results = cast_at_once(tiny_arena, [("tie", None, s) for s in sessions])
+    messages = [message for _, message in results]
+    assert sum(m.startswith("Vote #") for m in messages) == 1, messages
+    assert sum(words in m for m in messages) == 3
+    assert tiny_arena.store.count() == 1
+
+
+def test_votes_table_needs_the_password_in_classroom_mode(tiny_arena):
+    session = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
+    vote(tiny_arena, "win", 0, session)
+    table, message = board.votes_table(tiny_arena)  # open arena: no password needed
+    assert table["prompt"].tolist() == [PROMPT] and message == "1 votes."
+    tiny_arena.classroom = Classroom(join_code="c0de", password="pw")
+    for wrong in ["", "nope", None]:
+        table, message = board.votes_table(tiny_arena, wrong)
+        assert table.empty and "password" in message
+        assert table.columns.tolist() == board.VOTE_COLUMNS
+    table, _ = board.votes_table(tiny_arena, "pw")
+    assert table["prompt"].tolist() == [PROMPT]
+
+
+# ---------------------------------------------------------------- leaderboard from vote tables
+
+
+def vote_rows(*rows):
+    """(mode, models, outcome, winner) tuples -> a votes table as the store returns it."""
+    return pd.DataFrame(rows, columns=["mode", "models", "outcome", "winner"])
+
+
+def blind(n_a_beats_b, n_b_beats_c, n_c_beats_a=0, mode="battle"):
+    """Blind votes: A beats B, B beats C, C beats A, that many times each."""
+    return (
+        [(mode, ["A", "B"], "win", 0)] * n_a_beats_b
+        + [(mode, ["B", "C"], "win", 0)] * n_b_beats_c
+        + [(mode, ["C", "A"], "win", 0)] * n_c_beats_a
+    )
+
+
+def test_leaderboard_rates_blind_battles_only():
+    rated = vote_rows(*blind(8, 8, 4), *blind(1, 1, 0, mode="simulated"))  # 22 battles
+    extra = vote_rows(
+        ("compare", ["C", "A", "B", "D", "E"], "win", 0),  # would make C a winner over D, E
+        ("compare", ["A", "B", "C", "D", "E"], "both_bad", None),  # was ten ties
+        ("battle", ["C", "B"], "both_bad", None),
+    )
+    ratings, _, table, message = board.build_leaderboard(rated)
+    _, _, with_extra, message_extra = board.build_leaderboard(pd.concat([rated, extra]))
+    pd.testing.assert_frame_equal(with_extra, table)  # Compare and both-bad change nothing
+    assert table.columns.tolist() == [
+        "rank", "model", "rating", "lower", "upper", "battles", "wins", "ties", "losses",
+    ]  # fmt: skip
+    assert table["model"].tolist() == ["A", "B", "C"] and table["rank"].iloc[0] == 1
+    assert table[["rating", "lower", "upper"]].dtypes.eq("int64").all()  # whole Elo points
+    assert table["battles"].tolist() == [9 + 4, 9 + 9, 9 + 4] and len(ratings.data) == 1
+    assert message == "22 votes: 22 blind battles, 3 of 3 model pairs met."
+    assert message_extra == (
+        "25 votes: 22 blind battles, 3 of 3 model pairs met; 1 'both bad' (not rated); "
+        "2 Compare votes (names shown, not rated)."
+    )
+
+
+def test_leaderboard_says_when_there_are_not_enough_votes():
+    ratings, _, table, message = board.build_leaderboard(vote_rows(*blind(5, 5, 0)))
+    assert "10 blind battles" in message and "Not enough votes yet" in message
+    assert not ratings.data and table.columns.tolist()[:2] == ["model", "battles"]
+    assert table.set_index("model")["battles"].to_dict() == {"B": 10, "A": 5, "C": 5}
+    # Enough battles, but D played only 2: D is left out and named.
+    _, _, table, message = board.build_leaderboard(
+        vote_rows(*blind(8, 8, 4), *[("battle", ["D", "A"], "tie", None)] * 2)
+    )
+    assert "D" not in set(table["model"]) and "Not enough votes yet for D (2)" in message
+    assert "4 of 6 model pairs met" in message
+    assert board.build_leaderboard(vote_rows())[-1].startswith("No votes yet")
+    only_bad = board.build_leaderboard(vote_rows(("battle", ["A", "B"], "both_bad", None)))
+    assert only_bad[2].empty and "0 blind battles" in only_bad[3]
+
+
+def test_leaderboard_is_cached_per_vote_count(tiny_arena):
+    assert board.leaderboard(tiny_arena)[-1].startswith("No votes yet")
+    session = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
+    vote(tiny_arena, "win", 0, session)
+    first = board.leaderboard(tiny_arena)
+    assert "1 votes: 1 blind battles" in first[-1] and board.leaderboard(tiny_arena) is first
+
+
+def test_a_model_that_fails_mid_answer_raises_and_frees_the_pool(tiny_pool, monkeypatch):
+    """An error inside the generation thread reaches the caller; the next request still runs."""
+    model = tiny_pool.models["ppo"].model
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model, "generate", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tiny_pool.answer("ppo", "What is 2 plus 3?", DecodingConfig(8, 0.7, 1.0, 0))
+    monkeypatch.undo()
+    assert not tiny_pool.lock.locked()
+    assert tiny_pool.answer("ppo", "What is 2 plus 3?", DecodingConfig(8, 0.7, 1.0, 0)) is not None

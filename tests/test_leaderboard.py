@@ -8,10 +8,17 @@ import plotly.graph_objects as go
 import pytest
 
 from lab.leaderboard import (
+    MIN_MODEL_BATTLES,
     REG,
     compute_annotator_agreement,
+    compute_battles,
     compute_bootstrap,
     compute_bt,
+    compute_model_counts,
+    compute_outcome_counts,
+    compute_pairs_met,
+    compute_rank_ub,
+    compute_ranking,
     compute_vote_counts,
     compute_win_matrix,
     vote_to_battles,
@@ -217,7 +224,8 @@ def test_vote_to_battles_three_models():
     assert vote_to_battles(models, "win", 1) == [("A", "B", "model_b"), ("B", "C", "model_a")]
     ties = [("A", "B", "tie"), ("A", "C", "tie"), ("B", "C", "tie")]
     assert vote_to_battles(models, "tie", None) == ties
-    assert vote_to_battles(models, "both_bad", pd.NA) == ties
+    # "Both are bad" says no answer is better, not that every pair is equal: no battle.
+    assert vote_to_battles(models, "both_bad", pd.NA) == []
 
 
 @pytest.mark.parametrize(
@@ -227,6 +235,81 @@ def test_vote_to_battles_three_models():
 def test_vote_to_battles_rejects(outcome, winner, problem):
     with pytest.raises(ValueError, match=problem):
         vote_to_battles(["A", "B", "C"], outcome, winner)
+
+
+def mode_votes(*rows):
+    """(mode, models, outcome, winner) tuples -> a votes table."""
+    return pd.DataFrame(rows, columns=["mode", "models", "outcome", "winner"])
+
+
+MIXED_VOTES = mode_votes(
+    ("battle", ["A", "B"], "win", 0),
+    ("simulated", ["B", "C"], "tie", None),
+    ("battle", ["A", "C"], "both_bad", None),
+    ("compare", ["A", "B", "C"], "win", 2),  # names on screen: never rated
+    ("compare", ["A", "B", "C", "D", "E"], "both_bad", None),  # was ten ties, is nothing
+)
+
+
+def test_battles_come_from_blind_votes_only():
+    assert compute_battles(MIXED_VOTES).values.tolist() == [
+        ["A", "B", "model_a"],
+        ["B", "C", "tie"],
+    ]
+    everything = compute_battles(MIXED_VOTES, modes=None)
+    assert everything.values.tolist()[2:] == [["A", "C", "model_b"], ["B", "C", "model_b"]]
+    assert compute_battles(MIXED_VOTES.iloc[4:]).columns.tolist() == [
+        "model_a",
+        "model_b",
+        "winner",
+    ]
+    assert compute_battles(MIXED_VOTES.iloc[4:], modes=None).empty
+
+
+def test_outcome_counts():
+    assert compute_outcome_counts(MIXED_VOTES) == {
+        "votes": 5, "rated": 2, "both_bad": 1, "compare": 2,
+    }  # fmt: skip
+
+
+def test_rank_ub_by_hand():
+    # Overlapping intervals share a rank; a model is behind only those clearly above it.
+    assert compute_rank_ub([10, 0, -10], [20, 15, 5]).tolist() == [1, 1, 2]
+    assert compute_rank_ub([30, 10, -20], [40, 20, 0]).tolist() == [1, 2, 3]
+    assert compute_rank_ub([30, 5, -20], [40, 35, 10]).tolist() == [1, 1, 2]
+    assert compute_rank_ub([0, 0], [0, 0]).tolist() == [1, 1]  # equal is not above
+    assert compute_rank_ub([], []).tolist() == []
+
+
+def test_model_counts_and_pairs_by_hand():
+    counts = compute_model_counts(MATRIX_BATTLES)
+    assert counts.values.tolist() == [
+        ["A", 5, 2, 1, 2],  # beat B twice, tied B, lost to B and to C
+        ["B", 4, 1, 1, 2],
+        ["C", 1, 1, 0, 0],
+    ]
+    assert counts.columns.tolist() == ["model", "battles", "wins", "ties", "losses"]
+    assert compute_pairs_met(MATRIX_BATTLES) == 2  # A-B and A-C; B never met C
+    # Six models met in 3 pairs (the old status line said "6 model pairs": it counted models).
+    six = battles(("a", "b", "tie"), ("b", "a", "model_a"), ("c", "d", "tie"), ("e", "f", "tie"))
+    assert compute_pairs_met(six) == 3 and len(compute_model_counts(six)) == 6
+    assert compute_pairs_met(battles()) == 0 and compute_model_counts(battles()).empty
+
+
+def test_ranking_ranks_and_leaves_out_models_with_few_battles():
+    table = pd.concat([random_battles(n=400), battles(*[("rare", "m0", "model_a")] * 4)])
+    ranking = compute_ranking(table, rounds=50)
+    assert ranking.columns.tolist() == ["rank", "model", "rating", "lower", "upper", "votes"]
+    assert "rare" not in set(ranking["model"]) and (ranking["votes"] >= MIN_MODEL_BATTLES).all()
+    # The fit still used rare's battles: the ratings are those of the full table.
+    full = compute_bootstrap(table, rounds=50).set_index("model")
+    pd.testing.assert_series_equal(
+        ranking.set_index("model")["rating"], full.loc[ranking["model"], "rating"]
+    )
+    assert ranking["rank"].tolist() == compute_rank_ub(ranking["lower"], ranking["upper"]).tolist()
+    assert ranking["rank"].is_monotonic_increasing and ranking["rank"].iloc[0] == 1
+    assert ranking["model"].iloc[0] == "m3"  # the strongest, clearly ahead
+    assert "rare" in set(compute_ranking(table, rounds=50, min_model_battles=4)["model"])
 
 
 def votes(*rows):
