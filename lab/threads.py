@@ -2,8 +2,10 @@
 
 torch's default can oversubscribe a small or shared machine (a PPO update took 25 s instead of
 3.5 s on a loaded 2-core box), so the lab picks the count deliberately: `LAB_THREADS` if set,
-else `OMP_NUM_THREADS`, else the CPUs this process may run on, shared among the processes of a
-launch on this machine (`LOCAL_WORLD_SIZE`); always between 1 and those CPUs.
+else `OMP_NUM_THREADS`, else the CPUs this process may run on that other work is not already
+using (the load average when it starts), shared among the processes of a launch on this machine
+(`LOCAL_WORLD_SIZE`); always between 1 and those CPUs. Set `LAB_THREADS` for runs that must
+repeat to the last digit: the thread count can change a float sum's last bits.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def _positive_int(text: str) -> int | None:
     return int(head) if head.isdigit() and int(head) > 0 else None
 
 
-def choose_threads(env: Mapping[str, str], cpus: int) -> int:
-    """Intra-op threads for torch: LAB_THREADS, else OMP_NUM_THREADS, else the CPUs; in [1, cpus]."""
+def choose_threads(env: Mapping[str, str], cpus: int, busy: float = 0.0) -> int:
+    """Intra-op threads for torch: LAB_THREADS, else OMP_NUM_THREADS, else the CPUs that `busy`
+    other work (the load average) leaves free; always in [1, cpus]."""
     cpus = max(1, cpus)
     if env.get("LAB_THREADS", "").strip():
         n = _positive_int(env["LAB_THREADS"])
@@ -38,13 +41,21 @@ def choose_threads(env: Mapping[str, str], cpus: int) -> int:
     elif (n := _positive_int(env.get("OMP_NUM_THREADS", ""))) is None:
         # Processes launched together on one machine share its CPUs.
         n = cpus // (_positive_int(env.get("LOCAL_WORLD_SIZE", "")) or 1)
+        # Threads that wait for a core another process holds spin instead of working: on a
+        # loaded 2-core machine a second thread made a pretraining step 20x slower, not faster.
+        n = min(n, cpus - round(busy))
     # More threads than cores only makes them wait on each other.
     return min(max(1, n), cpus)
 
 
+def load_average() -> float:
+    """The machine's one-minute load average (0 where the OS has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def set_torch_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads (`choose_threads` unless `n` given) and 1 inter-op; return n."""
-    n = choose_threads(os.environ, usable_cpus()) if n is None else max(1, n)
+    n = choose_threads(os.environ, usable_cpus(), load_average()) if n is None else max(1, n)
     torch.set_num_threads(n)
     # The lab runs no inter-op parallel work; one such thread is one fewer to contend. torch
     # allows setting it once, before any parallel work started: later calls keep what is there.

@@ -33,6 +33,12 @@ def test_choose_threads(env, cpus, expected):
     assert choose_threads(env, cpus) == expected
 
 
+@pytest.mark.parametrize(("busy", "expected"), [(0.0, 2), (0.4, 2), (0.8, 1), (1.7, 1), (6.0, 1)])
+def test_a_busy_machine_gets_fewer_threads(busy, expected):
+    assert choose_threads({}, 2, busy) == expected
+    assert choose_threads({"OMP_NUM_THREADS": "2"}, 2, busy) == 2  # an explicit choice stands
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
 def test_bad_lab_threads_is_named(value):
     with pytest.raises(ValueError, match=rf"LAB_THREADS must be a positive integer, got '{value}'"):
@@ -54,6 +60,7 @@ def test_set_torch_threads_sets_torch_and_can_be_called_again(monkeypatch):
         monkeypatch.delenv("LAB_THREADS")
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        monkeypatch.setattr("lab.threads.load_average", lambda: 0.0)
         assert set_torch_threads() == torch.get_num_threads() == usable_cpus()
         assert set_torch_threads(1) == torch.get_num_threads() == 1
     finally:
