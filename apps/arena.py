@@ -27,6 +27,7 @@ from apps.handlers import (
     Arena,
     Session,
     ask,
+    compare_choices,
     join,
     vote,
 )
@@ -60,8 +61,8 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
                 gr.Number(EVAL_DECODING.seed, precision=0, label="seed"),
             ]
         with gr.Tabs():
-            with gr.Tab("Compare"):
-                compare_tab(arena, session, settings, examples or [])
+            with gr.Tab("Compare") as compare:
+                names = compare_tab(arena, session, settings, examples or [])
             with gr.Tab("Battle"):
                 battle_tab(arena, session, settings, examples or [])
             with gr.Tab("Leaderboard") as leaderboard:
@@ -72,7 +73,20 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
                 retrain_tab(arena)
             with gr.Tab("Training dashboard"):
                 dashboard_tab(arena)
+        gr.on(  # a feedback round adds models while the page is open
+            [demo.load, compare.select],
+            partial(refresh_compare, arena),
+            names,
+            names,
+            api_visibility="private",
+        )
     return demo
+
+
+def refresh_compare(arena: Arena, selected: list[str] | None) -> dict:
+    """Compare's checkboxes with every model the arena has now."""
+    choices, value = compare_choices(arena, selected)
+    return gr.update(choices=choices, value=value)
 
 
 def join_box(arena: Arena, session: gr.State) -> None:
@@ -107,7 +121,9 @@ def answer_slots(
     return boxes, stats
 
 
-def compare_tab(arena: Arena, session: gr.State, settings: list, examples: list[str]) -> None:
+def compare_tab(
+    arena: Arena, session: gr.State, settings: list, examples: list[str]
+) -> gr.CheckboxGroup:
     """Every chosen model answers the same prompt; the student picks the best answer."""
     names = gr.CheckboxGroup(
         arena.pool.available, value=arena.pool.available[:MAX_COMPARE], label="Models"
@@ -250,6 +266,8 @@ def data_tab(arena: Arena) -> None:
         with gr.Row():
             export = gr.Button("Export preference dataset")
             n_sim = gr.Number(20, precision=0, label="simulated votes", minimum=1, maximum=500)
+            taste = gr.Dropdown(retrain.tastes(), value="", label="simulated class's taste")
+            group = gr.Textbox(label="group (optional)", max_length=40)
             simulate = gr.Button("Cast simulated votes")
         files = gr.File(label="Exported files", interactive=False)
         status = gr.Markdown(label="status")
@@ -260,7 +278,12 @@ def data_tab(arena: Arena) -> None:
         [files, status],
         api_name="export",
     )
-    simulate.click(partial(retrain.simulate, arena), [password, n_sim], status, api_name="simulate")
+    simulate.click(
+        partial(retrain.simulate, arena),
+        [password, n_sim, taste, group],
+        status,
+        api_name="simulate",
+    )
     gr.on(  # in classroom mode the votes (students' prompts) are the instructor's to read
         [refresh.click, password.submit],
         partial(board.votes_table, arena),
@@ -271,21 +294,30 @@ def data_tab(arena: Arena) -> None:
 
 
 def retrain_tab(arena: Arena) -> None:
-    """Instructor: retrain the reward model on the votes (and optionally PPO) in the background."""
-    gr.Markdown(
-        "Retrain the reward model on the original pairs plus the class's votes, then compare "
-        "held-out accuracy before and after. A PPO round adds a new policy to the arena."
+    """Instructor: a feedback round on the class's votes in the background, before / after."""
+    gr.Markdown(retrain.RETRAIN_HELP)
+    with gr.Row():
+        password = gr.Textbox(label="Instructor password", type="password")
+        group = gr.Textbox(label="group (empty: every vote)", max_length=40)
+        updates = gr.Number(
+            retrain.FeedbackConfig().ppo_updates, precision=0, minimum=0, maximum=200,
+            label="PPO updates after (0 = reward model only)",
+        )  # fmt: skip
+    button = gr.Button("Retrain", variant="primary", elem_id="retrain-go")
+    message = gr.Markdown(elem_id="retrain-message")  # stays until the next click
+    progress = gr.Textbox(label="Progress", interactive=False, elem_id="retrain-progress")
+    with gr.Row():
+        panel = gr.Dataframe(label="Before / after", interactive=False, elem_id="retrain-panel")
+        plot = gr.Plot(label="Before / after")
+    with gr.Accordion("Every number of the round", open=False):
+        results = gr.Dataframe(label="All metrics", interactive=False)
+    button.click(
+        partial(retrain.start, arena), [password, updates, group], message, api_name="retrain"
     )
-    password = gr.Textbox(label="Instructor password", type="password")
-    updates = gr.Number(
-        0, precision=0, minimum=0, maximum=200, label="PPO updates after (0 = none)"
-    )
-    button = gr.Button("Retrain", variant="primary")
-    progress = gr.Textbox(label="Progress", interactive=False)
-    results = gr.Dataframe(label="Before / after", interactive=False)
-    button.click(partial(retrain.start, arena), [password, updates], progress, api_name="retrain")
     gr.Timer(2).tick(
-        partial(retrain.status, arena), outputs=[progress, results], api_visibility="private"
+        partial(retrain.status, arena),
+        outputs=[progress, panel, plot, results],
+        api_visibility="private",
     )
 
 

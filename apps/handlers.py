@@ -189,6 +189,14 @@ def pick_models(names: object, available: list[str]) -> list[str]:
     return list(dict.fromkeys(wanted))[:MAX_COMPARE]
 
 
+def compare_choices(arena: Arena, selected: list[str] | None) -> tuple[list[str], list[str]]:
+    """Compare's model list as it is now (a feedback round adds models live), and the
+    selection kept to the models still there."""
+    available = arena.pool.available
+    kept = [name for name in selected or [] if name in available]
+    return available, kept or available[:MAX_COMPARE]
+
+
 def pick_pair(names: list[str], rng: random.Random) -> list[str]:
     """Two different models, every ordered pair equally likely; [] when fewer than two."""
     return rng.sample(names, 2) if len(names) >= 2 else []

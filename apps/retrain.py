@@ -1,23 +1,41 @@
-"""Instructor handlers that close the loop: retrain the reward model on the class's votes,
-optionally run a short PPO round, and add the new models to the arena; simulated voters."""
+"""Instructor handlers that close the loop: a feedback round on the class's votes (the reward
+model adapted to them, then a short PPO round from the current policy), the new models added to
+the arena; simulated voters with a taste."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
-from apps.guard import check_instructor
+from apps.guard import check_instructor, whole_number
 from apps.handlers import Arena
 from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
 from apps.votes import to_preferences
+from lab import metrics as M
 from lab.config import LabConfig
-from lab.feedback import ppo_round, retrain_reward
+from lab.feedback import FeedbackConfig, feedback_round, next_round, select_group
+from lab.plots import plot_before_after
 from lab.stages import load_run_config
+from lab.world.tastes import TASTES
 
-FEEDBACK_DIR = "feedback"  # <run>/feedback/round-NNN/{reward,ppo}/
 MAX_SIMULATED = 500
+MAX_PPO_UPDATES = 200
+RETRAIN_HELP = "\n".join(
+    [
+        "**A feedback round**: the reward model the arena uses now is fine-tuned on the class's "
+        "votes (with a replay of the original pairs, so it keeps what it knew), then a short PPO "
+        "round trains the current policy against it. The new policy joins Compare, Battle and "
+        "the leaderboard: battle it against the old one. Agreement with the class is measured on "
+        "held-out votes (5-fold cross-validation by prompt), before and after.",
+        "",
+        "Simulated classes (Data tab) vote with a taste of their own:",
+        *(f"- `{name}`: {description}" for name, (_, description) in TASTES.items()),
+    ]
+)
 
 
 def run_config(run_dir: Path) -> LabConfig | None:
@@ -28,73 +46,151 @@ def run_config(run_dir: Path) -> LabConfig | None:
         return None
 
 
-def next_round(run_dir: Path) -> Path:
-    """The folder of the next feedback round: round-001, round-002, …"""
-    root = run_dir / FEEDBACK_DIR
-    done = sorted(root.glob("round-*")) if root.exists() else []
-    return root / f"round-{len(done) + 1:03d}"
+def start(arena: Arena, password: str, ppo_updates: float, group: str = "") -> str:
+    """Start a feedback round in the background (instructor only; one job at a time).
 
-
-def start(arena: Arena, password: str, ppo_updates: float) -> str:
-    """Start retraining in the background (instructor only; one job at a time)."""
+    `group` ('' = every vote) keeps one group's votes; the round's models join the arena.
+    """
     problem = check_instructor(arena.classroom, password)
     if problem:
         return problem
+    updates = whole_number(ppo_updates, 0, MAX_PPO_UPDATES)
+    if updates is None:
+        return f"PPO updates: choose a whole number from 0 to {MAX_PPO_UPDATES}."
+    group = group.strip() if isinstance(group, str) else None
+    if group is None:
+        return "Group: type a group name, or leave it empty for every vote."
     if arena.cfg is None or arena.run_dir is None:
         return "Retraining needs the pipeline's run folder (start the arena with --run)."
     if arena.job is not None and arena.job.running:
-        return "A retraining job is already running."
+        return "A retraining job is already running: wait for it to finish."
     pairs = to_preferences(arena.store.votes())
     if not pairs:
         return "No preference pairs yet: votes with a winner make pairs."
-    folder, updates = next_round(arena.run_dir), int(ppo_updates or 0)
-    arena.job = start_job(folder.name, lambda report: work(arena, pairs, folder, updates, report))
-    return f"Retraining on {len(pairs)} vote pairs in {folder} …"
+    try:
+        pairs = select_group(pairs, group or None)
+    except ValueError as error:
+        return str(error)
+    fb = dataclasses.replace(FeedbackConfig(), ppo_updates=updates)
+    folder = next_round(arena.run_dir)
+    job = lambda report: work(arena, pairs, fb, group or None, report)  # noqa: E731
+    arena.job = start_job(folder.name, job)
+    return f"Retraining on {len(pairs)} vote pairs in {folder.name} …"
 
 
-def work(arena: Arena, pairs: list[dict], folder: Path, updates: int, report: Progress) -> dict:
-    """Retrain the reward model, then (optionally) PPO against it; swap the new models in."""
-    share = 0.5 if updates else 1.0  # of the progress bar for the reward model
-
-    def reward_progress(fraction: float, message: str) -> None:
-        report(share * fraction, f"reward model: {message}")
-
-    result = retrain_reward(arena.cfg, arena.run_dir, pairs, folder / "reward", reward_progress)
-    arena.pool.set_reward(str(folder / "reward" / "model"))
-    if updates:
-
-        def ppo_progress(fraction: float, message: str) -> None:
-            report(share + (1 - share) * fraction, f"PPO: {message}")
-
-        result.update(
-            ppo_round(
-                arena.cfg, arena.run_dir, folder / "reward", folder / "ppo", updates, ppo_progress
-            )
-        )
-        arena.pool.add(f"ppo-{folder.name}", str(folder / "ppo" / "model"))
+def work(
+    arena: Arena, pairs: list[dict], fb: FeedbackConfig, group: str | None, report: Progress
+) -> dict:
+    """Run the round (the same `lab.feedback.feedback_round` as `python -m lab feedback`);
+    swap the new reward model in and add the new policy to the pool."""
+    folder, summary = feedback_round(arena.cfg, arena.run_dir, pairs, fb, group, progress=report)
+    result = summary["groups"][group or "all"]
+    arena.pool.set_reward(str(folder / result[M.FEEDBACK_REWARD_DIR] / "model"))
+    if M.FEEDBACK_POLICY_DIR in result:
+        suffix = f"-{group}" if group else ""
+        arena.pool.add(f"ppo-{folder.name}{suffix}", str(folder / result[M.FEEDBACK_POLICY_DIR]))
     return result
 
 
-def status(arena: Arena) -> tuple[str, pd.DataFrame]:
-    """The job's progress line and, once done, its before/after numbers."""
+BEFORE_AFTER = {  # the readable rows of the Retrain tab: (label, before, after, interval names)
+    "agreement with the class (held-out votes)": (
+        M.FEEDBACK_VOTES_ACCURACY_BEFORE,
+        M.FEEDBACK_VOTES_ACCURACY_AFTER,
+        M.FEEDBACK_VOTES_ACCURACY_BEFORE_CI,
+        M.FEEDBACK_VOTES_ACCURACY_AFTER_CI,
+    ),
+    "accuracy vs gold (world's held-out pairs)": (
+        M.FEEDBACK_GOLD_ACCURACY_BEFORE,
+        M.FEEDBACK_GOLD_ACCURACY_AFTER,
+        M.FEEDBACK_GOLD_ACCURACY_BEFORE_CI,
+        M.FEEDBACK_GOLD_ACCURACY_AFTER_CI,
+    ),
+}
+
+
+def with_interval(result: dict, name: str, ci_name: str) -> str:
+    """'0.81 (0.76–0.85)', or 'n/a' when missing."""
+    value, ci = result.get(name), result.get(ci_name)
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" + (f" ({ci[0]:.2f}–{ci[1]:.2f})" if ci else "")
+
+
+def compute_before_after(result: dict) -> pd.DataFrame:
+    """A round's readable before/after table (intervals: Wilson 95%), then every other number."""
+    rows = [
+        {"measure": label, "before": with_interval(result, b, b_ci),
+         "after": with_interval(result, a, a_ci)}
+        for label, (b, a, b_ci, a_ci) in BEFORE_AFTER.items()
+    ]  # fmt: skip
+    rows.append({"measure": "vote pairs used", "before": "", "after": str(
+        result.get(M.FEEDBACK_VOTE_PAIRS_TRAIN, ""))})  # fmt: skip
+    if M.FEEDBACK_NOTE in result:
+        rows.append({"measure": "note", "before": "", "after": result[M.FEEDBACK_NOTE]})
+    return pd.DataFrame(rows)
+
+
+def before_after(arena: Arena) -> pd.DataFrame:
+    """The last round's readable before/after table; empty until a round has finished."""
+    if arena.job is None or arena.job.running or not arena.job.result:
+        return pd.DataFrame()
+    return compute_before_after(arena.job.result)
+
+
+def compute_before_after_numbers(result: dict) -> pd.DataFrame:
+    """The panel's numbers for a plot: measure, when (before/after), value, low, high."""
+    rows = []
+    for label, (b, a, b_ci, a_ci) in BEFORE_AFTER.items():
+        for when, name, ci in (("before", b, b_ci), ("after", a, a_ci)):
+            if result.get(name) is not None:
+                low, high = result.get(ci) or (result[name], result[name])
+                rows.append(
+                    {
+                        "measure": label,
+                        "when": when,
+                        "value": result[name],
+                        "low": low,
+                        "high": high,
+                    }
+                )
+    return pd.DataFrame(rows, columns=["measure", "when", "value", "low", "high"])
+
+
+def status(arena: Arena) -> tuple[str, pd.DataFrame, go.Figure | None, pd.DataFrame]:
+    """The job's progress line, the readable before/after panel and its plot, every number."""
     if arena.job is None:
-        return "No retraining yet.", pd.DataFrame()
+        return "No retraining yet.", pd.DataFrame(), None, pd.DataFrame()
     result = arena.job.result or {}
-    table = pd.DataFrame(
+    everything = pd.DataFrame(
         [{"metric": k, "value": v} for k, v in result.items() if isinstance(v, int | float)]
     )
-    return arena.job.status(), table
+    numbers = compute_before_after_numbers(result)
+    figure = plot_before_after(numbers) if not numbers.empty else None
+    return arena.job.status(), before_after(arena), figure, everything
 
 
-def simulate(arena: Arena, password: str, n: float) -> str:
-    """Cast `n` votes by simulated annotators (instructor only)."""
+def simulate(arena: Arena, password: str, n: float, taste: str = "", group: str = "") -> str:
+    """Cast `n` votes by simulated annotators, or by a class with `taste` (instructor only)."""
     problem = check_instructor(arena.classroom, password)
     if problem:
         return problem
+    count = whole_number(n, 1, MAX_SIMULATED)
+    if count is None:
+        return f"Choose between 1 and {MAX_SIMULATED} simulated votes."
+    if not isinstance(taste, str) or (taste and taste not in TASTES):
+        return f"Unknown taste: choose one of {', '.join(TASTES)} (or none)."
+    if not isinstance(group, str):
+        return "Group: type a group name, or leave it empty."
     if arena.world is None:
         return "Simulated annotators need the tiny world (start the arena with --run runs/tiny)."
-    n = int(n or 0)
-    if not 1 <= n <= MAX_SIMULATED:
-        return f"Choose between 1 and {MAX_SIMULATED} simulated votes."
-    ids = simulate_votes(arena, n, seed=arena.rng.randrange(10**6))
-    return f"Cast {len(ids)} simulated votes."
+    seed = arena.rng.randrange(10**6)
+    ids = simulate_votes(arena, count, seed=seed, taste=taste or None, group=group.strip())
+    who = f" by a {taste} class" if taste else ""
+    return f"Cast {len(ids)} simulated votes{who}" + (" (with a group)." if group.strip() else ".")
+
+
+def tastes() -> list[tuple[str, str]]:
+    """(label, value) choices for a taste picker: each taste with its one-line description."""
+    return [("world's annotators", "")] + [
+        (f"{name}: {description}", name) for name, (_, description) in TASTES.items()
+    ]

@@ -1,6 +1,6 @@
 """The arena's vote store: one append-only SQLite row per vote, and its converters.
 
-Votes become battles for the leaderboard (`to_battles`, see `lab.leaderboard`) and explicit
+Votes become battles for the leaderboard (`lab.leaderboard.compute_battles`) and explicit
 prompt/chosen/rejected pairs for reward modelling (`to_preferences`, `export_preferences`).
 Every operation opens its own connection, so one `VoteStore` serves Gradio's thread pool and
 several processes can share one file; SQLite's WAL mode lets readers and a writer overlap.
@@ -22,18 +22,22 @@ import datasets
 import pandas as pd
 
 # OUTCOMES ("win", "tie", "both_bad") lives beside the maths that says what each means.
-from lab.leaderboard import OUTCOMES, vote_to_battles
+from lab.leaderboard import OUTCOMES
 
-SCHEMA_VERSION = 1
+# The table's layout and its reading live in the lab, which reads the file without the app.
+from lab.votes_db import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    quoted,
+    schema_version,
+    select_votes,
+    to_preferences,
+)
+
 MODES = ("compare", "battle", "simulated")
 
 # A burst of votes queues for SQLite's single write lock instead of failing with "locked".
 BUSY_TIMEOUT_S = 60.0
-COLUMNS = (
-    "id", "time", "annotator", "mode", "prompt", "models", "responses", "outcome", "winner",
-    "decoding",
-)  # fmt: skip
-JSON_COLUMNS = ("models", "responses", "decoding")
 SCHEMA = (
     """CREATE TABLE votes (
         id INTEGER PRIMARY KEY,
@@ -45,7 +49,8 @@ SCHEMA = (
         responses TEXT NOT NULL,     -- JSON list, same length as models
         outcome TEXT NOT NULL,
         winner INTEGER,              -- index into models, NULL unless outcome = 'win'
-        decoding TEXT NOT NULL       -- JSON object
+        decoding TEXT NOT NULL,      -- JSON object
+        "group" TEXT NOT NULL DEFAULT ''  -- the voter's class or section, '' when none
     )""",
     "CREATE INDEX votes_by_annotator ON votes (annotator, time)",
     "CREATE INDEX votes_by_time ON votes (time)",
@@ -55,6 +60,11 @@ SCHEMA = (
     "CREATE TRIGGER votes_no_delete BEFORE DELETE ON votes "
     "BEGIN SELECT RAISE(ABORT, 'votes are append-only'); END",
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+)
+# Version 1 -> 2: votes get a group. Adding a column fires no trigger; old votes get ''.
+MIGRATE_1_TO_2 = (
+    """ALTER TABLE votes ADD COLUMN "group" TEXT NOT NULL DEFAULT ''""",
+    "UPDATE schema_version SET version = 2",
 )
 
 
@@ -90,6 +100,8 @@ class Vote:
     """Index into models of the preferred response; required iff outcome == "win"."""
     decoding: dict = field(default_factory=dict)
     """Decoding settings: temperature, top_p, max_new_tokens, seed."""
+    group: str = ""
+    """The voter's class or section ('' when none): feedback rounds can learn each group's taste."""
 
     def __post_init__(self) -> None:
         # Lists are accepted and frozen into tuples, so a Vote never changes after validation.
@@ -112,6 +124,8 @@ class Vote:
         if self.outcome not in OUTCOMES:
             raise _bad("outcome", f"unknown outcome {self.outcome!r}, expected one of {OUTCOMES}")
         self._check_winner()
+        if not isinstance(self.group, str) or self.group != self.group.strip():
+            raise _bad("group", f"expected a string without surrounding spaces, got {self.group!r}")
         if not isinstance(self.decoding, dict):
             raise _bad("decoding", f"expected a dict, got {type(self.decoding).__name__}")
         try:
@@ -189,29 +203,22 @@ class VoteStore:
             conn.execute("COMMIT")
 
     def _check_or_create_schema(self, conn: sqlite3.Connection) -> None:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "schema_version" in tables:
-            found = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
-            if found != [SCHEMA_VERSION]:
-                raise ValueError(
-                    f"{self.path}: vote store has schema version {found}, this code reads "
-                    f"version {SCHEMA_VERSION}; migrate the file or use another path"
-                )
-        elif tables:
-            raise ValueError(
-                f"{self.path}: not a vote store (tables {sorted(tables)}, no schema_version)"
-            )
-        else:
+        """Create the schema in an empty file, migrate a version-1 file in place, else check it."""
+        version = schema_version(conn, self.path)  # another version or a foreign file raises
+        if version is None:
             for statement in SCHEMA:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif version == 1:
+            for statement in MIGRATE_1_TO_2:
+                conn.execute(statement)
 
     def add(self, vote: Vote) -> int:
         """Append `vote` and return its row id, only once the row is committed (the ack)."""
         with self._write() as conn:
             # Stamped under the lock, so time order and id order agree.
             cursor = conn.execute(
-                f"INSERT INTO votes ({', '.join(COLUMNS[1:])}) VALUES ({', '.join('?' * 9)})",
+                f"INSERT INTO votes ({quoted(COLUMNS[1:])}) VALUES ({', '.join('?' * 10)})",
                 (
                     _utc_iso(time.time()),
                     vote.annotator,
@@ -222,6 +229,7 @@ class VoteStore:
                     vote.outcome,
                     vote.winner,
                     json.dumps(vote.decoding, ensure_ascii=False),
+                    vote.group,
                 ),
             )
         return int(cursor.lastrowid)
@@ -229,12 +237,7 @@ class VoteStore:
     def votes(self) -> pd.DataFrame:
         """Every vote, oldest first: models/responses as lists, decoding as a dict, winner Int64."""
         with self._connect() as conn:
-            rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM votes ORDER BY id").fetchall()
-        table = pd.DataFrame(rows, columns=list(COLUMNS))
-        for column in JSON_COLUMNS:
-            table[column] = [json.loads(text) for text in table[column]]
-        table["winner"] = table["winner"].astype("Int64")  # nullable: <NA> unless a "win"
-        return table
+            return select_votes(conn, SCHEMA_VERSION)
 
     def count(self, annotator: str | None = None, since: float | None = None) -> int:
         """Votes in the store, optionally only by `annotator` and/or from unix time `since` on."""
@@ -248,52 +251,6 @@ class VoteStore:
         sql = "SELECT COUNT(*) FROM votes" + (" WHERE " + " AND ".join(where) if where else "")
         with self._connect() as conn:
             return int(conn.execute(sql, params).fetchone()[0])
-
-
-def to_battles(votes: pd.DataFrame) -> pd.DataFrame:
-    """Votes -> pairwise battles (model_a, model_b, winner in {"model_a", "model_b", "tie"}).
-
-    A "win" beats every other model of its vote; "tie" and "both_bad" tie every pair.
-    """
-    rows = [
-        battle
-        for vote in votes.itertuples(index=False)
-        for battle in vote_to_battles(list(vote.models), vote.outcome, vote.winner)
-    ]
-    return pd.DataFrame(rows, columns=["model_a", "model_b", "winner"])
-
-
-def to_preferences(votes: pd.DataFrame) -> list[dict]:
-    """ "win" votes -> standard prompt/chosen/rejected rows, the winner against each other model.
-
-    Ties and both_bad give no pair. A pair is skipped when its two responses are the same text
-    (up to surrounding whitespace) or one is blank: neither teaches a preference, and
-    `lab.data.load_preferences` refuses both. Provenance rides along in extra columns.
-    """
-    rows = []
-    for vote in votes.itertuples(index=False):
-        if vote.outcome != "win":
-            continue
-        best = int(vote.winner)
-        chosen = vote.responses[best]
-        for i, (model, rejected) in enumerate(zip(vote.models, vote.responses, strict=True)):
-            if i == best or not rejected.strip() or not chosen.strip():
-                continue
-            if chosen.strip() == rejected.strip():
-                continue
-            rows.append(
-                {
-                    "prompt": vote.prompt,
-                    "chosen": chosen,
-                    "rejected": rejected,
-                    "chosen_model": vote.models[best],
-                    "rejected_model": model,
-                    "annotator": vote.annotator,
-                    "mode": vote.mode,
-                    "vote_id": int(vote.id),
-                }
-            )
-    return rows
 
 
 def export_preferences(votes: pd.DataFrame, out_dir: Path) -> dict[str, Path]:

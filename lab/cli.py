@@ -1,4 +1,9 @@
-"""`python -m lab <stage> [--profile tiny] [--out DIR] [--set k=v ...] [--config FILE] [--force]`."""
+"""`python -m lab <stage> [--profile tiny] [--out DIR] [--set k=v ...] [--config FILE] [--force]`.
+
+`python -m lab feedback --run RUN --db VOTES.sqlite [--ppo-updates K] [--per-group] [--group G]`
+runs one feedback round on the arena's votes (see `lab.feedback`).
+`python -m lab sweep --seeds 5 [--profile tiny]` runs the pipeline once per seed (see `lab.sweep`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,20 @@ from pathlib import Path
 
 import yaml
 
-from lab.config import parse_set_args, to_dict
+from lab.config import apply_overrides, parse_set_args, to_dict
 from lab.distributed import is_main
 from lab.profiles import PROFILES, load_config
 from lab.recipes import RECIPES
 from lab.stages import STAGE_NAMES, run_stages
-from lab.summary import REPORT_FILE, SUMMARY_FILE, format_summary, summarize
+from lab.summary import (
+    REPORT_FILE,
+    SUMMARY_FILE,
+    SWEEP_DIR,
+    SWEEP_FILE,
+    format_summary,
+    summarize,
+)
+from lab.sweep import format_sweep, run_sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description="RLHF Lab: run a stage.")
     parser.add_argument(
         "stage",
-        choices=[*STAGE_NAMES, "pipeline", "config", "plan"],
+        choices=[*STAGE_NAMES, "pipeline", "config", "plan", "feedback", "sweep"],
         help="stage to run (earlier stages run first if missing); "
-        "'pipeline' runs all; 'config' prints the settings; 'plan' estimates memory and time",
+        "'pipeline' runs all; 'config' prints the settings; 'plan' estimates memory and time; "
+        "'feedback' adapts a run's reward model and policy to the arena's votes; "
+        "'sweep' runs the pipeline on --seeds N seeds and reports each model's spread",
     )
     parser.add_argument(
         "--profile",
@@ -52,7 +67,91 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--gpu", default="T4", help="plan: T4, L4, A100-40, A100-80, H100 or cpu")
     parser.add_argument("--gpu-mem", default=None, help="plan: memory to fit in, e.g. 16GB")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="sweep: how many seeds (0, 1, ... N-1)"
+    )
+    parser.add_argument("--run", type=Path, help="feedback: the run folder, e.g. runs/tiny")
+    parser.add_argument("--db", type=Path, help="feedback: the arena's vote database")
+    parser.add_argument(
+        "--ppo-updates", type=int, default=None, help="feedback: PPO updates (0 = no policy round)"
+    )
+    parser.add_argument(
+        "--per-group", action="store_true", help="feedback: a reward model and policy per group"
+    )
+    parser.add_argument("--group", default=None, help="feedback: only this group's votes")
     return parser
+
+
+def fmt_share(metrics: dict, name: str, ci_name: str) -> str:
+    """'0.812 [0.780, 0.840]', or 'n/a' when the number is missing."""
+    value, ci = metrics.get(name), metrics.get(ci_name)
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def format_round(folder: Path, summary: dict) -> str:
+    """A feedback round's before/after, a few lines per group."""
+    from lab import metrics as M
+
+    lines = [f"{folder} ({summary[M.FEEDBACK_ROUND_SECONDS]:.0f} s)"]
+    for label, m in summary["groups"].items():
+        votes = [
+            fmt_share(m, M.FEEDBACK_VOTES_ACCURACY_BEFORE, M.FEEDBACK_VOTES_ACCURACY_BEFORE_CI),
+            fmt_share(m, M.FEEDBACK_VOTES_ACCURACY_AFTER, M.FEEDBACK_VOTES_ACCURACY_AFTER_CI),
+        ]
+        gold = [
+            fmt_share(m, M.FEEDBACK_GOLD_ACCURACY_BEFORE, M.FEEDBACK_GOLD_ACCURACY_BEFORE_CI),
+            fmt_share(m, M.FEEDBACK_GOLD_ACCURACY_AFTER, M.FEEDBACK_GOLD_ACCURACY_AFTER_CI),
+        ]
+        lines += [
+            f"[{label}] {m[M.FEEDBACK_VOTE_PAIRS_TRAIN]} vote pairs, "
+            f"{m[M.FEEDBACK_FOLDS]} folds, reward model {m[M.FEEDBACK_REWARD_SECONDS]:.0f} s",
+            f"  agreement with the class, held-out votes: {votes[0]} -> {votes[1]}",
+            f"  accuracy vs gold, world's held-out pairs: {gold[0]} -> {gold[1]}",
+        ]
+        if M.FEEDBACK_NOTE in m:
+            lines.append(f"  note: {m[M.FEEDBACK_NOTE]}")
+        if M.FEEDBACK_POLICY_DIR in m:
+            lines.append(
+                f"  policy: {folder / m[M.FEEDBACK_POLICY_DIR]} (from {m[M.FEEDBACK_POLICY_FROM]}, "
+                f"{m['ppo/updates']} PPO updates, {m[M.FEEDBACK_PPO_SECONDS]:.0f} s)"
+            )
+    return "\n".join(lines)
+
+
+def run_feedback(args: argparse.Namespace) -> int:
+    """`python -m lab feedback`: one round on the votes in `--db`; errors are one line, exit 2."""
+    import dataclasses
+
+    from lab.feedback import FeedbackConfig, feedback_round
+    from lab.stages import load_run_config
+    from lab.votes_db import read_votes, to_preferences
+
+    try:
+        if args.run is None or args.db is None:
+            raise ValueError("feedback needs --run RUN_DIR and --db VOTES.sqlite")
+        cfg = load_run_config(args.run)
+        apply_overrides(cfg, parse_set_args(args.overrides))
+        fb = FeedbackConfig()
+        if args.ppo_updates is not None:
+            if args.ppo_updates < 0:
+                raise ValueError(f"--ppo-updates must be 0 or more, got {args.ppo_updates}")
+            fb = dataclasses.replace(fb, ppo_updates=args.ppo_updates)
+        pairs = to_preferences(read_votes(args.db))
+        if not pairs:
+            raise ValueError(f"no vote pairs in {args.db}: votes with a winner make pairs")
+        folder, summary = feedback_round(
+            cfg, args.run, pairs, fb, group=args.group, per_group=args.per_group
+        )
+    except (FileExistsError, FileNotFoundError, KeyError, ValueError) as err:
+        print(
+            f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+    print(format_round(folder, summary))
+    return 0
 
 
 def print_plan(cfg, gpu: str, gpu_mem: str | None) -> int:
@@ -74,6 +173,8 @@ def print_plan(cfg, gpu: str, gpu_mem: str | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.stage == "feedback":
+        return run_feedback(args)
     try:
         cfg = load_config(args.profile, parse_set_args(args.overrides), args.config)
     except (KeyError, TypeError, ValueError) as err:
@@ -85,6 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "plan":
         return print_plan(cfg, args.gpu, args.gpu_mem)
     run_dir = args.out or Path("runs") / args.profile
+    if args.stage == "sweep":
+        if args.seeds < 2:
+            print(
+                f"error: --seeds needs at least 2 seeds for an interval, got {args.seeds}",
+                file=sys.stderr,
+            )
+            return 2
+        sweep = run_sweep(cfg, run_dir, list(range(args.seeds)))
+        print("\n" + format_sweep(sweep))
+        print(f"\nWrote {run_dir / SWEEP_DIR / SWEEP_FILE}")
+        return 0
     until = STAGE_NAMES[-1] if args.stage == "pipeline" else args.stage
     results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)
     if not is_main():  # under `accelerate launch` the main process reports

@@ -160,3 +160,24 @@ def plot_seed_spread(
         height=380,
     )
     return fig
+
+
+def plot_before_after(numbers: pd.DataFrame) -> go.Figure:
+    """Before and after bars per measure, with 95% intervals (`compute_before_after_numbers`)."""
+    fig = go.Figure()
+    for when, color in (("before", "lightgray"), ("after", "steelblue")):
+        rows = numbers[numbers["when"] == when]
+        fig.add_trace(
+            go.Bar(
+                x=rows["measure"], y=rows["value"], name=when, marker_color=color,
+                error_y={
+                    "type": "data", "symmetric": False, "array": rows["high"] - rows["value"],
+                    "arrayminus": rows["value"] - rows["low"],
+                },
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        barmode="group", yaxis={"range": [0, 1], "title": "share of pairs"},
+        template="plotly_white", height=320, title="Before and after the round",
+    )  # fmt: skip
+    return fig

@@ -22,6 +22,7 @@ from apps.handlers import (
     MAX_SEED,
     Arena,
     ask,
+    compare_choices,
     format_stats,
     new_session,
     pick_pair,
@@ -225,10 +226,13 @@ def test_retrain_on_votes_adds_the_new_models(arena):
     message = retrain.start(arena, "", 2)
     assert "Retraining on" in message and "already running" in retrain.start(arena, "", 2)
     assert arena.job.done.wait(timeout=900), "retraining did not finish"
-    progress, table = retrain.status(arena)
+    progress, panel, figure, table = retrain.status(arena)
     assert arena.job.error == "" and "done" in progress
     assert {"feedback/accuracy_before", "feedback/accuracy_after"} <= set(table["metric"])
+    assert "agreement with the class (held-out votes)" in set(panel["measure"])
+    assert figure is not None and {t.name for t in figure.data} == {"before", "after"}
     assert "ppo-round-001" in arena.pool.available
+    assert "ppo-round-001" in compare_choices(arena, ["sft"])[0]  # Compare's list, live
     assert arena.pool.reward_source.endswith("round-001/reward/model")
     answer = arena.pool.answer("ppo-round-001", PROMPT, DecodingConfig(16, 0.7, 1.0, 0))
     assert answer.text
@@ -482,3 +486,15 @@ def test_a_model_that_fails_mid_answer_raises_and_frees_the_pool(tiny_pool, monk
     monkeypatch.undo()
     assert not tiny_pool.lock.locked()
     assert tiny_pool.answer("ppo", "What is 2 plus 3?", DecodingConfig(8, 0.7, 1.0, 0)) is not None
+
+
+def test_compare_list_follows_the_pool_and_keeps_the_selection(tiny_arena):
+    assert compare_choices(tiny_arena, ["ppo", "gone"]) == (["sft", "ppo"], ["ppo"])
+    assert compare_choices(tiny_arena, None) == (["sft", "ppo"], ["sft", "ppo"])
+
+
+def test_retrain_and_simulate_refuse_bad_numbers_in_one_line(tiny_arena):
+    for n in (NAN, INF, "lots", 10**9, 0, 2.5):
+        assert "Choose between" in retrain.simulate(tiny_arena, "", n)
+        assert "PPO updates" in retrain.start(tiny_arena, "", n if n != 0 else -1)
+    assert "group" in retrain.start(tiny_arena, "", 0, ["not", "text"]).lower()

@@ -1,160 +1,252 @@
-"""Feedback from the arena: a reward model retrained on a class's votes must learn the class's
-taste (held-out vote accuracy rises) while still ranking the world's pairs; a PPO round against
-it must save a policy the arena can load."""
+"""Feedback from the arena: a reward model adapted to a class's votes must learn the class's taste
+(held-out agreement rises, by k-fold cross-validation) while still ranking the world's pairs; a
+round writes the models the next round starts from; bad input is refused in one line, with
+nothing written."""
 
-import copy
 import json
+import random
+import shutil
+import sqlite3
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lab import feedback
 from lab import metrics as M
-from lab.config import apply_overrides
+from lab.cli import main as cli
 from lab.data import load_preferences
 from lab.feedback import (
-    MIN_VOTES_TO_HOLD_OUT,
-    ppo_round,
+    FeedbackConfig,
+    assign_folds,
+    current_models,
+    next_round,
     retrain_reward,
-    split_votes,
+    select_group,
     validate_votes,
+    wilson_interval,
 )
-from lab.reward import load_reward_model, score
-from lab.runlog import read_log, read_metrics
+from lab.recipes import gold_judge
 from lab.world.build import FILES
-from lab.world.judge import split_sentences
-from lab.world.phrases import POLITE, RUDE
-from tests.conftest import SMALL
+from lab.world.judge import score
+from lab.world.tastes import make_class, taste_weights
 
-N_VOTES = 200
 GOOD = {"prompt": "What is 2 plus 3?", "chosen": "2 plus 3 is 5.", "rejected": "It is 6."}
-FAST = {"reward.epochs": 1.0, "ppo.batch_size": 8, "ppo.mini_batch_size": 4}
+N_VOTES = 120
+FAST = FeedbackConfig(folds=3, epochs=3.0, ppo_updates=1)  # 4 short fine-tunings, 1 PPO update
 
 
-# A class with its own taste in polite phrases, which the world's annotators and gold do not
-# share: the same answer, with one phrase or another of the same length. (liked, disliked)
-TASTE = [("{} Have a nice day!", "{} Hope this helps!"), ("Good question! {}", "Happy to help. {}")]
-
-
-def class_votes(run_dir, n: int) -> list[dict]:
-    """That class's votes on answers to the world's training prompts, as the arena exports them."""
-    votes = []
-    for i, row in enumerate(load_preferences(run_dir / "world" / FILES["pairs_train"])):
-        sentences = split_sentences(row["chosen"][0]["content"])
-        answer = " ".join(s for s in sentences if s not in POLITE + RUDE)
-        if answer:
-            liked, disliked = TASTE[i % len(TASTE)]
-            prompt = row["prompt"][0]["content"]
-            votes.append(
-                {
-                    "prompt": prompt,
-                    "chosen": liked.format(answer),
-                    "rejected": disliked.format(answer),
-                }
-            )
+def taste_votes(cfg, run_dir, taste: str, n: int, seed: int = 0) -> list[dict]:
+    """A simulated class's votes on world answer pairs where its taste and gold disagree."""
+    world, people, rng = gold_judge(cfg), make_class(taste, 20, seed), random.Random(seed)
+    weights, votes = taste_weights(taste), []
+    for row in load_preferences(run_dir / "world" / FILES["pairs_train"]):
+        a, b = (world.features(row["prompt"], row[f]) for f in ("chosen", "rejected"))
+        if (score(a) - score(b)) * (score(a, weights) - score(b, weights)) >= 0:
+            continue  # the class would vote as the world did: nothing new to learn
+        first = rng.choice(people).prefers_first(a, b, rng)
+        answers = [row["chosen"][0]["content"], row["rejected"][0]["content"]]
+        votes.append(
+            {
+                "prompt": row["prompt"][0]["content"],
+                "chosen": answers[0 if first else 1],
+                "rejected": answers[1 if first else 0],
+                "group": taste,
+            }
+        )
         if len(votes) == n:
             return votes
     raise AssertionError(f"only {len(votes)} votes could be built")
 
 
 @pytest.fixture(scope="module")
-def fast_cfg(small_cfg):
-    cfg = copy.deepcopy(small_cfg)  # the session's config is shared: never change it in place
-    apply_overrides(cfg, FAST)
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def retrained(fast_cfg, small_reward_run, tmp_path_factory):
+def adapted(small_cfg, small_reward_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("feedback") / "reward"
     calls = []
-    votes = class_votes(small_reward_run, N_VOTES)
+    votes = taste_votes(small_cfg, small_reward_run, "terse", N_VOTES)
     metrics = retrain_reward(
-        fast_cfg, small_reward_run, votes, out, progress=lambda f, m: calls.append((f, m))
+        small_cfg, small_reward_run, votes, out, lambda f, m: calls.append((f, m)), fb=FAST
     )
     return out, metrics, calls
 
 
-# --- the retrained reward model ------------------------------------------------------------
+# --- the adapted reward model -----------------------------------------------------------------
 
 
-def test_retrained_reward_model_learns_the_class_taste(retrained):
-    _, m, _ = retrained
+def test_adapted_reward_model_learns_the_class_taste_on_held_out_votes(adapted):
+    _, m, _ = adapted
     before, after = m[M.FEEDBACK_VOTES_ACCURACY_BEFORE], m[M.FEEDBACK_VOTES_ACCURACY_AFTER]
     print(
-        f"held-out votes {before:.3f} -> {after:.3f}; world pairs "
-        f"{m[M.FEEDBACK_ACCURACY_BEFORE]:.3f} -> {m[M.FEEDBACK_ACCURACY_AFTER]:.3f}; gold "
-        f"{m[M.FEEDBACK_GOLD_ACCURACY_BEFORE]:.3f} -> {m[M.FEEDBACK_GOLD_ACCURACY_AFTER]:.3f}"
+        f"held-out votes {before:.3f} -> {after:.3f} {m[M.FEEDBACK_VOTES_ACCURACY_AFTER_CI]}; "
+        f"gold {m[M.FEEDBACK_GOLD_ACCURACY_BEFORE]:.3f} -> {m[M.FEEDBACK_GOLD_ACCURACY_AFTER]:.3f}; "
+        f"{m[M.FEEDBACK_REWARD_SECONDS]:.0f} s"
     )
-    assert before < 0.4, m  # the current model has the opposite taste
-    assert after > 0.9, m  # the new one learnt the class's, on prompts it never trained on
-    # ... and still ranks the world's pairs, after half the stage's epochs
-    assert m[M.FEEDBACK_ACCURACY_AFTER] > 0.6 and m[M.FEEDBACK_GOLD_ACCURACY_AFTER] > 0.65, m
+    assert before < 0.5, m  # the current model has the world's taste, not the class's
+    # after beats before beyond the noise: the intervals do not overlap
+    assert m[M.FEEDBACK_VOTES_ACCURACY_AFTER_CI][0] > m[M.FEEDBACK_VOTES_ACCURACY_BEFORE_CI][1], m
+    assert m[M.FEEDBACK_GOLD_ACCURACY_AFTER] > m[M.FEEDBACK_GOLD_ACCURACY_BEFORE] - 0.05, m
+    low, high = m[M.FEEDBACK_VOTES_ACCURACY_AFTER_CI]
+    assert low < after < high and m[M.FEEDBACK_FOLDS] == 3
+    assert m[M.FEEDBACK_VOTE_PAIRS_TRAIN] == m[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == N_VOTES
+    assert m[M.FEEDBACK_REPLAY_PAIRS] == N_VOTES  # replay 1.0: one original pair per vote pair
 
 
-def test_retrain_writes_a_reward_stage_folder(retrained, small_reward_run):
-    out, m, _ = retrained
+def test_adapted_folder_is_a_reward_stage_folder(adapted, small_reward_run):
+    from lab.reward import load_reward_model
+    from lab.runlog import read_log, read_metrics
+
+    out, m, _ = adapted
     assert read_metrics(out) == json.loads(json.dumps(m))
-    n_train, n_held = m[M.FEEDBACK_VOTE_PAIRS_TRAIN], m[M.FEEDBACK_VOTE_PAIRS_HELDOUT]
-    assert n_train + n_held == N_VOTES and 30 <= n_held <= 50
-    assert m["reward/train_pairs"] == SMALL["world.n_pairs_train"] + n_train
-    assert M.FEEDBACK_NOTE not in m
-    # "before" is the run's reward model, as its own stage measured it on the same pairs
-    stage = read_metrics(small_reward_run / "reward")
-    assert m[M.FEEDBACK_ACCURACY_BEFORE] == pytest.approx(stage[M.REWARD_ACCURACY])
-    assert m[M.FEEDBACK_ACCURACY_AFTER] == pytest.approx(m[M.REWARD_ACCURACY])
+    assert m[M.FEEDBACK_REWARD_FROM] == str(small_reward_run / "reward" / "model")
     assert any(M.REWARD_LOSS in row for row in read_log(out))
-    model, tokenizer = load_reward_model(out / "model")
-    answers = [taste.format("2 plus 3 is 5.") for taste in TASTE[0]]
-    liked, disliked = score(model, tokenizer, ["What is 2 plus 3?"] * 2, answers)
-    assert liked > disliked
+    load_reward_model(out / "model")
+    assert sorted(p.name for p in out.iterdir()) == ["log.jsonl", "metrics.json", "model"]
 
 
-def test_retrain_reports_progress_in_order(retrained):
-    _, _, calls = retrained
+def test_adapting_reports_progress_in_order(adapted):
+    _, _, calls = adapted
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[0] >= 0.0 and fractions[-1] == 1.0
     assert any("training step" in message for _, message in calls)
 
 
-def test_retrain_refuses_a_folder_in_use(retrained, fast_cfg, small_reward_run):
-    out, _, _ = retrained
+def test_retrain_refuses_a_folder_in_use(adapted, small_cfg, small_reward_run):
+    out, _, _ = adapted
     with pytest.raises(FileExistsError, match="not empty"):
-        retrain_reward(fast_cfg, small_reward_run, class_votes(small_reward_run, 5), out)
+        retrain_reward(small_cfg, small_reward_run, [GOOD], out)
 
 
-# --- the PPO round ---------------------------------------------------------------------------
+def test_few_votes_are_all_trained_on_and_the_result_says_so(
+    small_cfg, small_reward_run, tmp_path, monkeypatch
+):
+    trained = []
+
+    def fake_fine_tune(cfg, fb, start, pairs, out_dir, log=None, progress=None):
+        trained.append(len(pairs))
+        return feedback.load_reward_model(start)
+
+    monkeypatch.setattr(feedback, "fine_tune", fake_fine_tune)
+    result = retrain_reward(small_cfg, small_reward_run, [GOOD] * 3, tmp_path / "out")
+    assert trained == [6]  # one training, on the 3 votes and 3 replayed pairs: no folds
+    assert result[M.FEEDBACK_VOTE_PAIRS_TRAIN] == 3 and result[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == 0
+    assert M.FEEDBACK_VOTES_ACCURACY_AFTER not in result and result[M.FEEDBACK_FOLDS] == 0
+    assert "none held out" in result[M.FEEDBACK_NOTE]
+    assert result[M.FEEDBACK_VOTES_ACCURACY_TRAINED] in (0.0, 1.0)
 
 
-def test_ppo_round_saves_a_loadable_policy(retrained, fast_cfg, small_reward_run, tmp_path):
-    reward_dir, _, _ = retrained
-    calls = []
-    metrics = ppo_round(
-        fast_cfg, small_reward_run, reward_dir, tmp_path, 2, lambda f, m: calls.append((f, m))
+# --- rounds: the CLI, the chain of models, errors ----------------------------------------------
+
+
+def write_votes(path, votes: list[dict]) -> None:
+    """Votes as the arena stores them (battles between two named models)."""
+    from apps.votes import Vote, VoteStore
+
+    store = VoteStore(path)
+    for v in votes:
+        store.add(Vote("u", "battle", v["prompt"], ("sft", "ppo"), (v["chosen"], v["rejected"]),
+                       "win", 0, {}, v.get("group", "")))  # fmt: skip
+
+
+@pytest.fixture
+def run_copy(small_ppo_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(small_ppo_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    return run
+
+
+def test_two_cli_rounds_chain_reward_models_and_policies(
+    small_cfg, run_copy, tmp_path, capsys, monkeypatch
+):
+    votes = taste_votes(small_cfg, run_copy, "terse", 8) + taste_votes(
+        small_cfg, run_copy, "warm", 8
     )
-    assert metrics["ppo/updates"] == 2 and len(read_log(tmp_path)) == 2
-    assert [round(f, 3) for f, _ in calls] == [0.333, 0.667, 1.0]
-    policy = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
-    batch = tokenizer.apply_chat_template(
-        [[{"role": "user", "content": "What is 2 plus 3?"}]],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    with torch.no_grad():
-        out = policy.generate(**batch, max_new_tokens=8, do_sample=False)
-    assert out.shape[1] > batch["input_ids"].shape[1]
+    write_votes(tmp_path / "votes.sqlite", votes)
+    monkeypatch.setattr(feedback, "FeedbackConfig", lambda: FAST)
+    args = ["feedback", "--run", str(run_copy), "--db", str(tmp_path / "votes.sqlite")]
+    assert cli([*args, "--ppo-updates", "1"]) == 0
+    first = run_copy / "feedback" / "round-001"
+    printed = capsys.readouterr().out
+    assert "agreement with the class" in printed and "note:" in printed and str(first) in printed
+    summary = json.loads((first / "metrics.json").read_text())
+    m = summary["groups"]["all"]
+    assert m[M.FEEDBACK_POLICY_FROM] == str(run_copy / "ppo" / "model")
+    assert (first / "policy" / "config.json").is_file() and (first / "reward" / "model").is_dir()
+    assert current_models(run_copy) == (first / "reward" / "model", first / "policy")
+
+    assert cli([*args, "--per-group", "--ppo-updates", "0"]) == 0
+    second = run_copy / "feedback" / "round-002"
+    groups = json.loads((second / "metrics.json").read_text())["groups"]
+    assert set(groups) == {"terse", "warm"}
+    assert groups["warm"][M.FEEDBACK_VOTE_PAIRS_TRAIN] == 8
+    assert groups["terse"][M.FEEDBACK_REWARD_FROM] == str(first / "reward" / "model")
+    assert sorted(p.name for p in second.iterdir()) == [
+        "metrics.json",
+        "reward-terse",
+        "reward-warm",
+    ]
+    # a group's chain now starts from its own reward model, the policy from the shared one
+    assert current_models(run_copy, "warm") == (second / "reward-warm" / "model", first / "policy")
 
 
-def test_missing_models_are_named(fast_cfg, small_reward_run, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no sft model"):
-        retrain_reward(fast_cfg, tmp_path, [GOOD], tmp_path / "out")
-    with pytest.raises(FileNotFoundError, match="no reward model"):
-        ppo_round(fast_cfg, small_reward_run, tmp_path / "missing", tmp_path / "out", 2)
+def test_cli_errors_are_one_line_exit_2_and_write_nothing(small_ppo_run, tmp_path, capsys):
+    db = tmp_path / "votes.sqlite"
+    args = ["feedback", "--run", str(small_ppo_run), "--db", str(db)]
+    write_votes(db, [])
+    assert cli(args) == 2 and "no vote pairs in" in capsys.readouterr().err
+    write_votes(db, [{**GOOD, "group": "terse"}])
+    assert cli([*args, "--group", "warm"]) == 2
+    assert capsys.readouterr().err == "error: no votes of group 'warm'; groups with votes: terse\n"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE schema_version SET version = 9")
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert str(db) in err and "[9]" in err and "version 2" in err and err.count("\n") == 1
+    assert cli(["feedback", "--run", str(tmp_path), "--db", str(db)]) == 2
+    assert "run `python -m lab pipeline` first" in capsys.readouterr().err
+    assert not (small_ppo_run / "feedback").exists()
+
+
+def test_a_policy_round_needs_a_retrained_reward_model(small_cfg, small_reward_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="retrain the reward model before a policy round"):
+        feedback.ppo_round(small_cfg, small_reward_run, tmp_path / "missing", tmp_path / "out", 2)
     with pytest.raises(ValueError, match="at least 1 update"):
-        ppo_round(fast_cfg, small_reward_run, tmp_path, tmp_path / "out", 0)
+        feedback.ppo_round(small_cfg, small_reward_run, tmp_path, tmp_path / "out", 0)
+
+
+def test_rounds_are_numbered_and_partial_ones_ignored(tmp_path):
+    (tmp_path / "feedback" / "round-001").mkdir(parents=True)
+    (tmp_path / "feedback" / "round-002.partial").mkdir()
+    assert next_round(tmp_path) == tmp_path / "feedback" / "round-002"
+    assert current_models(tmp_path) == (tmp_path / "reward" / "model", tmp_path / "sft" / "model")
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    low, high = wilson_interval(8, 10)  # Wilson (1927); e.g. statsmodels proportion_confint
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    narrow, wide = wilson_interval(80, 100), wilson_interval(8, 10)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+
+
+def test_folds_hold_whole_prompts_are_balanced_and_reproducible():
+    prompts = [f"p{i // 3}" for i in range(60)]  # 20 prompts, 3 votes each
+    folds = assign_folds(prompts, 5, seed=0)
+    assert sorted(set(folds)) == [0, 1, 2, 3, 4] and all(folds.count(k) == 12 for k in range(5))
+    assert all(len({folds[i] for i in range(j, j + 3)}) == 1 for j in range(0, 60, 3))
+    assert assign_folds(prompts, 5, seed=0) == folds and assign_folds(prompts, 5, 1) != folds
+    order = list(range(60))
+    random.Random(2).shuffle(order)
+    moved = assign_folds([prompts[i] for i in order], 5, seed=0)
+    assert [moved[order.index(i)] for i in range(60)] == folds  # the same votes, any order
+
+
+def test_select_group():
+    rows = [{**GOOD, "group": "a"}, {**GOOD, "group": "b"}, GOOD]
+    assert select_group(rows, None) == rows and select_group(rows, "b") == [rows[1]]
+    with pytest.raises(ValueError, match="no votes of group 'c'; groups with votes: a, b"):
+        select_group(rows, "c")
 
 
 # --- votes: validation and the split (no training) -------------------------------------------
@@ -192,49 +284,3 @@ def test_votes_become_conversational_from_lists_and_datasets():
     assert from_list.column_names == ["prompt", "chosen", "rejected"]  # extra columns dropped
     assert from_list[0]["chosen"] == [{"role": "assistant", "content": GOOD["chosen"]}]
     assert validate_votes(datasets.Dataset.from_list(rows)).to_list() == from_list.to_list()
-
-
-def numbered_votes(n: int, per_prompt: int = 1):
-    return validate_votes(
-        [
-            {"prompt": f"What is {i // per_prompt} plus 1?", "chosen": f"a{i}.", "rejected": "b."}
-            for i in range(n)
-        ]
-    )
-
-
-def test_split_holds_out_a_fifth_by_whole_prompts_reproducibly():
-    votes = numbered_votes(100, per_prompt=3)
-    train, held = split_votes(votes, seed=0)
-    assert len(train) + len(held) == 100 and 20 <= len(held) <= 22
-    train_prompts = {m[0]["content"] for m in train["prompt"]}
-    assert not train_prompts & {m[0]["content"] for m in held["prompt"]}
-    assert split_votes(votes, seed=0)[1].to_list() == held.to_list()
-    shuffled = votes.shuffle(seed=1)
-    assert sorted(map(str, split_votes(shuffled, seed=0)[1]["chosen"])) == sorted(
-        map(str, held["chosen"])
-    )
-    assert split_votes(votes, seed=1)[1].to_list() != held.to_list()
-
-
-def test_split_holds_nothing_out_with_few_votes_or_one_prompt():
-    train, held = split_votes(numbered_votes(MIN_VOTES_TO_HOLD_OUT - 1), seed=0)
-    assert len(train) == MIN_VOTES_TO_HOLD_OUT - 1 and len(held) == 0
-    train, held = split_votes(numbered_votes(50, per_prompt=50), seed=0)
-    assert len(train) == 50 and len(held) == 0
-
-
-def test_few_votes_are_all_trained_on_and_the_result_says_so(
-    small_cfg, small_reward_run, tmp_path, monkeypatch
-):
-    def fake_run_reward(cfg, sft, world, out_dir, extra_pairs, progress):
-        out_dir.mkdir(parents=True)
-        return {"reward/train_pairs": len(extra_pairs)}
-
-    monkeypatch.setattr(feedback, "run_reward", fake_run_reward)
-    monkeypatch.setattr(feedback, "measure", lambda *a: {"world": 0.6, "gold": 0.7, "votes": None})
-    result = retrain_reward(small_cfg, small_reward_run, [GOOD] * 3, tmp_path / "out")
-    assert result[M.FEEDBACK_VOTE_PAIRS_TRAIN] == 3 and result[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == 0
-    assert result[M.FEEDBACK_VOTES_ACCURACY_AFTER] is None
-    assert "none held out" in result[M.FEEDBACK_NOTE]
-    assert read_metrics(tmp_path / "out") == result

@@ -60,3 +60,10 @@ def test_write_sweep_reads_each_seeds_run_and_the_report_shows_the_spread(small_
     spread = report_figures(run)[0]
     assert "over 2 seeds" in spread.layout.title.text
     assert [t.name for t in spread.data] == ["one seed", "mean, 95% interval", "this run"]
+
+
+def test_cli_sweep_needs_two_seeds(capsys):
+    from lab.cli import main
+
+    assert main(["sweep", "--seeds", "1"]) == 2
+    assert "at least 2 seeds" in capsys.readouterr().err

@@ -11,15 +11,16 @@ import pandas as pd
 import pytest
 
 from apps.votes import (
+    SCHEMA,
     SCHEMA_VERSION,
     Vote,
     VoteStore,
     export_preferences,
-    to_battles,
     to_preferences,
 )
 from lab.data import load_preferences
-from lab.leaderboard import compute_bt
+from lab.leaderboard import compute_battles, compute_bt
+from lab.votes_db import read_votes
 
 DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64, "seed": 1}
 
@@ -72,6 +73,8 @@ def stored(tmp_path, *votes):
         ({"responses": ("a", None, "c")}, "responses", "must be a string"),
         ({"mode": "arena"}, "mode", "unknown mode 'arena'"),
         ({"annotator": ""}, "annotator", "non-empty string"),
+        ({"group": " terse"}, "group", "without surrounding spaces"),
+        ({"group": None}, "group", "expected a string"),
         ({"decoding": {"seed": object()}}, "decoding", "not JSON-serialisable"),
     ],
 )
@@ -100,7 +103,7 @@ def test_round_trip(store):
     assert ids == table["id"].tolist() == [1, 2]
     assert table.columns.tolist() == [
         "id", "time", "annotator", "mode", "prompt", "models", "responses", "outcome", "winner",
-        "decoding",
+        "decoding", "group",
     ]  # fmt: skip
     for row, v in zip(table.itertuples(index=False), votes, strict=True):
         winner = None if pd.isna(row.winner) else row.winner
@@ -124,7 +127,7 @@ def test_reopening_keeps_rows(tmp_path):
 def test_empty_store(store):
     table = store.votes()
     assert table.empty and "models" in table.columns and store.count() == 0
-    assert to_battles(table).columns.tolist() == ["model_a", "model_b", "winner"]
+    assert compute_battles(table, modes=None).columns.tolist() == ["model_a", "model_b", "winner"]
 
 
 def test_wal_mode_is_on(store):
@@ -137,6 +140,70 @@ def test_schema_version_mismatch_is_refused(store):
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(ValueError, match=rf"schema version \[{SCHEMA_VERSION + 1}\].*reads"):
         VoteStore(store.path)
+
+
+def test_a_vote_keeps_its_group(store, tmp_path):
+    store.add(vote(group="terse"))
+    store.add(vote())
+    table = store.votes()
+    assert table["group"].tolist() == ["terse", ""]
+    assert [p["group"] for p in to_preferences(table)] == ["terse", "terse", "", ""]
+    assert read_votes(store.path).equals(table)  # the lab's read-only reader sees the same
+
+
+VERSION_1_TABLE = """CREATE TABLE votes (
+    id INTEGER PRIMARY KEY, time TEXT NOT NULL, annotator TEXT NOT NULL, mode TEXT NOT NULL,
+    prompt TEXT NOT NULL, models TEXT NOT NULL, responses TEXT NOT NULL, outcome TEXT NOT NULL,
+    winner INTEGER, decoding TEXT NOT NULL)"""
+
+
+def version_1_file(path):
+    """A vote store as schema version 1 wrote it (no group column), holding one vote."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for statement in (VERSION_1_TABLE, *SCHEMA[1:]):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.execute(
+            "INSERT INTO votes (time, annotator, mode, prompt, models, responses, outcome, "
+            """winner, decoding) VALUES ('t', 'u1', 'battle', 'p', '["a", "b"]', '["x", "y"]', """
+            "'win', 0, '{}')"
+        )
+    return path
+
+
+def test_a_version_1_file_is_read_as_is_and_migrated_in_place(tmp_path):
+    path = version_1_file(tmp_path / "v1.db")
+    with sqlite3.connect(path) as conn:
+        assert "group" not in [r[1] for r in conn.execute("PRAGMA table_info(votes)")]
+    assert read_votes(path)["group"].tolist() == [""]  # the lab reads it without changing it
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    store = VoteStore(path)  # the app migrates it
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        for sql in ("UPDATE votes SET outcome = 'tie'", "DELETE FROM votes"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                conn.execute(sql)  # the triggers survive the migration
+    store.add(vote(group="warm"))
+    assert store.votes()["group"].tolist() == ["", "warm"]
+    assert VoteStore(path).count() == 2  # reopening a migrated file changes nothing
+
+
+def test_another_version_is_refused_by_reader_and_store_unchanged(store):
+    store.add(vote())
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE schema_version SET version = 7")
+    before = store.path.read_bytes()
+    for open_it in (VoteStore, read_votes):
+        with pytest.raises(ValueError) as error:
+            open_it(store.path)
+        message = str(error.value)
+        assert str(store.path) in message and "[7]" in message and "version 2" in message
+        assert "\n" not in message
+    assert store.path.read_bytes() == before
+    with pytest.raises(FileNotFoundError, match="no vote database"):
+        read_votes(store.path.parent / "missing.db")
 
 
 def test_a_foreign_database_is_refused(tmp_path):
@@ -240,17 +307,16 @@ def test_to_battles_three_models(tmp_path):
         vote(outcome="both_bad", winner=None),
     )
     ties = [("sft", "ppo", "tie"), ("sft", "base", "tie"), ("ppo", "base", "tie")]
-    assert to_battles(table).values.tolist() == [
+    assert compute_battles(table, modes=None).values.tolist() == [
         ["sft", "ppo", "model_b"],
         ["ppo", "base", "model_a"],
-        *map(list, ties),
-        *map(list, ties),
+        *map(list, ties),  # both_bad says neither is better, not that they are equal: nothing
     ]
 
 
 def test_votes_to_leaderboard(tmp_path):
     table = stored(tmp_path, *[vote(winner=1)] * 3, vote(winner=0))
-    assert list(compute_bt(to_battles(table)).index) == ["ppo", "sft", "base"]
+    assert list(compute_bt(compute_battles(table, modes=None)).index) == ["ppo", "sft", "base"]
 
 
 # ---------------------------------------------------------------- votes -> preference pairs
@@ -281,6 +347,7 @@ def test_to_preferences_three_models(tmp_path):
         "annotator": "u1",
         "mode": "battle",
         "vote_id": 1,
+        "group": "",
     }
     assert [p["vote_id"] for p in pairs] == [1, 1, 4, 5]
 

@@ -1,0 +1,146 @@
+"""Print what one feedback round does with a simulated class's votes (numbers, not a test).
+
+A class with taste `terse` casts battle votes in the arena; one `lab feedback` round with the
+defaults adapts the reward model and runs PPO from the current policy. Printed: agreement with
+the class on held-out votes (and the ceiling the class's own noise allows), gold accuracy on
+the world's held-out pairs, the new policy against the previous one on held-out prompts, time.
+`--groups`: a `terse` and a `warm` class, one round per group; the two policies' lengths.
+
+    python benchmarks/feedback_loop.py --run runs/tiny --votes 200
+    python benchmarks/feedback_loop.py --run runs/tiny --votes 200 --groups
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from apps.arena import load_arena
+from apps.simulate import simulate_votes
+from lab import metrics as M
+from lab.feedback import FeedbackConfig, current_models, feedback_round
+from lab.sft import GOLD_TABLE
+from lab.votes_db import to_preferences
+from lab.world.judge import score
+from lab.world.tastes import taste_weights
+
+TARGETS = "agreement >= 0.80 or ceiling - 0.05; gold loss <= 0.03; polite+filler -50%; length -20%"
+
+
+def noise_ceiling(world, pairs: list[dict], taste: str) -> float:
+    """Agreement of the class's noiseless taste with its own (noisy) votes."""
+    w = taste_weights(taste)
+    agree = [
+        score(world.features(p["prompt"], p["chosen"]), w)
+        > score(world.features(p["prompt"], p["rejected"]), w)
+        for p in pairs
+    ]
+    return sum(agree) / len(agree)
+
+
+def answer_stats(world, table: pd.DataFrame, taste: str) -> pd.DataFrame:
+    """Per held-out prompt: polite + filler phrases, length (tokens), credit, utility under `taste`."""
+    feats = [world.features(p, a) for p, a in zip(table["prompt"], table["answer"], strict=True)]
+    return pd.DataFrame(
+        {
+            "padding": [f.polite + f.polite_excess + f.filler for f in feats],
+            "length": table["length"],
+            "credit": [f.credit for f in feats],
+            "utility": [score(f, taste_weights(taste)) for f in feats],
+        }
+    )
+
+
+def ci(m: dict, name: str, ci_name: str) -> str:
+    """'0.812 [0.780, 0.840]'."""
+    if m.get(name) is None:
+        return "n/a"
+    low, high = m[ci_name]
+    return f"{m[name]:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def report_group(world, run: Path, folder: Path, m: dict, pairs, taste: str, old_policy: Path):
+    """Print one group's before/after; return the new policy's answer stats."""
+    print(
+        f"  vote pairs used: {m[M.FEEDBACK_VOTE_PAIRS_TRAIN]} (+{m[M.FEEDBACK_REPLAY_PAIRS]} replayed)"
+    )
+    before = ci(m, M.FEEDBACK_VOTES_ACCURACY_BEFORE, M.FEEDBACK_VOTES_ACCURACY_BEFORE_CI)
+    after = ci(m, M.FEEDBACK_VOTES_ACCURACY_AFTER, M.FEEDBACK_VOTES_ACCURACY_AFTER_CI)
+    print(
+        f"  agreement with the class, held-out votes ({m[M.FEEDBACK_FOLDS]}-fold): {before} -> {after}"
+    )
+    print(
+        f"  noise ceiling (noiseless {taste} taste vs its votes): {noise_ceiling(world, pairs, taste):.3f}"
+    )
+    gold = [ci(m, *names) for names in (
+        (M.FEEDBACK_GOLD_ACCURACY_BEFORE, M.FEEDBACK_GOLD_ACCURACY_BEFORE_CI),
+        (M.FEEDBACK_GOLD_ACCURACY_AFTER, M.FEEDBACK_GOLD_ACCURACY_AFTER_CI))]  # fmt: skip
+    print(f"  gold accuracy, world's held-out pairs: {gold[0]} -> {gold[1]}")
+    old_table = pd.read_json(old_policy.parent / GOLD_TABLE, lines=True)
+    ppo_dir = folder / m[M.FEEDBACK_POLICY_DIR].replace("policy", "ppo", 1)
+    new_table = pd.read_json(ppo_dir / GOLD_TABLE, lines=True)
+    old, new = answer_stats(world, old_table, taste), answer_stats(world, new_table, taste)
+    for column, label in (("padding", "polite+filler phrases per answer"),
+                          ("length", "answer length (tokens)"), ("credit", "credit")):  # fmt: skip
+        a, b = old[column].mean(), new[column].mean()
+        change = f"{(b - a) / a:+.0%}" if a else "n/a"
+        print(f"  {label}: {a:.3f} -> {b:.3f} ({change})")
+    win = (new["utility"] > old["utility"]).mean()
+    tie = (new["utility"] == old["utility"]).mean()
+    print(f"  new policy beats old under {taste}: {win:.0%} of prompts (ties {tie:.0%}, "
+          f"losses {1 - win - tie:.0%}; wins among non-ties {win / max(1 - tie, 1e-9):.0%})")  # fmt: skip
+    print(f"  reward model {m[M.FEEDBACK_REWARD_SECONDS]:.0f} s "
+          f"(cross-validation {m[M.FEEDBACK_CV_SECONDS]:.0f} s), PPO {m[M.FEEDBACK_PPO_SECONDS]:.0f} s "
+          f"({m['ppo/updates']} updates)")  # fmt: skip
+    return new
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/tiny"))
+    parser.add_argument("--votes", type=int, default=200, help="battle votes per class")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--groups", action="store_true", help="a terse and a warm class")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="FeedbackConfig overrides, e.g. epochs=3 replay=0.5")  # fmt: skip
+    args = parser.parse_args(argv)
+    fb = FeedbackConfig()
+    for item in args.set:
+        key, value = item.split("=", 1)
+        fb = dataclasses.replace(fb, **{key: type(getattr(fb, key))(value)})
+    print(f"{fb}")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"  # a copy: the run itself stays clean
+        shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints", "feedback"))
+        arena = load_arena(run, {}, Path(tmp) / "votes.sqlite")
+        tastes = ["terse", "warm"] if args.groups else ["terse"]
+        t0 = time.perf_counter()
+        for i, taste in enumerate(tastes):
+            simulate_votes(arena, args.votes, seed=args.seed + i, taste=taste, group=taste)
+        print(
+            f"{len(tastes)} x {args.votes} simulated battle votes in {time.perf_counter() - t0:.0f} s"
+        )
+        pairs = to_preferences(arena.store.votes())
+        old_policy = current_models(run)[1]
+        folder, summary = feedback_round(arena.cfg, run, pairs, fb, per_group=args.groups)
+        print(f"round: {summary[M.FEEDBACK_ROUND_SECONDS]:.0f} s  (targets: {TARGETS})")
+        lengths = {}
+        for label, m in summary["groups"].items():
+            taste = label if label in tastes else "terse"
+            print(f"[{label}]")
+            group_pairs = [p for p in pairs if p["group"] == taste]
+            new = report_group(arena.world, run, folder, m, group_pairs, taste, old_policy)
+            lengths[label] = new["length"].mean()
+        if args.groups:
+            a, b = lengths["terse"], lengths["warm"]
+            print(f"mean answer length: terse {a:.1f}, warm {b:.1f} tokens ({b / a - 1:+.0%})")
+
+
+if __name__ == "__main__":
+    main()

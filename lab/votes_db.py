@@ -1,0 +1,108 @@
+"""The arena's vote database as the lab reads it: the table's layout, and votes -> preference pairs.
+
+The arena (`apps.votes.VoteStore`) writes the file; the lab only reads it, opened read-only,
+so a headless feedback round never changes the votes. Schema version 2 added each vote's
+`group` (a class, a section: '' when none); a version-1 file reads as if every group were ''.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: before votes had a group
+COLUMNS = (
+    "id", "time", "annotator", "mode", "prompt", "models", "responses", "outcome", "winner",
+    "decoding", "group",
+)  # fmt: skip
+JSON_COLUMNS = ("models", "responses", "decoding")
+
+
+def quoted(columns: tuple[str, ...]) -> str:
+    """Column names for SQL, each quoted: `group` is an SQL keyword."""
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+def schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
+    """The file's schema version (1 or 2), None for an empty file; anything else raises."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return None
+    if "schema_version" not in tables:
+        raise ValueError(f"{path}: not a vote store (tables {sorted(tables)}, no schema_version)")
+    found = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+    if len(found) != 1 or found[0] not in READABLE_VERSIONS:
+        raise ValueError(
+            f"{path}: vote store has schema version {found}, this code reads version "
+            f"{SCHEMA_VERSION} (and migrates 1); use another file or update the lab"
+        )
+    return found[0]
+
+
+def as_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows in `COLUMNS` order -> the votes table: JSON columns decoded, winner nullable Int64."""
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    for column in JSON_COLUMNS:
+        table[column] = [json.loads(text) for text in table[column]]
+    table["winner"] = table["winner"].astype("Int64")  # nullable: <NA> unless a "win"
+    return table
+
+
+def select_votes(conn: sqlite3.Connection, version: int) -> pd.DataFrame:
+    """Every vote, oldest first; a version-1 table's votes get group ''."""
+    columns = COLUMNS if version >= 2 else COLUMNS[:-1]
+    rows = conn.execute(f"SELECT {quoted(columns)} FROM votes ORDER BY id").fetchall()
+    return as_frame([row if version >= 2 else (*row, "") for row in rows])
+
+
+def read_votes(path: str | Path) -> pd.DataFrame:
+    """The votes in the database at `path`, opened read-only (the file is never changed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no vote database at {path}")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        version = schema_version(conn, path)
+        if version is None:
+            raise ValueError(f"{path}: an empty file, not a vote store")
+        return select_votes(conn, version)
+    finally:
+        conn.close()
+
+
+def to_preferences(votes: pd.DataFrame) -> list[dict]:
+    """ "win" votes -> standard prompt/chosen/rejected rows, the winner against each other model.
+
+    Ties and both_bad give no pair. A pair is skipped when its two responses are the same text
+    (up to surrounding whitespace) or one is blank: neither teaches a preference, and
+    `lab.data.load_preferences` refuses both. Provenance rides along in extra columns.
+    """
+    rows = []
+    for vote in votes.itertuples(index=False):
+        if vote.outcome != "win":
+            continue
+        best = int(vote.winner)
+        chosen = vote.responses[best]
+        for i, (model, rejected) in enumerate(zip(vote.models, vote.responses, strict=True)):
+            if i == best or not rejected.strip() or not chosen.strip():
+                continue
+            if chosen.strip() == rejected.strip():
+                continue
+            rows.append(
+                {
+                    "prompt": vote.prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "chosen_model": vote.models[best],
+                    "rejected_model": model,
+                    "annotator": vote.annotator,
+                    "mode": vote.mode,
+                    "vote_id": int(vote.id),
+                    "group": getattr(vote, "group", ""),
+                }
+            )
+    return rows

@@ -1,0 +1,48 @@
+"""Named class tastes: what a simulated class prefers, as feature weights an instructor can pick.
+
+A taste is a `Weights` like the gold judge's, differing where the class differs: `terse`
+classes punish pleasantries and padding, `warm` ones reward friendliness. Correctness counts
+as much as for the gold judge in both, so a taste changes style, not what is true.
+`make_class` turns a taste into simulated annotators who share it, each with its own
+Bradley-Terry noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from lab.world.annotators import Annotator
+from lab.world.judge import GOLD_WEIGHTS, Weights
+
+TASTES: dict[str, tuple[Weights, str]] = {
+    "terse": (
+        dataclasses.replace(
+            GOLD_WEIGHTS, polite=-0.8, polite_excess=-0.8, filler=-1.2, extra=-1.0, repeats=-1.0
+        ),
+        "Get to the point: every polite phrase, filler sentence or extra sentence costs; "
+        "a correct answer still matters most.",
+    ),
+    "warm": (
+        dataclasses.replace(GOLD_WEIGHTS, polite=1.2, polite_excess=0.4, rude=-2.0),
+        "Friendliness is worth a lot: polite phrases are welcome, rudeness hurts; "
+        "a correct answer still matters.",
+    ),
+}
+CLASS_NOISE = 0.3  # mean Bradley-Terry temperature of a simulated class (the world's is 0.6)
+
+
+def taste_weights(name: str) -> Weights:
+    """The weights of the taste called `name`; an unknown name raises, listing the known ones."""
+    if name not in TASTES:
+        raise ValueError(f"unknown taste {name!r}; known tastes: {', '.join(TASTES)}")
+    return TASTES[name][0]
+
+
+def make_class(taste: str, n: int, seed: int, noise: float = CLASS_NOISE) -> list[Annotator]:
+    """`n` annotators who share `taste`, each with a temperature drawn around `noise`."""
+    weights = taste_weights(taste)
+    if n < 1 or noise <= 0:
+        raise ValueError(f"a class needs n >= 1 and noise > 0, got n={n}, noise={noise}")
+    rng = random.Random(f"class-{taste}-{seed}")
+    return [Annotator(f"{taste}-{i:02d}", weights, noise * rng.uniform(0.5, 1.5)) for i in range(n)]
