@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 from functools import partial
 from pathlib import Path
 
@@ -29,10 +28,9 @@ from apps.handlers import (
     ask,
     compare_choices,
     join,
+    load_arena,
     vote,
 )
-from apps.pool import RUN_REWARD, ModelPool, find_run_models
-from apps.votes import VoteStore
 from lab import recipes
 from lab.evaluation import EVAL_DECODING
 from lab.threads import set_torch_threads
@@ -326,24 +324,6 @@ def dashboard_tab(arena: Arena) -> None:
     stage = gr.Radio(list(board.DASHBOARD), value="ppo", label="Stage")
     plot = gr.Plot()
     gr.on([stage.change], partial(board.dashboard, arena), stage, plot, api_name="dashboard")
-
-
-def load_arena(
-    run_dir: Path | None, models: dict[str, str], db: Path, classroom: Classroom | None = None
-) -> Arena:
-    """Find the models (a pipeline run, plus any named ones) and open the vote store."""
-    sources = {**(find_run_models(run_dir) if run_dir else {}), **models}
-    if not sources:
-        raise SystemExit(
-            "no models: pass --run RUN_DIR (after `make pipeline`) or --model NAME=PATH"
-        )
-    reward = run_dir / RUN_REWARD if run_dir else None
-    pool = ModelPool(sources, str(reward) if reward and reward.is_dir() else None)
-    cfg = retrain.run_config(run_dir) if run_dir else None
-    world = recipes.gold_judge(cfg) if cfg else None  # the tiny world's judge, if its data
-    return Arena(
-        pool, VoteStore(db), classroom or Classroom(), run_dir, cfg, world, random.Random()
-    )
 
 
 def example_prompts(arena: Arena, n: int = 6) -> list[str]:

@@ -5,7 +5,6 @@ the arena; simulated voters with a taste."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,10 +15,8 @@ from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
 from apps.votes import to_preferences
 from lab import metrics as M
-from lab.config import LabConfig
 from lab.feedback import FeedbackConfig, feedback_round, next_round, select_group
 from lab.plots import plot_before_after
-from lab.stages import load_run_config
 from lab.world.tastes import TASTES
 
 MAX_SIMULATED = 500
@@ -36,14 +33,6 @@ RETRAIN_HELP = "\n".join(
         *(f"- `{name}`: {description}" for name, (_, description) in TASTES.items()),
     ]
 )
-
-
-def run_config(run_dir: Path) -> LabConfig | None:
-    """The run's settings, or None for a folder the pipeline did not write."""
-    try:
-        return load_run_config(run_dir)
-    except FileNotFoundError:
-        return None
 
 
 def start(arena: Arena, password: str, ppo_updates: float, group: str = "") -> str:

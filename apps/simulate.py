@@ -14,7 +14,7 @@ import dataclasses
 import random
 from pathlib import Path
 
-from apps.handlers import pick_pair
+from apps.handlers import load_arena, pick_pair
 from apps.votes import Vote
 from lab.data import load_prompts
 from lab.evaluation import EVAL_DECODING
@@ -92,7 +92,6 @@ def simulate_votes(
 
 def main(argv: list[str] | None = None) -> None:
     """Cast simulated votes into an arena database."""
-    from apps.arena import load_arena  # the CLI's own loading, so both read a run the same way
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/tiny"))

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from gradio_client import Client
 
-from apps.arena import build_app, load_arena
+from apps.arena import build_app
 from apps.guard import Classroom
+from apps.handlers import load_arena
 
 SETTINGS = (0.7, 1.0, 64, 0)  # temperature, top-p, max tokens, seed
 

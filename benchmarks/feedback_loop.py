@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from apps.arena import load_arena
+from apps.handlers import load_arena
 from apps.simulate import simulate_votes
 from lab import metrics as M
-from lab.feedback import FeedbackConfig, current_models, feedback_round
-from lab.sft import GOLD_TABLE
+from lab.feedback import FeedbackConfig, answers_of, current_models, feedback_round
 from lab.votes_db import to_preferences
 from lab.world.judge import score
-from lab.world.tastes import taste_weights
+from lab.world.tastes import compute_answer_style, taste_weights
 
 TARGETS = "agreement >= 0.80 or ceiling - 0.05; gold loss <= 0.03; polite+filler -50%; length -20%"
 
@@ -42,19 +41,6 @@ def noise_ceiling(world, pairs: list[dict], taste: str) -> float:
         for p in pairs
     ]
     return sum(agree) / len(agree)
-
-
-def answer_stats(world, table: pd.DataFrame, taste: str) -> pd.DataFrame:
-    """Per held-out prompt: polite + filler phrases, length (tokens), credit, utility under `taste`."""
-    feats = [world.features(p, a) for p, a in zip(table["prompt"], table["answer"], strict=True)]
-    return pd.DataFrame(
-        {
-            "padding": [f.polite + f.polite_excess + f.filler for f in feats],
-            "length": table["length"],
-            "credit": [f.credit for f in feats],
-            "utility": [score(f, taste_weights(taste)) for f in feats],
-        }
-    )
 
 
 def ci(m: dict, name: str, ci_name: str) -> str:
@@ -82,10 +68,12 @@ def report_group(world, run: Path, folder: Path, m: dict, pairs, taste: str, old
         (M.FEEDBACK_GOLD_ACCURACY_BEFORE, M.FEEDBACK_GOLD_ACCURACY_BEFORE_CI),
         (M.FEEDBACK_GOLD_ACCURACY_AFTER, M.FEEDBACK_GOLD_ACCURACY_AFTER_CI))]  # fmt: skip
     print(f"  gold accuracy, world's held-out pairs: {gold[0]} -> {gold[1]}")
-    old_table = pd.read_json(old_policy.parent / GOLD_TABLE, lines=True)
-    ppo_dir = folder / m[M.FEEDBACK_POLICY_DIR].replace("policy", "ppo", 1)
-    new_table = pd.read_json(ppo_dir / GOLD_TABLE, lines=True)
-    old, new = answer_stats(world, old_table, taste), answer_stats(world, new_table, taste)
+    old_table = pd.read_json(answers_of(old_policy), lines=True)
+    new_table = pd.read_json(answers_of(folder / m[M.FEEDBACK_POLICY_DIR]), lines=True)
+    old, new = (
+        compute_answer_style(world, old_table, taste),
+        compute_answer_style(world, new_table, taste),
+    )
     for column, label in (("padding", "polite+filler phrases per answer"),
                           ("length", "answer length (tokens)"), ("credit", "credit")):  # fmt: skip
         a, b = old[column].mean(), new[column].mean()

@@ -34,6 +34,8 @@ EVAL_DECODING = DecodingConfig(max_new_tokens=64, temperature=0.7, top_p=1.0, se
 # KL(policy || SFT) is what the RL objectives bound), as long as PPO's training responses.
 KL_DECODING = DecodingConfig(max_new_tokens=48, temperature=1.0, top_p=1.0, seed=0)
 TIE_EPS = 1e-6
+GOLD_TABLE = "eval.jsonl"  # a stage model's answers to the held-out prompts, gold-scored
+BASE_GOLD_TABLE = "eval_base.jsonl"  # the same for the model the SFT stage started from
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 import re
 import shutil
@@ -38,6 +37,8 @@ import trl
 from lab import metrics as M
 from lab.config import LabConfig
 from lab.data import normalize_preference_row
+from lab.evaluation import GOLD_TABLE
+from lab.intervals import wilson_interval
 from lab.models import load_tokenizer, resolve_device, save_model
 from lab.ppo import run_ppo
 from lab.reward import (
@@ -72,12 +73,12 @@ __all__ = [
     "FeedbackConfig",
     "Progress",
     "assign_folds",
+    "answers_of",
     "current_models",
     "feedback_round",
     "ppo_round",
     "retrain_reward",
     "validate_votes",
-    "wilson_interval",
 ]
 
 
@@ -104,16 +105,6 @@ class FeedbackConfig:
 
 
 # ---------------------------------------------------------------- pure helpers
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion: (low, high); (0, 1) when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def assign_folds(prompts: list, k: int, seed: int) -> list[int]:
@@ -405,6 +396,15 @@ def current_models(run_dir: Path, group: str | None = None) -> tuple[Path, Path]
     ppo = run_dir / "ppo" / "model"
     policy = found["policy"] or (ppo if ppo.is_dir() else run_dir / "sft" / "model")
     return reward, policy
+
+
+def answers_of(policy: Path) -> Path:
+    """The held-out answers (gold table) saved with a policy: a stage's `model/` keeps them in
+    the stage folder; a round's `policy-G/` in the round's `ppo-G/`."""
+    policy = Path(policy)
+    if policy.name == "model":
+        return policy.parent / GOLD_TABLE
+    return policy.parent / policy.name.replace("policy", "ppo", 1) / GOLD_TABLE
 
 
 def group_round(

@@ -1,6 +1,7 @@
-"""95% intervals for the lab's headline numbers: over prompts (bootstrap) and over seeds (t).
+"""95% intervals for the lab's headline numbers: over prompts (bootstrap), over seeds (t),
+and of a share of agreeing pairs (Wilson).
 
-A number a student compares comes with its interval; these are the only two ways the lab
+A number a student compares comes with its interval; these are the only ways the lab
 computes one, so every table and plot means the same thing by it.
 """
 
@@ -52,3 +53,13 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
 def win_score(diff: float, eps: float = 1e-6) -> float:
     """One prompt's contribution to a win rate: 1 win, 0.5 tie, 0 loss (`diff` = A - B)."""
     return 1.0 if diff > eps else 0.0 if diff < -eps else 0.5
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion: (low, high); (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -17,7 +17,14 @@ import trl
 from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
-from lab.evaluation import evaluate_model, save_gold_table, summarize_gold, win_metrics
+from lab.evaluation import (
+    BASE_GOLD_TABLE,
+    GOLD_TABLE,
+    evaluate_model,
+    save_gold_table,
+    summarize_gold,
+    win_metrics,
+)
 from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
 from lab.runlog import RunLog
 from lab.trainers import (
@@ -29,8 +36,6 @@ from lab.trainers import (
     trainer_args,
 )
 
-GOLD_TABLE = "eval.jsonl"  # the stage model's answers to the held-out prompts, gold-scored
-BASE_GOLD_TABLE = "eval_base.jsonl"  # the same for the model the stage started from
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "loss": M.SFT_LOSS,
     "learning_rate": M.SFT_LR,

@@ -15,11 +15,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lab import metrics as M
-from lab.evaluation import compute_win_rate
+from lab.evaluation import BASE_GOLD_TABLE, GOLD_TABLE, compute_win_rate
 from lab.intervals import bootstrap_ci, win_score
 from lab.plots import plot_curves, plot_gold_by_kind, plot_seed_spread
 from lab.runlog import is_done, read_log, read_metrics, write_json
-from lab.sft import BASE_GOLD_TABLE, GOLD_TABLE
 
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
 SWEEP_DIR, SWEEP_FILE = "sweep", "sweep.json"  # `python -m lab sweep` writes <run>/sweep/sweep.json

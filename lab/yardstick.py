@@ -14,6 +14,7 @@ import pandas as pd
 from lab import recipes
 from lab.config import LabConfig
 from lab.evaluation import (
+    GOLD_TABLE,
     compute_kl_and_reward,
     evaluate_model,
     save_gold_table,
@@ -22,7 +23,6 @@ from lab.evaluation import (
 )
 from lab.models import load_causal_lm
 from lab.reward import load_reward_model
-from lab.sft import GOLD_TABLE
 
 
 def evaluate_policy(

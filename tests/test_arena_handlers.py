@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from apps import board, retrain
-from apps.arena import load_arena
 from apps.guard import Classroom
 from apps.handlers import (
     ALREADY_VOTED,
@@ -24,6 +23,7 @@ from apps.handlers import (
     ask,
     compare_choices,
     format_stats,
+    load_arena,
     new_session,
     pick_pair,
     vote,
@@ -498,3 +498,13 @@ def test_retrain_and_simulate_refuse_bad_numbers_in_one_line(tiny_arena):
         assert "Choose between" in retrain.simulate(tiny_arena, "", n)
         assert "PPO updates" in retrain.start(tiny_arena, "", n if n != 0 else -1)
     assert "group" in retrain.start(tiny_arena, "", 0, ["not", "text"]).lower()
+
+
+def test_loading_names_a_missing_run_folder_and_a_corrupt_database(tmp_path):
+    with pytest.raises(SystemExit, match="--run .*nowhere: no such folder"):
+        load_arena(tmp_path / "nowhere", {}, tmp_path / "votes.sqlite")
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(SystemExit, match="corrupt.sqlite: cannot be used as the vote database"):
+        load_arena(tmp_path, {}, corrupt)  # before any model would load
+    assert corrupt.read_bytes() == b"this is not a database" * 100  # left as it was

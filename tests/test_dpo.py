@@ -13,12 +13,11 @@ from transformers import AutoModelForCausalLM
 from lab import metrics as M
 from lab.data import load_prompts
 from lab.dpo import run_dpo
-from lab.evaluation import KL_DECODING, compute_kl_and_reward, sample_responses
+from lab.evaluation import GOLD_TABLE, KL_DECODING, compute_kl_and_reward, sample_responses
 from lab.models import load_causal_lm, load_tokenizer
 from lab.profiles import load_config
 from lab.reward import load_reward_model, score
 from lab.runlog import read_log
-from lab.sft import GOLD_TABLE
 from lab.world import World
 from lab.world.build import FILES
 from tests.conftest import SMALL

@@ -22,8 +22,8 @@ from lab.feedback import (
     retrain_reward,
     select_group,
     validate_votes,
-    wilson_interval,
 )
+from lab.intervals import wilson_interval
 from lab.recipes import gold_judge
 from lab.world.build import FILES
 from lab.world.judge import score

@@ -7,12 +7,11 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from lab import metrics as M
-from lab.evaluation import compute_win_rate
+from lab.evaluation import GOLD_TABLE, compute_win_rate
 from lab.grpo import REWARD_NAME, reward_function, run_grpo
 from lab.profiles import load_config
 from lab.reward import load_reward_model, score
 from lab.runlog import read_log
-from lab.sft import GOLD_TABLE
 from tests.conftest import SMALL
 from tests.test_dpo import copy_run
 

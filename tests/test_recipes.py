@@ -15,9 +15,9 @@ import pytest
 
 from lab import metrics as M
 from lab import recipes
+from lab.evaluation import GOLD_TABLE
 from lab.notebook import notebook_setup
 from lab.profiles import load_config
-from lab.sft import GOLD_TABLE
 from lab.stages import run_stages
 from lab.summary import compute_model_table
 from tests.conftest import SMALL

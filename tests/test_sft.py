@@ -8,8 +8,9 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from lab import metrics as M
+from lab.evaluation import BASE_GOLD_TABLE, GOLD_TABLE
 from lab.runlog import RunLog, read_log, read_metrics
-from lab.sft import BASE_GOLD_TABLE, GOLD_TABLE, run_sft
+from lab.sft import run_sft
 from lab.trainers import ForwardLogs, lora_config
 from lab.world import World
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import pandas as pd
+
+from lab.world import World
 from lab.world.annotators import Annotator
-from lab.world.judge import GOLD_WEIGHTS, Weights
+from lab.world.judge import GOLD_WEIGHTS, Weights, score
 
 TASTES: dict[str, tuple[Weights, str]] = {
     "terse": (
@@ -46,3 +49,18 @@ def make_class(taste: str, n: int, seed: int, noise: float = CLASS_NOISE) -> lis
         raise ValueError(f"a class needs n >= 1 and noise > 0, got n={n}, noise={noise}")
     rng = random.Random(f"class-{taste}-{seed}")
     return [Annotator(f"{taste}-{i:02d}", weights, noise * rng.uniform(0.5, 1.5)) for i in range(n)]
+
+
+def compute_answer_style(world: World, table: pd.DataFrame, taste: str) -> pd.DataFrame:
+    """Per answer of a gold table (prompt, answer, length): polite and filler phrases
+    ("padding"), length, credit, and its utility under `taste` — how a policy's style moved."""
+    weights = taste_weights(taste)
+    feats = [world.features(p, a) for p, a in zip(table["prompt"], table["answer"], strict=True)]
+    return pd.DataFrame(
+        {
+            "padding": [f.polite + f.polite_excess + f.filler for f in feats],
+            "length": table["length"],
+            "credit": [f.credit for f in feats],
+            "utility": [score(f, weights) for f in feats],
+        }
+    )
