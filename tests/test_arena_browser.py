@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
@@ -72,3 +73,49 @@ def test_prompt_battle_vote_and_leaderboard_in_chromium(arena_server, page, tmp_
     assert page.locator("#leaderboard-table").inner_text().count("sft") >= 1
     assert page.evaluate("window.__xss") is None
     assert page.locator("img[src='x']").count() == 0
+
+
+@pytest.fixture
+def retrain_server(small_ppo_run, tmp_path):
+    """The arena on a copy of the small run (a round writes into it), with a terse class's votes."""
+    import socket
+
+    from apps.arena import build_app
+    from apps.handlers import load_arena
+    from apps.simulate import simulate_votes
+
+    run = shutil.copytree(small_ppo_run, tmp_path / "run")
+    arena = load_arena(run, {}, tmp_path / "votes.sqlite")
+    simulate_votes(arena, 60, seed=3, taste="terse")
+    demo = build_app(arena).queue(default_concurrency_limit=8)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    yield arena, url
+    demo.close()
+
+
+def test_votes_retrain_and_the_new_policy_in_compare(retrain_server):
+    """The instructor's loop in a browser: Retrain on the class's votes, read the before/after
+    panel, then find the round's policy among Compare's models without reloading."""
+    from playwright.sync_api import expect, sync_playwright
+
+    arena, url = retrain_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Retrain").click()
+        page.get_by_label("PPO updates after (0 = reward model only)").fill("2")
+        page.locator("#retrain-go").click()
+        expect(page.locator("#retrain-message")).to_contain_text("Retraining on", timeout=30_000)
+        expect(page.locator("#retrain-progress textarea")).to_have_value(
+            re.compile("done"), timeout=600_000
+        )
+        expect(page.locator("#retrain-panel")).to_contain_text("agreement with the class")
+        expect(page.locator("#retrain-message")).to_contain_text("Retraining on")  # still there
+        page.get_by_role("tab", name="Compare").click()
+        expect(page.get_by_label("ppo-round-001")).to_be_visible(timeout=30_000)
+        browser.close()
+    assert "ppo-round-001" in arena.pool.available

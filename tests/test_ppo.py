@@ -175,16 +175,25 @@ def test_reward_model_with_another_template_is_refused(small_reward_run, tmp_pat
         run_ppo(load_config("tiny", SMALL), tmp_path, tmp_path / "ppo")
 
 
-def test_lora_mode_in_bfloat16_reads_values(small_reward_run):
-    """Real profiles train LoRA over a bf16 base; the fp32 value head must accept its states."""
+def test_lora_mode_in_bfloat16_reads_the_same_values(small_reward_run):
+    """Real profiles train LoRA over a bf16 base; the fp32 value head reads its states, and the
+    values are those of the fp32 model to bf16's precision."""
     run = small_reward_run
-    ac = ActorCritic(
-        str(run / "sft" / "model"), str(run / "reward" / "model"), 4, 8, "bfloat16", "cpu"
-    )
     ids = torch.tensor([[1, 4, 10, 11, 2, 5, 12, 13]])
-    with torch.no_grad():
-        values = ac.values(ids, torch.ones_like(ids), 3)
-    assert values.dtype == torch.float32 and values.shape == (1, 3)
+    values = {}
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        ac = ActorCritic(
+            str(run / "sft" / "model"), str(run / "reward" / "model"), 4, 8, dtype, "cpu"
+        )
+        noise = torch.Generator().manual_seed(1)
+        with torch.no_grad():  # the same trained-looking adapters and head in both
+            for p in ac.trainable_parameters():
+                p.add_((0.05 * torch.randn(p.shape, generator=noise)).to(p.dtype))
+            values[dtype] = ac.values(ids, torch.ones_like(ids), 3)
+    assert values["bfloat16"].dtype == torch.float32 and values["bfloat16"].shape == (1, 3)
+    assert values["float32"].abs().max() > 0.01  # not all zero: the head reads something
+    assert torch.allclose(values["bfloat16"], values["float32"], rtol=0.05, atol=0.02)
 
 
 def test_token_stats_in_chunks_equal_one_pass(small_reward_run):
