@@ -170,6 +170,7 @@ def compare_tab(
             [session, status],
             api_name=f"compare_{outcome}",
         )
+    return names
 
 
 def slot_updates(names: list[str], texts: list[str], lines: list[str]) -> list:

@@ -48,8 +48,8 @@ def compute_seed_table(folder: Path, seeds: list[int]) -> pd.DataFrame:
 
 
 def compute_sweep_table(seeds: pd.DataFrame) -> pd.DataFrame:
-    """One row per model: mean and t-interval over seeds of each swept number, and in how
-    many seeds its gold beat SFT's."""
+    """One row per model: mean and t-interval over seeds of each swept number, of its gold gain
+    over SFT in the same seed (paired), and in how many seeds its gold beat SFT's."""
     sft = seeds[seeds["model"] == "sft"].set_index("seed")["gold_mean"]
     rows = []
     for model, group in seeds.groupby("model", sort=False):
@@ -58,8 +58,11 @@ def compute_sweep_table(seeds: pd.DataFrame) -> pd.DataFrame:
             values = [v for v in group.get(name, pd.Series(dtype=float)) if not math.isnan(v)]
             row[name] = mean(values)
             row[f"{name}_lo"], row[f"{name}_hi"] = t_interval(values)
-        beats = [g > sft[s] for s, g in zip(group["seed"], group["gold_mean"], strict=True)]
-        row["beats_sft"] = f"{sum(beats)}/{len(beats)}" if model != "sft" else "-"
+        # Paired by seed: each seed's world moves SFT's gold too, the gain over it much less.
+        gains = [g - sft[s] for s, g in zip(group["seed"], group["gold_mean"], strict=True)]
+        row["gold_gain"] = mean(gains)
+        row["gold_gain_lo"], row["gold_gain_hi"] = t_interval(gains)
+        row["beats_sft"] = f"{sum(g > 0 for g in gains)}/{len(gains)}" if model != "sft" else "-"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -81,7 +84,7 @@ def format_sweep(sweep: dict) -> str:
     lines = [f"Over {len(sweep['seeds'])} seeds {sweep['seeds']} (mean [95% interval]):"]
     for row in sweep["models"]:
         cells = [f"{row['model']:<5}"]
-        for name in ("gold_mean", "win_rate_vs_sft", "kl_to_sft"):
+        for name in ("gold_mean", "gold_gain", "win_rate_vs_sft", "kl_to_sft"):
             if not math.isnan(row[name]):
                 cells.append(
                     f"{name} {row[name]:.3f} [{row[f'{name}_lo']:.3f}, {row[f'{name}_hi']:.3f}]"

@@ -65,12 +65,15 @@ def test_prompt_battle_vote_and_leaderboard_in_chromium(arena_server, page, tmp_
     page.locator("#battle-status").filter(has_text="Which is better").wait_for(timeout=60_000)
     page.locator("#battle-a").click()
     page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=30_000)
-    assert "was" in page.locator("#battle-status").inner_text()  # "Model A was sft" …
+    revealed = page.locator("#battle-status").inner_text()  # "Model A was sft · Model B was ppo"
+    pair = re.findall(r"was (\S+?)(?: ·|$)", revealed)
+    assert len(pair) == 2, revealed
     page.screenshot(path=os.environ.get("ARENA_SCREENSHOT", str(tmp_path / "arena.png")))
 
     # The leaderboard counts the new vote; the hostile prompt never ran as HTML.
     leaderboard_shows(page, f"{before + 1} votes")
-    assert page.locator("#leaderboard-table").inner_text().count("sft") >= 1
+    table = page.locator("#leaderboard-table").inner_text()
+    assert all(name in table for name in pair), (pair, table)  # the battle's two models counted
     assert page.evaluate("window.__xss") is None
     assert page.locator("img[src='x']").count() == 0
 

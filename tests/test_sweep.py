@@ -33,6 +33,9 @@ def test_sweep_table_means_intervals_and_wins_over_sft():
         t_interval([1.36, -0.44, 0.30])
     )
     assert ppo["beats_sft"] == "2/3"  # seed 2: 0.30 < 0.36
+    gains = [1.36 - 0.75, -0.44 + 1.07, 0.30 - 0.36]  # paired by seed
+    assert ppo["gold_gain"] == pytest.approx(sum(gains) / 3)
+    assert (ppo["gold_gain_lo"], ppo["gold_gain_hi"]) == pytest.approx(t_interval(gains))
     assert ppo["win_rate_vs_sft"] == pytest.approx(1.9 / 3)
     assert table.loc["sft", "beats_sft"] == "-" and table.loc["sft", "seeds"] == 3
     assert "gold above SFT in 2/3 seeds" in format_sweep(
