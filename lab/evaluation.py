@@ -18,7 +18,7 @@ from lab import metrics as M
 from lab.distributed import is_main
 from lab.generation import (
     DecodingConfig,
-    as_messages,
+    chat_batch,
     generate,
     generate_kwargs,
     response_mask,
@@ -152,13 +152,7 @@ class Samples:
 @torch.no_grad()
 def sample_responses(model, tokenizer, prompts: Sequence, decoding: DecodingConfig) -> Samples:
     """Sample one answer per prompt (string or messages) with the chat template, keeping the ids."""
-    query = tokenizer.apply_chat_template(
-        [as_messages(p) for p in prompts],
-        add_generation_prompt=True,
-        padding=True,
-        return_tensors="pt",
-        return_dict=True,
-    ).to(model.device)
+    query = chat_batch(tokenizer, list(prompts), model.device)
     ids = model.generate(**query, **generate_kwargs(decoding, tokenizer))
     response = ids[:, query["input_ids"].shape[1] :]  # (B, R)
     resp_mask, has_eos = response_mask(response, tokenizer.eos_token_id)

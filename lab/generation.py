@@ -38,6 +38,17 @@ def as_messages(prompt) -> list[dict]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
+def chat_batch(tokenizer, prompts: list, device) -> dict:
+    """Prompts (strings or messages) through the chat template, left-padded, on `device`."""
+    return tokenizer.apply_chat_template(
+        [as_messages(p) for p in prompts],
+        add_generation_prompt=True,
+        padding=True,
+        return_tensors="pt",
+        return_dict=True,
+    ).to(device)
+
+
 def generate_kwargs(decoding: DecodingConfig, tokenizer) -> dict:
     """`model.generate` arguments for these decoding settings (temperature 0 = greedy)."""
     greedy = decoding.temperature == 0
@@ -65,14 +76,7 @@ def generate(
     answers: list[str] = []
     with seeded(decoding.seed, model.device):
         for start in range(0, len(prompts), batch_size):
-            chunk = [as_messages(p) for p in prompts[start : start + batch_size]]
-            batch = tokenizer.apply_chat_template(
-                chunk,
-                add_generation_prompt=True,
-                padding=True,
-                return_tensors="pt",
-                return_dict=True,
-            ).to(model.device)
+            batch = chat_batch(tokenizer, prompts[start : start + batch_size], model.device)
             out = model.generate(**batch, **generate_kwargs(decoding, tokenizer))
             new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
             answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -17,7 +17,7 @@ from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
 from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
-from lab.generation import DecodingConfig, generate, response_mask
+from lab.generation import DecodingConfig, chat_batch, generate, response_mask
 from lab.models import load_tokenizer, resolve_device, save_model
 from lab.ppo_checkpoint import append_samples, latest_checkpoint, load_checkpoint, save_checkpoint
 from lab.ppo_math import (
@@ -68,9 +68,7 @@ def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: La
     """Steps 2-4: generate, score, and read log-probs, reference log-probs and values."""
     p = cfg.ppo
     # 2. Generate with the policy: KV cache, left-padded prompts, stop at EOS.
-    query = tokenizer.apply_chat_template(
-        prompts, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
-    ).to(ac.policy.device)
+    query = chat_batch(tokenizer, prompts, ac.policy.device)
     model = ac.generation_model()
     model.eval()
     out = model.generate(

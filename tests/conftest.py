@@ -88,8 +88,6 @@ def small_ppo_run(small_cfg, small_reward_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def arena_server(small_ppo_run, tmp_path_factory):
     """The arena on the small run, served on a free local port: (arena, url)."""
-    import socket
-
     from apps.arena import build_app, example_prompts
     from apps.guard import Classroom
     from apps.handlers import load_arena
@@ -97,12 +95,19 @@ def arena_server(small_ppo_run, tmp_path_factory):
     db = tmp_path_factory.mktemp("arena_server") / "arena.sqlite"
     arena = load_arena(small_ppo_run, {}, db, Classroom(min_seconds_between_votes=0))
     demo = build_app(arena, example_prompts(arena)).queue(default_concurrency_limit=8)
+    yield arena, serve(demo)
+    demo.close()
+
+
+def serve(demo) -> str:
+    """Launch a Gradio app on a free local port in the background; returns its URL."""
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     _, url, _ = demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-    yield arena, url
-    demo.close()
+    return url
 
 
 # SmolLM2's and Qwen2.5's template, without the default system prompt.

@@ -8,6 +8,8 @@ import shutil
 
 import pytest
 
+from tests.conftest import serve
+
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> What is 2 plus 3?'
 # Quiet flags: without them Chromium keeps calling home, and this machine refuses every call.
@@ -81,8 +83,6 @@ def test_prompt_battle_vote_and_leaderboard_in_chromium(arena_server, page, tmp_
 @pytest.fixture
 def retrain_server(small_ppo_run, tmp_path):
     """The arena on a copy of the small run (a round writes into it), with a terse class's votes."""
-    import socket
-
     from apps.arena import build_app
     from apps.handlers import load_arena
     from apps.simulate import simulate_votes
@@ -91,11 +91,7 @@ def retrain_server(small_ppo_run, tmp_path):
     arena = load_arena(run, {}, tmp_path / "votes.sqlite")
     simulate_votes(arena, 60, seed=3, taste="terse")
     demo = build_app(arena).queue(default_concurrency_limit=8)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-    yield arena, url
+    yield arena, serve(demo)
     demo.close()
 
 
