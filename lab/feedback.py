@@ -239,6 +239,39 @@ def share_and_interval(hits: list[bool], z: float, name: str, ci_name: str) -> d
 # ---------------------------------------------------------------- the two jobs
 
 
+def too_few_votes_note(n_votes: int, fb: FeedbackConfig) -> str:
+    """Why agreement with the class was not measured."""
+    return (
+        f"only {n_votes} vote pairs (fewer than {fb.min_pairs}, or fewer prompts than "
+        f"{fb.folds} folds): all were trained on, none held out, so agreement with the "
+        "class is not measured"
+    )
+
+
+def world_before_after(old: dict, new: dict, n_pairs: int, z: float) -> dict:
+    """Accuracy on the world's held-out pairs against labels, and against gold with an interval."""
+    result = {}
+    for when, m in (("before", old), ("after", new)):
+        result[WORLD[when]] = m[M.REWARD_ACCURACY]
+        if M.REWARD_GOLD_ACCURACY in m:  # absent for data without a gold judge
+            hits = round(m[M.REWARD_GOLD_ACCURACY] * n_pairs)
+            result |= share_and_interval([True] * hits + [False] * (n_pairs - hits), z, *GOLD[when])
+    return result
+
+
+def counts(n_votes: int, n_train: int, folds: int, seconds: float) -> dict:
+    """What a retraining used: vote pairs (held out in `folds` folds, 0 = none), replay, time."""
+    return {
+        M.FEEDBACK_VOTE_PAIRS_TRAIN: n_votes,
+        M.FEEDBACK_VOTE_PAIRS_HELDOUT: n_votes if folds else 0,
+        M.FEEDBACK_REPLAY_PAIRS: n_train - n_votes,
+        M.FEEDBACK_FOLDS: folds,
+        "reward/train_pairs": n_train,
+        M.FEEDBACK_REWARD_SECONDS: seconds,
+        M.STAGE_SECONDS: seconds,
+    }
+
+
 def retrain_reward(
     cfg: LabConfig,
     run_dir: Path,
@@ -252,10 +285,8 @@ def retrain_reward(
 ) -> dict:
     """Fine-tune the current reward model on the votes; agreement with the class and gold, before/after.
 
-    `reward_model` is the model the arena uses now (default: the run's `reward/model`); `group`
-    keeps only that group's votes. `out_dir` looks like a reward stage folder (model/,
-    metrics.json, log.jsonl); its metrics.json holds the `feedback/*` numbers, which are returned.
-    """
+    `reward_model`: the arena's model now (default: the run's); `group`: that group's votes only.
+    Writes a reward stage folder at `out_dir`; returns its metrics, the `feedback/*` numbers."""
     fb, report = fb or FeedbackConfig(), progress or (lambda fraction, message: None)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     rows = select_group(list(new_pairs), group)
@@ -278,11 +309,7 @@ def retrain_reward(
             result |= share_and_interval(hits, fb.z, name, ci)
         shutil.rmtree(out_dir / "cv", ignore_errors=True)
     else:
-        result[M.FEEDBACK_NOTE] = (
-            f"only {len(votes)} vote pairs (fewer than {fb.min_pairs}, or fewer prompts than "
-            f"{fb.folds} folds): all were trained on, none held out, so agreement with the "
-            "class is not measured"
-        )
+        result[M.FEEDBACK_NOTE] = too_few_votes_note(len(votes), fb)
     result[M.FEEDBACK_CV_SECONDS] = time.perf_counter() - t0
 
     # 2. The model kept: fine-tuned on every vote pair (plus replay).
@@ -298,24 +325,10 @@ def retrain_reward(
     report(0.95, "scoring the world's held-out pairs")
     old = pair_metrics(world_pairs, *score_pairs(*load_reward_model(start, device), world_pairs))
     new = pair_metrics(world_pairs, *score_pairs(model, tokenizer, world_pairs))
-    for when, m in (("before", old), ("after", new)):
-        result[WORLD[when]] = m[M.REWARD_ACCURACY]
-        if M.REWARD_GOLD_ACCURACY in m:  # absent for data without a gold judge
-            hits = round(m[M.REWARD_GOLD_ACCURACY] * len(world_pairs))
-            result |= share_and_interval(
-                [True] * hits + [False] * (len(world_pairs) - hits), fb.z, *GOLD[when]
-            )
-    result |= {
-        **new,
-        M.FEEDBACK_VOTES_ACCURACY_TRAINED: sum(agreement(model, tokenizer, votes)) / len(votes),
-        M.FEEDBACK_VOTE_PAIRS_TRAIN: len(votes),
-        M.FEEDBACK_VOTE_PAIRS_HELDOUT: len(votes) if measured else 0,
-        M.FEEDBACK_REPLAY_PAIRS: len(train) - len(votes),
-        M.FEEDBACK_FOLDS: fb.folds if measured else 0,
-        "reward/train_pairs": len(train),
-        M.FEEDBACK_REWARD_SECONDS: time.perf_counter() - t0,
-        M.STAGE_SECONDS: time.perf_counter() - t0,
-    }
+    result |= world_before_after(old, new, len(world_pairs), fb.z)
+    trained = sum(agreement(model, tokenizer, votes)) / len(votes)
+    result |= {**new, M.FEEDBACK_VOTES_ACCURACY_TRAINED: trained}
+    result |= counts(len(votes), len(train), fb.folds if measured else 0, time.perf_counter() - t0)
     log.finish(result)
     report(1.0, "reward model adapted to the votes")
     return result
