@@ -4,51 +4,68 @@
     python -m apps.arena --model sft=runs/tiny/sft/model --model other=HuggingFaceTB/SmolLM2-135M
     python -m apps.arena --run runs/tiny --classroom --host 0.0.0.0
 
-Handlers live in `apps.handlers`, `apps.board` and `apps.retrain`; this module only lays
-out the page and wires components to them.
+Handlers live in `apps.handlers`, `apps.board` and `apps.retrain`; this module lays out the
+page and wires components to the events in `apps.events`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import hashlib
+import itertools
+import socket
+import types
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
 from apps import board, retrain
-from apps.guard import MAX_PROMPT_CHARS, Classroom, new_code
+from apps.events import (
+    battle_event,
+    battle_vote_event,
+    compare_event,
+    compare_vote_event,
+    dashboard_event,
+    instructor_event,
+    join_event,
+    load_event,
+    refresh_compare,
+)
+from apps.guard import MAX_PROMPT_CHARS, Classroom, new_code, parse_groups
 from apps.handlers import (
     BATTLE_NAMES,
     MAX_COMPARE,
     MAX_NEW_TOKENS,
     Arena,
-    Session,
-    ask,
-    compare_choices,
-    join,
     load_arena,
-    vote,
 )
 from lab import recipes
 from lab.evaluation import EVAL_DECODING
 from lab.threads import set_torch_threads
-from lab.world import last_content
+from lab.world import World, last_content, phrases
+from lab.world.tasks import KINDS, MAX_OPERAND
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 INTRO = """# RLHF Lab arena
 The same prompt goes to every model with the same seed and decoding settings. Vote for the
 better answer: each vote becomes a `prompt` / `chosen` / `rejected` pair for the reward model."""
+STUDENT_ID_KEY = "rlhf-arena-student"  # the browser's localStorage key for the signed student id
+CONCURRENT_REQUESTS = 64  # events at once: a class battles together and the pool batches them
 
 
 def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
     """The whole page: a header, shared decoding settings, and one tab per activity."""
+    instructor_open = not arena.classroom.password  # no password: nothing to hide
     with gr.Blocks(title="RLHF Lab arena") as demo:
         session = gr.State(None)
+        student_id = gr.BrowserState(None, storage_key=STUDENT_ID_KEY)
         gr.Markdown(INTRO)
-        if arena.classroom.join_code:
-            join_box(arena, session)
+        if arena.world is not None:
+            with gr.Accordion("What these models know", open=False):
+                gr.Markdown(world_panel(arena.world))
+        join_row, join_status = join_box(arena, session, student_id)
         with gr.Accordion("Decoding settings (shared by every model)", open=False), gr.Row():
             settings = [
                 gr.Slider(0, 2, EVAL_DECODING.temperature, step=0.05, label="temperature"),
@@ -66,11 +83,19 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
             with gr.Tab("Leaderboard") as leaderboard:
                 leaderboard_tab(arena, leaderboard)
             with gr.Tab("Data"):
-                data_tab(arena)
-            with gr.Tab("Retrain"):
+                instructor_data, data_password = data_tab(arena, instructor_open)
+            with gr.Tab("Retrain", visible=instructor_open, elem_id="retrain-tab") as retrain_page:
                 retrain_tab(arena)
-            with gr.Tab("Training dashboard"):
-                dashboard_tab(arena)
+            with gr.Tab("Training dashboard") as dashboard:
+                dashboard_tab(arena, dashboard)
+        if not instructor_open:
+            instructor_box(arena, [instructor_data, retrain_page, data_password])
+        demo.load(
+            partial(load_event, arena),
+            student_id,
+            [session, student_id, join_row, join_status],
+            api_visibility="private",
+        )
         gr.on(  # a feedback round adds models while the page is open
             [demo.load, compare.select],
             partial(refresh_compare, arena),
@@ -81,24 +106,42 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
     return demo
 
 
-def refresh_compare(arena: Arena, selected: list[str] | None) -> dict:
-    """Compare's checkboxes with every model the arena has now."""
-    choices, value = compare_choices(arena, selected)
-    return gr.update(choices=choices, value=value)
+def bind(fn: Callable, arena: Arena) -> Callable:
+    """`partial(fn, arena)` that keeps `fn`'s type hints, which Gradio reads to pass a gr.Request."""
+    return types.MethodType(fn, arena)
 
 
-def join_box(arena: Arena, session: gr.State) -> None:
-    """Classroom mode: a join code opens voting for this browser session."""
-    with gr.Row():
-        code = gr.Textbox(label="Class join code", type="password", scale=3)
-        button = gr.Button("Join", scale=1)
-    status = gr.Markdown(label="status")
+def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tuple:
+    """Classroom mode: a join code opens voting; the box folds away once joined."""
+    with gr.Row(visible=bool(arena.classroom.join_code), elem_id="join-box") as row:
+        code = gr.Textbox(label="Class join code", scale=3, elem_id="join-code", max_length=64)
+        button = gr.Button("Join", scale=1, elem_id="join-go")
+    status = gr.Markdown(elem_id="join-status")
     gr.on(
         [button.click, code.submit],
-        partial(join, arena),
+        bind(join_event, arena),
         [code, session],
-        [session, status],
+        [session, student_id, row, status],
         api_name="join",
+    )
+    return row, status
+
+
+def instructor_box(arena: Arena, outputs: list) -> None:
+    """Classroom mode: students never see the instructor's controls until the password is typed.
+
+    Hiding them is for the students' screens; every instructor action checks the password itself.
+    """
+    with gr.Accordion("Instructor", open=False):
+        password = gr.Textbox(label="Instructor password", type="password", elem_id="unlock-pw")
+        button = gr.Button("Show the instructor's controls", elem_id="unlock-go")
+        status = gr.Markdown(elem_id="unlock-status")
+    gr.on(
+        [button.click, password.submit],
+        partial(instructor_event, arena),
+        password,
+        [*outputs, status],
+        api_visibility="private",
     )
 
 
@@ -141,51 +184,22 @@ def compare_tab(
         vote_best = gr.Button("Vote: this one is best", variant="primary")
         vote_tie = gr.Button("All equally good")
         vote_bad = gr.Button("All bad")
-    status = gr.Markdown(label="status")
-
-    def run(prompt, models, temperature, top_p, max_tokens, seed, state):
-        settings = (temperature, top_p, max_tokens, seed)
-        for new, shown, texts, lines, message in ask(
-            arena, "compare", prompt, models, settings, state
-        ):
-            yield new, *slot_updates(shown, texts, lines), gr.update(choices=shown), message
-
-    outputs = [session, *boxes, *stats, best, status]
+    status = gr.Markdown(label="status", elem_id="compare-status")
     gr.on(
         [button.click, prompt.submit],
-        run,
+        partial(compare_event, arena),
         [prompt, names, *settings, session],
-        outputs,
+        [session, *boxes, *stats, best, status],
         api_name="compare",
     )
-
-    def cast(outcome, choice, state: Session | None):
-        winner = state.models.index(choice) if state and choice in state.models else None
-        return vote(arena, outcome, winner, state)
-
     for button_, outcome in ((vote_best, "win"), (vote_tie, "tie"), (vote_bad, "both_bad")):
         button_.click(
-            partial(cast, outcome),
+            partial(compare_vote_event, arena, outcome),
             [best, session],
-            [session, status],
+            [session, *stats, status],
             api_name=f"compare_{outcome}",
         )
     return names
-
-
-def slot_updates(names: list[str], texts: list[str], lines: list[str]) -> list:
-    """Fill the first len(names) answer slots, hide the rest: boxes first, then stats lines."""
-    boxes = [
-        gr.update(label=names[i], value=texts[i], visible=True)
-        if i < len(names)
-        else gr.update(value="", visible=False)
-        for i in range(MAX_COMPARE)
-    ]
-    stats = [
-        gr.update(value=lines[i] if i < len(lines) else "", visible=i < len(names))
-        for i in range(MAX_COMPARE)
-    ]
-    return [*boxes, *stats]
 
 
 def battle_tab(arena: Arena, session: gr.State, settings: list, examples: list[str]) -> None:
@@ -205,62 +219,56 @@ def battle_tab(arena: Arena, session: gr.State, settings: list, examples: list[s
             ("both_bad", None): gr.Button("Both are bad", elem_id="battle-bad"),
         }
     status = gr.Markdown(label="status", elem_id="battle-status")
-
-    def run(prompt, temperature, top_p, max_tokens, seed, state):
-        settings = (temperature, top_p, max_tokens, seed)
-        for new, _, texts, _, message in ask(arena, "battle", prompt, [], settings, state):
-            texts = (texts + ["", ""])[:2]
-            hidden = [
-                gr.update(label=label, value=t)
-                for label, t in zip(BATTLE_NAMES, texts, strict=True)
-            ]
-            yield new, *hidden, "", "", message
-
     outputs = [session, *boxes, *stats, status]
     gr.on(
-        [button.click, prompt.submit], run, [prompt, *settings, session], outputs, api_name="battle"
+        [button.click, prompt.submit],
+        partial(battle_event, arena),
+        [prompt, *settings, session],
+        outputs,
+        api_name="battle",
     )
-
-    def cast(outcome, winner, state: Session | None):
-        counted_before = state is None or state.voted
-        state, message = vote(arena, outcome, winner, state)
-        if counted_before or not state.voted:  # nothing new recorded: reveal nothing
-            return state, gr.update(), gr.update(), gr.update(), gr.update(), message
-        labels = [
-            gr.update(label=f"{label}: {name}")
-            for label, name in zip(BATTLE_NAMES, state.models, strict=True)
-        ]
-        return state, *labels, *state.stats, message
-
     for (outcome, winner), button_ in buttons.items():
         name = f"battle_{outcome}" + ("" if winner is None else f"_{'ab'[winner]}")
-        button_.click(partial(cast, outcome, winner), session, outputs, api_name=name)
+        button_.click(
+            partial(battle_vote_event, arena, outcome, winner), session, outputs, api_name=name
+        )
 
 
 def leaderboard_tab(arena: Arena, tab: gr.Tab) -> None:
-    """Bradley–Terry ratings with intervals, win rates and the gold judge's view, kept fresh."""
+    """Bradley–Terry ratings with intervals, win rates, the gold judge's view and the style view."""
     status = gr.Markdown(label="status", elem_id="leaderboard-status")
     refresh = gr.Button("Refresh", elem_id="leaderboard-refresh")
     with gr.Row():
         ratings, matrix = gr.Plot(label="Ratings"), gr.Plot(label="Win rates")
     table = gr.Dataframe(label="Leaderboard", interactive=False, elem_id="leaderboard-table")
-    timer = gr.Timer(10)
+    with gr.Accordion("Style control: how much of a rating is length?", open=False):
+        style_status = gr.Markdown(elem_id="style-status")
+        style_table = gr.Dataframe(
+            label="Ratings with style held equal", interactive=False, elem_id="style-table"
+        )
+        coefficients = gr.Dataframe(label="Style coefficients", interactive=False)
+    triggers = [refresh.click, tab.select, gr.Timer(10).tick]
     gr.on(
-        [refresh.click, tab.select, timer.tick],
+        triggers,
         partial(board.leaderboard, arena),
         outputs=[ratings, matrix, table, status],
         api_name="leaderboard",
     )
+    gr.on(
+        triggers,
+        partial(board.style_leaderboard, arena),
+        outputs=[style_table, coefficients, style_status],
+        api_name="style_leaderboard",
+    )
 
 
-def data_tab(arena: Arena) -> None:
-    """The votes, agreement measures, the export, and simulated voters (instructor)."""
-    refresh = gr.Button("Refresh")
-    votes_status = gr.Markdown(label="votes status")
-    votes = gr.Dataframe(label="Votes (newest first)", interactive=False, wrap=True)
+def data_tab(arena: Arena, instructor_open: bool) -> tuple[gr.Column, gr.Textbox]:
+    """Agreement measures for everyone; the votes, the export and simulated voters (instructor)."""
+    refresh = gr.Button("Refresh agreement")
     agreement = gr.Dataframe(label="Agreement", interactive=False)
     refresh.click(partial(board.agreement, arena), outputs=agreement, api_name="agreement")
-    with gr.Accordion("Instructor", open=False):
+    with gr.Column(visible=instructor_open, elem_id="data-instructor") as instructor:
+        gr.Markdown("### Instructor")
         password = gr.Textbox(label="Instructor password", type="password")
         with gr.Row():
             export = gr.Button("Export preference dataset")
@@ -270,6 +278,9 @@ def data_tab(arena: Arena) -> None:
             simulate = gr.Button("Cast simulated votes")
         files = gr.File(label="Exported files", interactive=False)
         status = gr.Markdown(label="status")
+        show_votes = gr.Button("Show the votes")
+        votes_status = gr.Markdown(label="votes status")
+        votes = gr.Dataframe(label="Votes (newest first)", interactive=False, wrap=True)
     export_root = arena.store.path.parent / "exports"
     export.click(
         partial(board.export, arena, out_root=export_root),
@@ -284,12 +295,13 @@ def data_tab(arena: Arena) -> None:
         api_name="simulate",
     )
     gr.on(  # in classroom mode the votes (students' prompts) are the instructor's to read
-        [refresh.click, password.submit],
+        [show_votes.click, password.submit],
         partial(board.votes_table, arena),
         inputs=password,
         outputs=[votes, votes_status],
         api_name="votes",
     )
+    return instructor, password
 
 
 def retrain_tab(arena: Arena) -> None:
@@ -298,6 +310,7 @@ def retrain_tab(arena: Arena) -> None:
     with gr.Row():
         password = gr.Textbox(label="Instructor password", type="password")
         group = gr.Textbox(label="group (empty: every vote)", max_length=40)
+        per_group = gr.Checkbox(label="one round per group (a reward model and policy each)")
         updates = gr.Number(
             retrain.FeedbackConfig().ppo_updates, precision=0, minimum=0, maximum=200,
             label="PPO updates after (0 = reward model only)",
@@ -311,31 +324,97 @@ def retrain_tab(arena: Arena) -> None:
     with gr.Accordion("Every number of the round", open=False):
         results = gr.Dataframe(label="All metrics", interactive=False)
     button.click(
-        partial(retrain.start, arena), [password, updates, group], message, api_name="retrain"
-    )
+        partial(retrain.start, arena), [password, updates, group, per_group], message,
+        api_name="retrain",
+    )  # fmt: skip
     gr.Timer(2).tick(
         partial(retrain.status, arena),
         outputs=[progress, panel, plot, results],
         api_visibility="private",
     )
+    groups_view(arena, password)
 
 
-def dashboard_tab(arena: Arena) -> None:
-    """Each stage's logged training curves."""
-    stage = gr.Radio(list(board.DASHBOARD), value="ppo", label="Stage")
-    plot = gr.Plot()
+def groups_view(arena: Arena, password: gr.Textbox) -> None:
+    """The latest round's policies (one per group) answering the same held-out prompts."""
+    gr.Markdown("### The groups side by side")
+    show = gr.Button("Show the latest round's policies side by side", elem_id="groups-show")
+    note = gr.Markdown(elem_id="groups-note")
+    plot = gr.Plot(label="Length, polite phrases and gold per policy")
+    styles = gr.Dataframe(label="Means over the held-out prompts", interactive=False)
+    answers = gr.Dataframe(
+        label="The answers that differ most", interactive=False, wrap=True, elem_id="groups-answers"
+    )
+    show.click(partial(retrain.group_view, arena), password, [note, plot, styles, answers],
+               api_name="groups")  # fmt: skip
+
+
+def dashboard_tab(arena: Arena, tab: gr.Tab) -> None:
+    """Each stage's logged training curves; opens on one already drawn."""
+    stages = board.dashboard_stages(arena.run_dir)
+    first = "ppo" if "ppo" in stages else (stages[-1] if stages else None)
+    stage = gr.Radio(stages, value=first, label="Stage", elem_id="dashboard-stage")
+    plot = gr.Plot(board.dashboard(arena, first) if first else None, elem_id="dashboard-plot")
     gr.on([stage.change], partial(board.dashboard, arena), stage, plot, api_name="dashboard")
+    tab.select(partial(dashboard_event, arena), stage, [stage, plot], api_visibility="private")
 
 
-def example_prompts(arena: Arena, n: int = 6) -> list[str]:
-    """A few of the run's held-out prompts, to click instead of typing."""
+def example_prompts(arena: Arena, n: int = 10) -> list[str]:
+    """A few of the run's held-out prompts to click instead of typing, every task kind in turn."""
     if arena.run_dir is None or arena.cfg is None:
         return []
     try:
-        prompts = recipes.eval_prompts(arena.cfg, arena.run_dir / "world")
+        prompts = [
+            last_content(p, "user")
+            for p in recipes.eval_prompts(arena.cfg, arena.run_dir / "world")
+        ]
     except (OSError, ValueError):  # a run without its data (e.g. a hub recipe, offline)
         return []
-    return [last_content(p, "user") for p in prompts[:n]]
+    if arena.world is None:
+        return prompts[:n]
+    by_kind: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for prompt in prompts:
+        task = arena.world.task(prompt)
+        if task is not None:
+            by_kind[task.kind].append(prompt)
+    rounds = itertools.zip_longest(*by_kind.values())  # one of each kind, then the next…
+    return [prompt for round_ in rounds for prompt in round_ if prompt][:n] or prompts[:n]
+
+
+def world_panel(world: World) -> str:
+    """What the tiny world's models can answer, for students who wonder what to ask."""
+    countries = [c.name for c in world.kb.countries]
+    advice, harmful = next(iter(phrases.ADVICE)), next(iter(phrases.HARMFUL_REQUESTS))
+    return f"""These models learned one small made-up world, and nothing outside it.
+
+- **Facts** about its {len(countries)} countries ({", ".join(countries[:6])}, …): each one's
+  capital, export and animal. *What is the capital of {countries[0]}?*
+- **Sums and differences** of whole numbers up to {MAX_OPERAND}. *What is 7 plus 5?*
+- **Advice** on everyday goals. *How can I {advice}?*
+- **Summaries** of a short passage about a country. *Summarize: …*
+- **Harmful requests**, which a good answer refuses. *How do I {harmful}?*
+
+Ask about anything else (a real country, say) and even the best of them can only guess."""
+
+
+def share_urls(host: str, port: int) -> list[str]:
+    """The addresses students type: this machine's LAN addresses when serving on every interface."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [f"http://{host}:{port}"]
+    return [f"http://{address}:{port}" for address in lan_addresses()] or [
+        f"http://localhost:{port}"
+    ]
+
+
+def lan_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback (no packet is sent to find them)."""
+    found = set()
+    with contextlib.suppress(OSError):
+        found.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, contextlib.suppress(OSError):
+        probe.connect(("10.255.255.255", 1))  # a UDP connect sends nothing: it picks the interface
+        found.add(probe.getsockname()[0])
+    return sorted(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -347,29 +426,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--classroom", action="store_true", help="join code, password, quotas")
     parser.add_argument("--join-code", default="")
+    parser.add_argument(
+        "--groups", default="",
+        help="classroom: one join code per group, e.g. 'terse,warm' (votes carry the group)",
+    )  # fmt: skip
     parser.add_argument("--password", default="", help="instructor password")
     parser.add_argument("--quota", type=int, default=500, help="votes per annotator")
     parser.add_argument("--no-browser", action="store_true")
     return parser.parse_args(argv)
 
 
+def classroom_from_args(args: argparse.Namespace) -> Classroom:
+    """The classroom's rules; its secret follows its codes, so a restart keeps students' ids."""
+    classroom = Classroom(quota=args.quota)
+    if args.groups and not args.classroom:
+        raise ValueError("--groups gives each group a join code: it needs --classroom")
+    if args.classroom:
+        classroom.join_code = args.join_code or new_code()
+        classroom.password = args.password or new_code(6)
+        both = f"{classroom.join_code}\0{classroom.password}".encode()
+        classroom.secret = hashlib.sha256(b"rlhf-arena\0" + both).hexdigest()
+        classroom.group_codes = {  # derived like the secret: a restart keeps every group's code
+            group: hashlib.sha256(f"{classroom.secret}\0{group}".encode()).hexdigest()[:6]
+            for group in parse_groups(args.groups)
+        }
+    return classroom
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Load the models, build the page, serve it (no share links)."""
-    args = parse_args(argv)
+    """Load the models, build the page, serve it (no share links, nothing sent off the machine)."""
+    args = parse_args(argv)  # analytics and telemetry are off: see `apps/__init__.py`
     set_torch_threads()
     models = dict(spec.split("=", 1) for spec in args.model if "=" in spec)
     if len(models) != len(args.model):
         raise SystemExit("--model takes NAME=PATH_OR_HUB_ID")
-    classroom = Classroom(quota=args.quota)
-    if args.classroom:
-        classroom.join_code = args.join_code or new_code()
-        classroom.password = args.password or new_code(6)
-        print(f"join code: {classroom.join_code}   instructor password: {classroom.password}")
+    try:
+        classroom = classroom_from_args(args)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     arena = load_arena(args.run, models, args.db, classroom)
     for name, error in arena.pool.unavailable.items():
         print(f"[arena] {name} is unavailable: {error}")
+    if args.classroom:
+        print(f"join code: {classroom.join_code}   instructor password: {classroom.password}")
+        for group, code in classroom.group_codes.items():
+            print(f"join code of group {group}: {code}")
+        print("students open: " + "  ".join(share_urls(args.host, args.port)))
     demo = build_app(arena, example_prompts(arena))
-    demo.queue(default_concurrency_limit=8).launch(
+    demo.queue(default_concurrency_limit=CONCURRENT_REQUESTS).launch(
         server_name=args.host,
         server_port=args.port,
         share=False,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,35 +20,51 @@ from lab.leaderboard import (
     MIN_MODEL_BATTLES,
     compute_annotator_agreement,
     compute_battles,
+    compute_bt,
     compute_model_counts,
     compute_outcome_counts,
     compute_pairs_met,
     compute_ranking,
+    compute_style_battles,
+    compute_style_ranking,
     compute_win_matrix,
 )
 from lab.plots import plot_curves, plot_leaderboard, plot_win_matrix
-from lab.reward import pair_accuracy, score
-from lab.runlog import read_log
+from lab.reward_model import pair_accuracy, score
+from lab.runlog import LOG_FILE, read_log
 from lab.world import World
 
 BOOTSTRAP_ROUNDS = 100  # enough for a classroom's intervals, cheap enough to redo on every vote
+# Each stage's curves worth a first look, in pipeline order; a stage shows only what it logged.
 DASHBOARD = {
     "pretrain": [M.PRETRAIN_LOSS, M.PRETRAIN_EVAL_LOSS],
-    "sft": [M.SFT_LOSS, M.SFT_EVAL_LOSS],
-    "reward": [M.REWARD_LOSS, M.REWARD_ACCURACY, M.REWARD_GOLD_ACCURACY],
+    "sft": [M.SFT_LOSS, M.SFT_EVAL_LOSS, M.SFT_TOKEN_ACCURACY],
+    "reward": [M.REWARD_LOSS, M.REWARD_TRAIN_ACCURACY, M.REWARD_ACCURACY],
     "ppo": [M.PPO_REWARD, M.PPO_KL, M.PPO_ENTROPY, M.PPO_GOLD],
+    "dpo": [M.DPO_LOSS, M.DPO_ACCURACY, M.DPO_MARGIN, M.DPO_EVAL_LOSS],
+    "grpo": [M.GRPO_REWARD, M.GRPO_KL, M.GRPO_ENTROPY, M.GRPO_LENGTH],
 }
+T = TypeVar("T")
+ELO_PER_NAT = 400 / math.log(10)  # a log-odds of 1 on the leaderboard's Elo scale
 VOTE_COLUMNS = ["id", "time", "annotator", "mode", "prompt", "models", "outcome", "winner"]
 
 
 def leaderboard(arena: Arena) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:
     """Bradley–Terry ratings with 95% intervals, pairwise win rates, and the ranking table."""
-    n_votes = arena.store.count()  # thirty pages polling share one computation per new vote
-    cached = arena.cache.get("leaderboard")
+    return once_per_vote(
+        arena, "leaderboard", lambda: build_leaderboard(arena.store.votes(), arena.world)
+    )
+
+
+def once_per_vote(arena: Arena, key: object, compute: Callable[[], T]) -> T:
+    """`compute()`, redone only when the number of votes changes: thirty pages polling the
+    leaderboard share one computation per new vote."""
+    n_votes = arena.store.count()
+    cached = arena.cache.get(key)
     if cached and cached[0] == n_votes:
         return cached[1]
-    result = build_leaderboard(arena.store.votes(), arena.world)
-    arena.cache["leaderboard"] = (n_votes, result)
+    result = compute()
+    arena.cache[key] = (n_votes, result)
     return result
 
 
@@ -68,6 +87,65 @@ def build_leaderboard(
     if world is not None:  # the gold judge scores every stored answer, Compare ones too
         table = table.merge(compute_gold_means(votes, world), on="model", how="left")
     return plot_leaderboard(ranking), matrix, format_ranking(table), message
+
+
+def style_leaderboard(arena: Arena) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The style-controlled view: ratings with length and markdown held equal, and their weights."""
+    return once_per_vote(arena, "style", lambda: build_style_leaderboard(arena.store.votes()))
+
+
+def build_style_leaderboard(votes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """`style_leaderboard` without the cache (LMArena's style control, see `lab.leaderboard`)."""
+    battles = compute_style_battles(votes) if not votes.empty else pd.DataFrame()
+    if battles.empty or not enough_votes(compute_model_counts(battles)):
+        return pd.DataFrame(), pd.DataFrame(), "Not enough votes yet for style control."
+    table, coefficients = compute_style_ranking(battles, rounds=BOOTSTRAP_ROUNDS)
+    raw = compute_bt(battles)
+    table["raw rating"] = table["model"].map(raw)
+    table["style effect"] = table["raw rating"] - table["rating"]
+    shown = table.rename(columns={"votes": "battles"})
+    columns = ["rating", "lower", "upper", "raw rating", "style effect"]
+    shown[columns] = shown[columns].round().astype(int)
+    return shown, format_coefficients(coefficients), style_message(coefficients)
+
+
+def format_coefficients(coefficients: pd.DataFrame) -> pd.DataFrame:
+    """Each style feature's weight in log-odds and in Elo points, with what it means."""
+    shown = coefficients.copy()
+    shown["Elo points"] = shown["beta"] * ELO_PER_NAT
+    shown["meaning"] = [
+        style_meaning(row.feature, row.beta, row.lower, row.upper)
+        for row in coefficients.itertuples(index=False)
+    ]
+    return shown.round({"beta": 2, "lower": 2, "upper": 2, "Elo points": 0})
+
+
+def style_meaning(feature: str, beta: float, lower: float, upper: float) -> str:
+    """One line a class can read: does this style win votes, lose them, or nobody can tell?"""
+    more = {"length": "longer answers", "headers": "more headers", "lists": "more list items"}
+    what = more.get(feature, "more bold text")
+    if pd.isna(beta):
+        return f"never differed between two answers: no {feature} effect to measure"
+    if lower > 0:
+        return f"{what} win more votes"
+    if upper < 0:
+        return f"{what} lose votes"
+    return f"no clear {feature} effect yet (the interval spans 0)"
+
+
+def style_message(coefficients: pd.DataFrame) -> str:
+    """The style view's status line: what the ratings mean and the length effect in Elo."""
+    length = coefficients.set_index("feature").loc["length"]
+    line = (
+        "Style control: ratings as if both answers of every battle had the same length and "
+        "markdown (LMArena's method); 'style effect' is how much of a raw rating style explains."
+    )
+    if pd.isna(length["beta"]):
+        return line
+    return line + (
+        f" An answer a typical amount longer gains {length['beta'] * ELO_PER_NAT:+.0f} Elo "
+        f"(95% interval {length['lower'] * ELO_PER_NAT:+.0f} to {length['upper'] * ELO_PER_NAT:+.0f})."
+    )
 
 
 def enough_votes(counts: pd.DataFrame) -> bool:
@@ -158,7 +236,14 @@ def export(arena: Arena, password: str, out_root: Path) -> tuple[list[str], str]
 
 
 def agreement(arena: Arena) -> pd.DataFrame:
-    """How far the reward model agrees with the class, and the class with itself."""
+    """How far the reward model agrees with the class, and the class with itself (cached: it
+    scores every pair, and any student may ask)."""
+    key = ("agreement", arena.pool.reward_source)  # a feedback round swaps the reward model
+    return once_per_vote(arena, key, lambda: compute_agreement(arena))
+
+
+def compute_agreement(arena: Arena) -> pd.DataFrame:
+    """`agreement` without the cache."""
     votes = arena.store.votes()
     pairs = to_preferences(votes)
     rows = [{"measure": "votes", "value": float(len(votes)), "n": len(votes)}]
@@ -189,9 +274,23 @@ def agreement(arena: Arena) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def dashboard_stages(run_dir: Path | None) -> list[str]:
+    """The stages of a run that logged training curves, in pipeline order."""
+    if run_dir is None:
+        return []
+    return [stage for stage in DASHBOARD if (run_dir / stage / LOG_FILE).is_file()]
+
+
+def dashboard_curves(rows: list[dict], stage: str) -> list[str]:
+    """The stage's chosen curves that it logged; else every number it logged (not step, time)."""
+    logged = {key for row in rows for key, v in row.items() if isinstance(v, (int, float))}
+    chosen = [name for name in DASHBOARD.get(stage, []) if name in logged]
+    return chosen or sorted(logged - {"step", "time"})
+
+
 def dashboard(arena: Arena, stage: str) -> go.Figure:
-    """A stage's logged curves (from its log.jsonl)."""
-    if arena.run_dir is None or stage not in DASHBOARD:
+    """A stage's logged curves (from its log.jsonl); an empty figure for a stage that logged none."""
+    if stage not in dashboard_stages(arena.run_dir):
         return go.Figure()
-    rows = read_log(arena.run_dir / stage) if (arena.run_dir / stage).is_dir() else []
-    return plot_curves(rows, DASHBOARD[stage], title=f"{stage} training curves")
+    rows = read_log(arena.run_dir / stage)
+    return plot_curves(rows, dashboard_curves(rows, stage), title=f"{stage} training curves")

@@ -6,15 +6,21 @@ on user input, and no message ever repeats the user's text back (it is never ren
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import numbers
+import re
 import secrets
+import threading
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_PROMPT_CHARS = 1000
 JUNK_SHARE = 0.1  # above this share of control / unassigned characters, a paste is binary junk
+FREE_TRIES = 3  # wrong join codes a client may type before it has to wait
+GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")  # a group as votes store it
+MAX_WAIT_S = 60.0  # the longest wait between two tries, however many were wrong
 
 
 @dataclass
@@ -29,6 +35,10 @@ class Classroom:
     """Most votes one annotator may cast."""
     min_seconds_between_votes: float = 1.0
     """Rate limit per annotator."""
+    secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    """Signs the student id kept in each browser, so that nobody can forge one."""
+    group_codes: dict[str, str] = field(default_factory=dict)
+    """Group name -> a join code that also puts the student in that group (their votes carry it)."""
 
 
 def new_code(n_bytes: int = 3) -> str:
@@ -92,10 +102,29 @@ def whole_number(value: object, low: int, high: int) -> int | None:
 
 
 def check_join(classroom: Classroom, code: str) -> str | None:
-    """None when `code` opens voting in this classroom."""
-    if not classroom.join_code or same_secret(code, classroom.join_code):
+    """None when `code` opens voting in this classroom: the class's code or a group's."""
+    if not classroom.join_code or join_group(classroom, code) is not None:
         return None
     return "That join code is not right; ask your instructor for the code on the board."
+
+
+def join_group(classroom: Classroom, code: object) -> str | None:
+    """The group a join code puts a student in ('' for the class's own code), None if no code."""
+    for group, group_code in classroom.group_codes.items():
+        if same_secret(code, group_code):
+            return group
+    return "" if same_secret(code, classroom.join_code) else None
+
+
+def parse_groups(text: str) -> list[str]:
+    """'terse,warm' -> ['terse', 'warm']; a bad or repeated name raises, naming it."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if not GROUP_NAME.fullmatch(name):
+            raise ValueError(f"--groups: {name!r} is not a group name (letters, digits, - or _)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--groups: a group is named twice in {text!r}")
+    return names
 
 
 def check_instructor(classroom: Classroom, password: str) -> str | None:
@@ -120,6 +149,66 @@ def check_vote_allowed(
     if n_recent > 0:
         return "Slow down a little: one vote every few seconds."
     return None
+
+
+def sign_id(classroom: Classroom, annotator: str, joined: bool, group: str = "") -> str:
+    """A student's pseudonymous id, join status and group as a signed token for their browser."""
+    body = f"{annotator}|{int(joined)}" + (f":{group}" if joined and group else "")
+    return f"{body}|{_mac(classroom.secret, body)}"
+
+
+def read_id(classroom: Classroom, token: object) -> tuple[str, bool, str] | None:
+    """(annotator, joined, group) from a token `sign_id` made with this classroom's secret."""
+    if not isinstance(token, str) or token.count("|") != 2:
+        return None
+    annotator, member, mac = token.split("|")
+    joined, _, group = member.partition(":")
+    body = f"{annotator}|{member}"
+    if (
+        not annotator
+        or joined not in ("0", "1")
+        or not same_secret(mac, _mac(classroom.secret, body))
+    ):
+        return None
+    return annotator, joined == "1", group
+
+
+def _mac(secret: str, body: str) -> str:
+    return hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def backoff_seconds(failures: int) -> float:
+    """The wait after `failures` wrong join codes in a row: none for FREE_TRIES, then doubling."""
+    return 0.0 if failures < FREE_TRIES else min(2.0 ** (failures - FREE_TRIES), MAX_WAIT_S)
+
+
+@dataclass
+class JoinBackoff:
+    """Wrong join codes per client (its address): each one past FREE_TRIES doubles the wait.
+
+    A client that is waiting is refused at once, the right code included, so guessing
+    costs time; a right code clears the count.
+    """
+
+    failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Client -> (wrong codes in a row, monotonic time from which it may try again)."""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def attempt(self, client: str, right: bool, now: float) -> float:
+        """Count one try of a code; the seconds `client` must still wait (> 0: try refused).
+
+        Checking the wait and counting the try are one step under the lock, so a burst of
+        tries sent at once cannot all pass the check before any is counted.
+        """
+        with self.lock:
+            count, allowed_from = self.failures.get(client, (0, 0.0))
+            if now < allowed_from:
+                return allowed_from - now
+            if right:
+                self.failures.pop(client, None)
+            else:
+                self.failures[client] = (count + 1, now + backoff_seconds(count + 1))
+            return 0.0
 
 
 def same_secret(given: object, expected: str) -> bool:

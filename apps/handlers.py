@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import numbers
 import random
 import sqlite3
@@ -20,10 +21,13 @@ from pathlib import Path
 
 from apps.guard import (
     Classroom,
+    JoinBackoff,
     as_number,
     check_join,
     check_prompt,
     check_vote_allowed,
+    join_group,
+    read_id,
     whole_number,
 )
 from apps.jobs import Job
@@ -33,6 +37,7 @@ from lab import recipes
 from lab.config import LabConfig
 from lab.generation import DecodingConfig
 from lab.leaderboard import OUTCOMES
+from lab.reward_model import score
 from lab.stages import load_run_config
 from lab.world import World
 
@@ -63,6 +68,8 @@ class Arena:
     """Held around a vote's checks and its insert, so concurrent votes see each other."""
     voted_battles: set[str] = field(default_factory=set, repr=False)
     """Battle ids already voted on: each request has its own copy of the session, not this."""
+    join_backoff: JoinBackoff = field(default_factory=JoinBackoff, repr=False)
+    """Wrong join codes per client address, for the wait before its next try."""
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Session:
     decoding: dict = field(default_factory=dict)
     voted: bool = True  # nothing to vote on yet
     battle_id: str = ""  # new with every set of answers; one vote per id (`Arena.voted_battles`)
+    group: str = ""  # the group whose join code the student typed; their votes carry it
 
 
 def new_session() -> Session:
@@ -86,13 +94,32 @@ def new_session() -> Session:
     return Session(annotator=f"anon-{uuid.uuid4().hex[:10]}")
 
 
-def join(arena: Arena, code: str, session: Session | None) -> tuple[Session, str]:
-    """Enter the classroom's join code."""
+def restore_session(arena: Arena, token: object) -> Session:
+    """The session of a page just (re)loaded: the student id its browser kept, else a new one.
+
+    Quota and rate limit count the votes of this id in the vote store, so a reload no longer
+    resets them; a token this classroom did not sign (forged, or from an earlier class) is ignored.
+    """
+    who = read_id(arena.classroom, token)
+    if who is None or (who[2] and who[2] not in arena.classroom.group_codes):
+        return new_session()
+    return Session(annotator=who[0], joined=who[1], group=who[2])
+
+
+def join(arena: Arena, code: str, session: Session | None, client: str = "") -> tuple[Session, str]:
+    """Enter the classroom's join code; `client` (its address) waits longer after each wrong one."""
     session = session or new_session()
     problem = check_join(arena.classroom, code)
+    wait = arena.join_backoff.attempt(client, problem is None, time.monotonic())
+    if wait > 0:
+        return session, f"Too many wrong codes: try again in {math.ceil(wait)} s."
     if problem:
         return session, problem
-    return dataclasses.replace(session, joined=True), "Joined — your votes count now."
+    group = join_group(arena.classroom, code) or ""
+    where = f" (group {group})" if group else ""
+    return dataclasses.replace(
+        session, joined=True, group=group
+    ), f"Joined{where} — your votes count now."
 
 
 def parse_decoding(settings: tuple) -> tuple[DecodingConfig | None, str]:
@@ -123,16 +150,15 @@ def format_stats(stats: AnswerStats) -> str:
 def answer_all(
     arena: Arena, prompt: str, names: list[str], decoding: DecodingConfig
 ) -> Iterator[tuple[list[str], list[str]]]:
-    """Stream every model's answer in turn: yields (texts, stats lines) as they grow."""
+    """Stream every model's answer at once: yields (texts, stats lines) as they grow."""
     texts, stats = [""] * len(names), [""] * len(names)
-    for i, name in enumerate(names):
-        for part in arena.pool.stream(name, prompt, decoding):
-            if isinstance(part, Answer):
-                texts[i] = part.text
-                stats[i] = format_stats(arena.pool.stats(name, prompt, part))
-            else:
-                texts[i] = part
-            yield texts, stats
+    for i, part in arena.pool.stream_many(names, prompt, decoding):
+        if isinstance(part, Answer):
+            texts[i] = part.text
+            stats[i] = format_stats(arena.pool.stats(names[i], prompt, part))
+        else:
+            texts[i] = part
+        yield texts, stats
 
 
 def ask(
@@ -205,14 +231,18 @@ def pick_pair(names: list[str], rng: random.Random) -> list[str]:
     return rng.sample(names, 2) if len(names) >= 2 else []
 
 
-def vote(arena: Arena, outcome: str, winner: int | None, session: Session) -> tuple[Session, str]:
+def vote(
+    arena: Arena, outcome: str, winner: int | None, session: Session, mode: str = ""
+) -> tuple[Session, str]:
     """Record one vote on the answers on screen; acknowledged only once it is committed.
 
+    `mode` is the tab the vote comes from ("" = any): Compare and Battle share one session, so
+    a vote cast on one tab must not land on the answers the other tab asked for.
     The checks and the insert run under `arena.vote_lock`: of several votes sent at once on one
     set of answers exactly one is stored, and bursts cannot get round the quota or rate limit.
     """
     session = session or new_session()
-    problem = check_ballot(outcome, winner, session)
+    problem = check_ballot(outcome, winner, session, mode)
     if problem:
         return session, problem
     with arena.vote_lock:
@@ -239,6 +269,7 @@ def vote(arena: Arena, outcome: str, winner: int | None, session: Session) -> tu
                 outcome=outcome,
                 winner=winner if outcome == "win" else None,
                 decoding=session.decoding,
+                group=session.group,
             )
         )
         arena.voted_battles.add(session.battle_id)
@@ -248,10 +279,12 @@ def vote(arena: Arena, outcome: str, winner: int | None, session: Session) -> tu
     return dataclasses.replace(session, voted=True), message
 
 
-def check_ballot(outcome: object, winner: object, session: Session) -> str | None:
+def check_ballot(outcome: object, winner: object, session: Session, mode: str = "") -> str | None:
     """What is wrong with this vote on this session's answers, before any limit; None if nothing."""
     if session.voted or not session.answers or not session.battle_id:
         return "Ask the models first, then vote on their answers."
+    if mode and session.mode != mode:
+        return f"Your latest answers came from the {session.mode.title()} tab: vote there."
     if len(session.models) < 2:
         return "Voting compares answers: pick at least two models."
     if outcome not in OUTCOMES:
@@ -270,6 +303,68 @@ def reveal(session: Session) -> str:
     return " · ".join(
         f"{label} was **{name}**" for label, name in zip(BATTLE_NAMES, session.models, strict=True)
     )
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One answer as both judges see it."""
+
+    reward: float | None
+    """The reward model's score (None without a reward model)."""
+    gold: float | None
+    """The tiny world's gold score, the truth the reward model learns to imitate (None outside it)."""
+
+
+def judge_answers(arena: Arena, prompt: str, answers: list[str]) -> list[Judged]:
+    """Score each answer with the reward model and with the gold judge."""
+    rewards: list[float | None] = [None] * len(answers)
+    if arena.pool.rm is not None and answers:
+        with arena.pool.lock:  # the reward model's tokenizer is not thread-safe
+            rewards = score(
+                arena.pool.rm, arena.pool.rm_tokenizer, [prompt] * len(answers), answers
+            )
+    golds = [arena.world.gold_score(prompt, a) if arena.world else None for a in answers]
+    return [Judged(r, g) for r, g in zip(rewards, golds, strict=True)]
+
+
+def gold_lines(stats: list[str], judged: list[Judged]) -> list[str]:
+    """Each answer's stats line with its gold score added (unchanged outside the tiny world)."""
+    return [
+        line if j.gold is None else f"{line} · **gold {j.gold:+.2f}**"
+        for line, j in zip(stats, judged, strict=True)
+    ]
+
+
+def disagreement(names: list[str], judged: list[Judged]) -> str:
+    """A warning when the reward model's favourite answer is not the gold judge's best; else ''.
+
+    This is reward hacking in miniature: a policy trained on the reward model is pushed
+    towards the answers it overrates.
+    """
+    if len(judged) < 2 or any(j.reward is None or j.gold is None for j in judged):
+        return ""
+    rm_best = max(range(len(judged)), key=lambda i: judged[i].reward)
+    gold_best = max(range(len(judged)), key=lambda i: judged[i].gold)
+    if judged[rm_best].gold >= judged[gold_best].gold - 1e-9:
+        return ""
+    return (
+        f"⚠ The reward model and the gold judge disagree: the reward model prefers "
+        f"{names[rm_best]} (reward {judged[rm_best].reward:+.2f}, gold {judged[rm_best].gold:+.2f}), "
+        f"the gold judge {names[gold_best]} (reward {judged[gold_best].reward:+.2f}, "
+        f"gold {judged[gold_best].gold:+.2f}). PPO learns from the reward model, mistakes included."
+    )
+
+
+def gold_reveal(arena: Arena, session: Session, names: list[str]) -> tuple[list[str], str]:
+    """After a vote: the stats lines with gold scores, and the disagreement warning ('' if none)."""
+    if arena.world is None:
+        return list(session.stats), ""
+    try:
+        judged = judge_answers(arena, session.prompt, session.answers)
+    except Exception:  # noqa: BLE001 - the vote is stored; the reveal only lacks its gold line
+        logger.exception("judging the answers to reveal failed")
+        return list(session.stats), ""
+    return gold_lines(session.stats, judged), disagreement(names, judged)
 
 
 # ---------------------------------------------------------------- loading

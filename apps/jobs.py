@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.reward import Progress
+from lab.progress import Progress
 
 
 @dataclass

@@ -1,25 +1,27 @@
 """The arena's models: load them once, stream their answers, and measure each answer.
 
-Every model answers with the same decoding settings and the same seed, one at a time
-behind a lock: torch's sampling RNG is global, so two requests interleaving would change
-each other's draws (and two CPU cores gain nothing from running models concurrently).
+Every model answers through its own `Batcher` (`apps.batching`): concurrent requests for one
+model are generated together, each sampled from a generator seeded with its own seed, so an
+answer depends on its prompt, settings and seed only, never on who else asked.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, TextIteratorStreamer
+from transformers import AutoModelForSequenceClassification
 
-from lab.generation import DecodingConfig, as_messages, generate_kwargs
+from apps.batching import Batcher, Outbox
+from lab.generation import DecodingConfig, as_messages
 from lab.models import load_causal_lm, load_tokenizer
-from lab.ppo_math import kl_exact
-from lab.ppo_models import next_token_logits
-from lab.reward import check_reward_model, score
+from lab.responses import kl_exact, next_token_logits
+from lab.reward_model import check_reward_model, score
 
 # Where the pipeline leaves each model, in the order the arena shows them.
 RUN_MODELS = {
@@ -31,6 +33,9 @@ RUN_MODELS = {
 }
 RUN_REWARD = "reward/model"
 REFERENCE = "sft"  # KL is measured against the SFT model, as PPO's penalty is
+# Seconds between partial answers sent to a reader: each update costs the web server more than
+# a token costs the model, so a class of 30 gets 20 smooth updates a second, not one per token.
+STREAM_EVERY = 0.05
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Loaded:
     model: object | None = None
     tokenizer: object | None = None
     error: str = ""
+    batcher: Batcher | None = None  # generates this model's concurrent requests together
 
 
 @dataclass
@@ -74,7 +80,9 @@ def load_one(name: str, source: str, dtype: str = "float32", device: str = "cpu"
     """Load a causal LM and its tokenizer; a failure becomes an error message, not an exception."""
     try:
         model = load_causal_lm(source, dtype, device).eval()
-        return Loaded(name, source, model, load_tokenizer(source))
+        tokenizer = load_tokenizer(source)
+        batcher = Batcher(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        return Loaded(name, source, model, tokenizer, batcher=batcher)
     except Exception as error:  # noqa: BLE001 - any load failure makes the model unavailable
         return Loaded(name, source, error=f"{type(error).__name__}: {error}"[:300])
 
@@ -84,7 +92,8 @@ class ModelPool:
 
     def __init__(self, sources: dict[str, str], reward: str | None = None, device: str = "cpu"):
         self.device = device
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # around the model table and the reward model
+        self.tokenizing = threading.Lock()  # around prompt encoding, apart: scoring is slower
         self.models = {name: load_one(name, src, device=device) for name, src in sources.items()}
         self.reward_source, self.rm, self.rm_tokenizer, self.reward_error = None, None, None, ""
         if reward:
@@ -122,42 +131,53 @@ class ModelPool:
 
     def stream(self, name: str, prompt: str, decoding: DecodingConfig) -> Iterator[str | Answer]:
         """Yield the answer's text as it grows, then the finished `Answer`."""
-        m = self.models[name]
-        if m.error:
-            raise ValueError(f"model {name!r} is unavailable: {m.error}")
-        batch = m.tokenizer.apply_chat_template(
-            [as_messages(prompt)], add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(m.model.device)
-        streamer = TextIteratorStreamer(m.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        result: dict = {}
+        for _, part in self.stream_many([name], prompt, decoding):
+            yield part
 
-        def work() -> None:
-            try:
-                result["ids"] = m.model.generate(
-                    **batch, streamer=streamer, **generate_kwargs(decoding, m.tokenizer)
+    def stream_many(
+        self, names: list[str], prompt: str, decoding: DecodingConfig
+    ) -> Iterator[tuple[int, str | Answer]]:
+        """Every model answers at once: yield (i, text so far), then (i, Answer) as each ends."""
+        models = [self.models[name] for name in names]
+        for m in models:
+            if m.error:
+                raise ValueError(f"model {m.name!r} is unavailable: {m.error}")
+        with self.tokenizing:  # a fast tokenizer is not safe to encode with from two threads
+            prompts = [
+                m.tokenizer.apply_chat_template(
+                    [as_messages(prompt)], add_generation_prompt=True, return_dict=True
+                )["input_ids"][0]
+                for m in models
+            ]
+        inbox = queue.SimpleQueue()
+        requests = [
+            m.batcher.submit(ids, decoding, Outbox(inbox, i))
+            for i, (m, ids) in enumerate(zip(models, prompts, strict=True))
+        ]
+        ids: list[list[int]] = [[] for _ in names]
+        shown = [0.0] * len(names)  # when each answer's last partial text was yielded
+        try:
+            for _ in range(len(names)):
+                i, item = inbox.get()
+                while isinstance(item, int):
+                    ids[i].append(item)
+                    if inbox.empty() and time.monotonic() - shown[i] >= STREAM_EVERY:
+                        shown[i] = time.monotonic()  # only when caught up: a slow reader skips
+                        yield i, as_text(ids[i], models[i].tokenizer)
+                    i, item = inbox.get()
+                if item is not None:
+                    raise item
+                tokenizer = models[i].tokenizer
+                answer = Answer(
+                    as_text(ids[i], tokenizer),
+                    list(prompts[i]),
+                    cut_at_eos(ids[i], tokenizer),
+                    decoding.temperature,
                 )
-            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-                result["error"] = error
-                streamer.end()  # or the reader below waits forever, holding the lock
-
-        with self.lock:
-            torch.manual_seed(decoding.seed)  # the same draws for every model
-            thread = threading.Thread(target=work, daemon=True)
-            thread.start()
-            text = ""
-            try:
-                for piece in streamer:
-                    text += piece
-                    yield text.strip()
-            finally:
-                thread.join()  # the lock is held until generation really stops
-        if "error" in result:
-            raise result["error"]
-        n_prompt = batch["input_ids"].shape[1]
-        response = result["ids"][0, n_prompt:].tolist()
-        prompt_ids = batch["input_ids"][0].tolist()
-        response_ids = cut_at_eos(response, m.tokenizer)
-        yield Answer(text.strip(), prompt_ids, response_ids, decoding.temperature)
+                yield i, answer
+        finally:
+            for request in requests:
+                request.cancelled = True  # a reader that stops early frees the rows
 
     def answer(self, name: str, prompt: str, decoding: DecodingConfig) -> Answer:
         """The finished answer, without streaming."""
@@ -166,11 +186,11 @@ class ModelPool:
 
     def stats(self, name: str, prompt: str, answer: Answer) -> AnswerStats:
         """Reward-model score, length in tokens, and KL to the reference on this sample."""
-        with self.lock:
+        with self.lock:  # the reward model may be swapped meanwhile; its tokenizer is shared
             reward = None
             if self.rm is not None:
                 reward = score(self.rm, self.rm_tokenizer, [prompt], [answer.text])[0]
-            return AnswerStats(reward, len(answer.response_ids), self.sample_kl(name, answer))
+        return AnswerStats(reward, len(answer.response_ids), self.sample_kl(name, answer))
 
     def sample_kl(self, name: str, answer: Answer) -> float | None:
         """KL(model || reference) in nats, exact over the vocabulary, summed over the answer's tokens.
@@ -198,6 +218,11 @@ class ModelPool:
         temperature = answer.temperature or 1.0
         kl = kl_exact(logits, ref_logits.to(logits.device), mask[:, -n:], temperature)  # (1, R)
         return float(kl.sum())
+
+
+def as_text(ids: list[int], tokenizer) -> str:
+    """What the reader sees of these generated ids (special tokens left out)."""
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def cut_at_eos(response: list[int], tokenizer) -> list[int]:

@@ -15,8 +15,15 @@ from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
 from apps.votes import to_preferences
 from lab import metrics as M
-from lab.feedback import FeedbackConfig, feedback_round, next_round, select_group
-from lab.plots import plot_before_after
+from lab.feedback import FeedbackConfig, feedback_round, next_round, rounds, select_group
+from lab.group_compare import (
+    STYLE_COLUMNS,
+    compute_group_styles,
+    compute_side_by_side,
+    read_answers,
+    round_policies,
+)
+from lab.plots import plot_before_after, plot_group_styles
 from lab.world.tastes import TASTES
 
 MAX_SIMULATED = 500
@@ -35,10 +42,13 @@ RETRAIN_HELP = "\n".join(
 )
 
 
-def start(arena: Arena, password: str, ppo_updates: float, group: str = "") -> str:
+def start(
+    arena: Arena, password: str, ppo_updates: float, group: str = "", per_group: bool = False
+) -> str:
     """Start a feedback round in the background (instructor only; one job at a time).
 
-    `group` ('' = every vote) keeps one group's votes; the round's models join the arena.
+    `group` ('' = every vote) keeps one group's votes; `per_group` gives every group of votes
+    its own reward model and policy. The round's policies join the arena.
     """
     problem = check_instructor(arena.classroom, password)
     if problem:
@@ -49,6 +59,10 @@ def start(arena: Arena, password: str, ppo_updates: float, group: str = "") -> s
     group = group.strip() if isinstance(group, str) else None
     if group is None:
         return "Group: type a group name, or leave it empty for every vote."
+    if per_group not in (True, False):
+        return "One round per group: tick the box or leave it empty."
+    if per_group and group:
+        return "Either one group's votes or one round per group: empty the group box or untick."
     if arena.cfg is None or arena.run_dir is None:
         return "Retraining needs the pipeline's run folder (start the arena with --run)."
     if arena.job is not None and arena.job.running:
@@ -58,27 +72,47 @@ def start(arena: Arena, password: str, ppo_updates: float, group: str = "") -> s
         return "No preference pairs yet: votes with a winner make pairs."
     try:
         pairs = select_group(pairs, group or None)
+        groups = vote_groups(pairs) if per_group else []
     except ValueError as error:
         return str(error)
     fb = dataclasses.replace(FeedbackConfig(), ppo_updates=updates)
     folder = next_round(arena.run_dir)
-    job = lambda report: work(arena, pairs, fb, group or None, report)  # noqa: E731
+    job = lambda report: work(arena, pairs, fb, group or None, report, per_group)  # noqa: E731
     arena.job = start_job(folder.name, job)
-    return f"Retraining on {len(pairs)} vote pairs in {folder.name} …"
+    each = f" (one round per group: {', '.join(groups)})" if per_group else ""
+    return f"Retraining on {len(pairs)} vote pairs in {folder.name}{each} …"
+
+
+def vote_groups(pairs: list[dict]) -> list[str]:
+    """The groups the vote pairs carry; none raises (a per-group round needs them)."""
+    groups = sorted({row.get("group", "") for row in pairs} - {""})
+    if not groups:
+        raise ValueError("No vote carries a group: one round per group needs grouped votes.")
+    return groups
 
 
 def work(
-    arena: Arena, pairs: list[dict], fb: FeedbackConfig, group: str | None, report: Progress
+    arena: Arena,
+    pairs: list[dict],
+    fb: FeedbackConfig,
+    group: str | None,
+    report: Progress,
+    per_group: bool = False,
 ) -> dict:
-    """Run the round (the same `lab.feedback.feedback_round` as `python -m lab feedback`);
-    swap the new reward model in and add the new policy to the pool."""
-    folder, summary = feedback_round(arena.cfg, arena.run_dir, pairs, fb, group, progress=report)
-    result = summary["groups"][group or "all"]
-    arena.pool.set_reward(str(folder / result[M.FEEDBACK_REWARD_DIR] / "model"))
-    if M.FEEDBACK_POLICY_DIR in result:
-        suffix = f"-{group}" if group else ""
-        arena.pool.add(f"ppo-{folder.name}{suffix}", str(folder / result[M.FEEDBACK_POLICY_DIR]))
-    return result
+    """Run the round (the same `lab.feedback.feedback_round` as `python -m lab feedback`), add
+    its policies to the pool; a one-group round also swaps its reward model in. The summary."""
+    folder, summary = feedback_round(
+        arena.cfg, arena.run_dir, pairs, fb, group, per_group=per_group, progress=report
+    )
+    for label, result in summary["groups"].items():
+        suffix = "" if label == "all" else f"-{label}"
+        if not per_group:  # one reward model scores the arena's answers: a group's own, or all
+            arena.pool.set_reward(str(folder / result[M.FEEDBACK_REWARD_DIR] / "model"))
+        if M.FEEDBACK_POLICY_DIR in result:
+            arena.pool.add(
+                f"ppo-{folder.name}{suffix}", str(folder / result[M.FEEDBACK_POLICY_DIR])
+            )
+    return summary
 
 
 BEFORE_AFTER = {  # the readable rows of the Retrain tab: (label, before, after, interval names)
@@ -119,13 +153,6 @@ def compute_before_after(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def before_after(arena: Arena) -> pd.DataFrame:
-    """The last round's readable before/after table; empty until a round has finished."""
-    if arena.job is None or arena.job.running or not arena.job.result:
-        return pd.DataFrame()
-    return compute_before_after(arena.job.result)
-
-
 def compute_before_after_numbers(result: dict) -> pd.DataFrame:
     """The panel's numbers for a plot: measure, when (before/after), value, low, high."""
     rows = []
@@ -145,17 +172,75 @@ def compute_before_after_numbers(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["measure", "when", "value", "low", "high"])
 
 
+def compute_round_panel(summary: dict) -> pd.DataFrame:
+    """`compute_before_after` for each group of a round (a `group` column when there are several)."""
+    groups = summary.get("groups", {})
+    if len(groups) == 1:
+        return compute_before_after(next(iter(groups.values())))
+    return pd.concat(
+        [compute_before_after(m).assign(group=label) for label, m in groups.items()],
+        ignore_index=True,
+    )[["group", "measure", "before", "after"]]
+
+
+def compute_round_numbers(summary: dict) -> pd.DataFrame:
+    """`compute_before_after_numbers` for each group of a round, group names in the measures."""
+    groups = summary.get("groups", {})
+    parts = [
+        compute_before_after_numbers(m).assign(
+            measure=lambda t, g=label: t["measure"] if len(groups) == 1 else g + ": " + t["measure"]
+        )
+        for label, m in groups.items()
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else compute_before_after_numbers({})
+
+
+def every_number(summary: dict) -> pd.DataFrame:
+    """Every number of a round (metric names prefixed with the group when there are several)."""
+    groups = summary.get("groups", {})
+    rows = [
+        {"metric": name if len(groups) == 1 else f"{label}: {name}", "value": value}
+        for label, m in groups.items()
+        for name, value in m.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    return pd.DataFrame(rows, columns=["metric", "value"])
+
+
 def status(arena: Arena) -> tuple[str, pd.DataFrame, go.Figure | None, pd.DataFrame]:
     """The job's progress line, the readable before/after panel and its plot, every number."""
     if arena.job is None:
         return "No retraining yet.", pd.DataFrame(), None, pd.DataFrame()
-    result = arena.job.result or {}
-    everything = pd.DataFrame(
-        [{"metric": k, "value": v} for k, v in result.items() if isinstance(v, int | float)]
-    )
-    numbers = compute_before_after_numbers(result)
+    summary = {} if arena.job.running else (arena.job.result or {})
+    numbers = compute_round_numbers(summary)
     figure = plot_before_after(numbers) if not numbers.empty else None
-    return arena.job.status(), before_after(arena), figure, everything
+    panel = compute_round_panel(summary) if summary else pd.DataFrame()
+    return arena.job.status(), panel, figure, every_number(summary)
+
+
+def group_view(
+    arena: Arena, password: str = ""
+) -> tuple[str, go.Figure | None, pd.DataFrame, pd.DataFrame]:
+    """The latest round's policies side by side on the same held-out prompts (instructor only):
+    a message, the plot, each policy's means (length, polite phrases, gold), the answers that
+    differ most. It reads the answers saved with each policy: nothing is generated."""
+    empty = (None, pd.DataFrame(), pd.DataFrame())
+    problem = check_instructor(arena.classroom, password)
+    if problem:
+        return problem, *empty
+    if arena.run_dir is None or arena.world is None:
+        return "The groups' view needs the tiny world's run folder (--run).", *empty
+    done = rounds(arena.run_dir)
+    if not done:
+        return "No feedback round yet: retrain first (tick one round per group).", *empty
+    try:
+        tables = read_answers(round_policies(done[-1]))
+    except (OSError, ValueError, KeyError) as error:
+        return f"{done[-1].name}: {error}", *empty
+    styles = compute_group_styles(arena.world, tables)
+    shown = styles.round({c: 2 for c in STYLE_COLUMNS})
+    message = f"{done[-1].name}: {len(tables) - 1} new policies beside the one they started from."
+    return message, plot_group_styles(styles), shown, compute_side_by_side(tables)
 
 
 def simulate(arena: Arena, password: str, n: float, taste: str = "", group: str = "") -> str:

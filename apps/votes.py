@@ -85,7 +85,7 @@ class Vote:
     """One judgment: a prompt, the responses of two or more models, and what the annotator chose."""
 
     annotator: str
-    """Pseudonymous id of the browser session (or of the simulated annotator)."""
+    """Pseudonymous id of the student (kept by their browser) or of the simulated annotator."""
     mode: str
     """How the vote was cast, one of MODES."""
     prompt: str

@@ -24,7 +24,8 @@ import pandas as pd
 from apps.handlers import load_arena
 from apps.simulate import simulate_votes
 from lab import metrics as M
-from lab.feedback import FeedbackConfig, answers_of, current_models, feedback_round
+from lab.feedback import FeedbackConfig, current_models, feedback_round
+from lab.group_compare import answers_of
 from lab.votes_db import to_preferences
 from lab.world.judge import score
 from lab.world.tastes import compute_answer_style, taste_weights
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--groups", action="store_true", help="a terse and a warm class")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="FeedbackConfig overrides, e.g. epochs=3 replay=0.5")  # fmt: skip
+    parser.add_argument("--ppo", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="the round's PPO settings, e.g. kl_coef=0.02 lr=5e-5")  # fmt: skip
     args = parser.parse_args(argv)
     fb = FeedbackConfig()
     for item in args.set:
@@ -107,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
         run = Path(tmp) / "run"  # a copy: the run itself stays clean
         shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints", "feedback"))
         arena = load_arena(run, {}, Path(tmp) / "votes.sqlite")
+        ppo = arena.cfg.ppo
+        for item in args.ppo:
+            key, value = item.split("=", 1)
+            ppo = dataclasses.replace(ppo, **{key: type(getattr(ppo, key))(value)})
+        arena.cfg = dataclasses.replace(arena.cfg, ppo=ppo)
         tastes = ["terse", "warm"] if args.groups else ["terse"]
         t0 = time.perf_counter()
         for i, taste in enumerate(tastes):

@@ -212,7 +212,7 @@ def run_ppo_updates(folder: Path, device: str, lora_r: int, ckpt: bool, meter: P
     from lab.models import load_tokenizer
     from lab.ppo import add_advantages, ppo_update, rollout
     from lab.ppo_models import ActorCritic
-    from lab.reward import load_reward_model
+    from lab.reward_model import load_reward_model
 
     cfg = lab_config(device, "ppo", lora_r, ckpt)
     tokenizer = load_tokenizer(str(folder))

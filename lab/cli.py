@@ -151,7 +151,25 @@ def run_feedback(args: argparse.Namespace) -> int:
         )
         return 2
     print(format_round(folder, summary))
+    print(format_policies(cfg, folder))
     return 0
+
+
+def format_policies(cfg, folder: Path) -> str:
+    """The round's policies beside the one they started from, on the held-out prompts
+    (tiny world only: the gold judge measures them); empty when the round trained no policy."""
+    from lab.group_compare import compute_group_styles, read_answers, round_policies
+    from lab.recipes import gold_judge
+
+    world = gold_judge(cfg)
+    if world is None:
+        return ""
+    try:
+        tables = read_answers(round_policies(folder))
+    except (FileNotFoundError, ValueError):
+        return ""  # a round with 0 PPO updates has no policy to show
+    styles = compute_group_styles(world, tables).set_index("policy").round(2)
+    return "the policies on the held-out prompts (means per answer):\n" + styles.to_string()
 
 
 def print_plan(cfg, gpu: str, gpu_mem: str | None) -> int:

@@ -95,7 +95,7 @@ class ModelConfig:
 
 @dataclass
 class PretrainConfig:
-    """Stage 0: next-token pretraining of the tiny Llama on the world's corpus."""
+    """Stage 1: next-token pretraining of the tiny Llama on the world's corpus."""
 
     steps: int = 250
     """Optimizer steps."""
@@ -116,16 +116,16 @@ class PretrainConfig:
 
 
 @dataclass
-class SFTStageConfig:
-    """Stage 1: supervised fine-tuning on the world's demonstrations (TRL `SFTTrainer`)."""
+class TrainerStageConfig:
+    """What every stage TRL trains shares (SFT, reward, DPO, GRPO): schedule, LoRA, logging."""
 
-    epochs: float = 2.0
-    """Passes over the training demonstrations."""
+    epochs: float = 1.0
+    """Passes over the training data."""
     batch_size: int = 32
-    """Demonstrations per optimizer step."""
+    """Examples per optimizer step (a pair counts once, a GRPO completion once)."""
     grad_accum: int = 1
     """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
-    lr: float = 1e-3
+    lr: float = 1e-4
     """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     warmup_ratio: float = 0.05
     """Share of the steps spent warming up."""
@@ -133,17 +133,33 @@ class SFTStageConfig:
     """LoRA rank; 0 = full fine-tuning. Adapters are merged before saving."""
     lora_alpha: int = 16
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    logging_steps: int = 10
+    """Optimizer steps between logged losses."""
+
+
+@dataclass
+class SFTStageConfig(TrainerStageConfig):
+    """Stage 2: supervised fine-tuning on the world's demonstrations (TRL `SFTTrainer`).
+
+    The held-out loss is logged every epoch.
+    """
+
+    epochs: float = 2.0
+    """Passes over the training demonstrations."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
     eval_fraction: float = 0.05
     """Share of demonstrations held out for the eval loss."""
-    logging_steps: int = 10
-    """Optimizer steps between logged losses (the held-out loss is logged every epoch)."""
     n_samples: int = 4
     """Sample answers (base vs SFT) written to metrics.json."""
 
 
 @dataclass
-class RewardStageConfig:
-    """Stage 2: a reward model trained on preference pairs (TRL `RewardTrainer`)."""
+class RewardStageConfig(TrainerStageConfig):
+    """Stage 3: a reward model trained on preference pairs (TRL `RewardTrainer`).
+
+    A pair is two sequences; with LoRA the trained head is merged with the adapters.
+    """
 
     train_data: str = ""
     """Any `load_preferences` source; empty = the world's preferences_train.jsonl."""
@@ -151,27 +167,13 @@ class RewardStageConfig:
     """Use at most this many training pairs (0 = all)."""
     holdout: int = 200
     """Pairs of `train_data` held out for evaluation (the world has its own test split)."""
-    epochs: float = 1.0
-    """Passes over the training pairs."""
-    batch_size: int = 32
-    """Pairs per optimizer step (each pair is two sequences)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
     lr: float = 5e-4
     """Peak learning rate (AdamW, linear warm-up then linear decay)."""
-    warmup_ratio: float = 0.05
-    """Share of the steps spent warming up."""
-    lora_r: int = 0
-    """LoRA rank; 0 = full fine-tuning. Adapters (and the trained head) are merged before saving."""
-    lora_alpha: int = 16
-    """LoRA scaling numerator (the update is scaled by alpha / r)."""
-    logging_steps: int = 10
-    """Optimizer steps between logged losses."""
 
 
 @dataclass
 class PPOStageConfig:
-    """Stage 3: PPO against the reward model, written in the lab (`lab.ppo`)."""
+    """Stage 4: PPO against the reward model, written in the lab (`lab.ppo`)."""
 
     updates: int = 36
     """PPO updates (each: one batch of rollouts, then `ppo_epochs` passes over it)."""
@@ -224,52 +226,38 @@ class PPOStageConfig:
 
 
 @dataclass
-class DPOStageConfig:
-    """Stage 4: DPO on the reward model's preference pairs, from the SFT model (TRL `DPOTrainer`)."""
+class DPOStageConfig(TrainerStageConfig):
+    """Stage 6: DPO on the reward model's preference pairs, from the SFT model (TRL `DPOTrainer`).
+
+    A pair is two sequences, for the policy and the reference; with LoRA the reference is the
+    model with adapters off. Held-out pairs are scored every epoch.
+    """
 
     max_train_pairs: int = 1_000
     """Use at most this many of the reward stage's training pairs (0 = all)."""
-    epochs: float = 1.0
-    """Passes over the training pairs."""
-    batch_size: int = 32
-    """Pairs per optimizer step (each pair is two sequences, for the policy and the reference)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
-    lr: float = 1e-4
-    """Peak learning rate (AdamW, linear warm-up then linear decay)."""
-    warmup_ratio: float = 0.05
-    """Share of the steps spent warming up."""
     beta: float = 0.1
     """beta: scale of the implicit reward beta * log(pi / pi_ref); higher keeps closer to SFT."""
     loss_type: str = "sigmoid"
     """TRL loss: sigmoid (DPO), ipo, hinge, robust, ... (see `trl.DPOConfig.loss_type`)."""
-    lora_r: int = 0
-    """LoRA rank; 0 = full fine-tuning. With LoRA the reference is the model with adapters off."""
-    lora_alpha: int = 16
-    """LoRA scaling numerator (the update is scaled by alpha / r)."""
     logging_steps: int = 5
-    """Optimizer steps between logged losses (held-out pairs are scored every epoch)."""
+    """Optimizer steps between logged losses."""
 
 
 @dataclass
-class GRPOStageConfig:
-    """Stage 5: GRPO against the reward model, from the SFT model (TRL `GRPOTrainer`)."""
+class GRPOStageConfig(TrainerStageConfig):
+    """Stage 6: GRPO against the reward model, from the SFT model (TRL `GRPOTrainer`).
+
+    `batch_size` counts completions: batch_size / num_generations prompts per optimizer step.
+    With LoRA the reference is the model with adapters off.
+    """
 
     max_prompts: int = 128
     """Use the first this many RL prompts (0 = all); an epoch samples each one `num_generations` times."""
-    epochs: float = 1.0
-    """Passes over those prompts."""
-    batch_size: int = 32
-    """Completions per optimizer step: batch_size / num_generations prompts."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step: each holds batch_size / grad_accum (same step, less memory)."""
     num_generations: int = 8
     """Completions per prompt; each is scored against its group's mean (and std)."""
     lr: float = 1e-4
     """Peak learning rate (AdamW, linear warm-up then linear decay); 3e-4 drifted to KL ~2.7 and
     fell below SFT's gold on 2 of 5 seeds, 1e-4 stays near KL 0.5 and beat SFT on 5 of 5."""
-    warmup_ratio: float = 0.05
-    """Share of the steps spent warming up."""
     beta: float = 0.04
     """Weight of the per-token KL(policy || SFT) term in the loss; 0 drops the reference."""
     loss_type: str = "dapo"
@@ -280,16 +268,8 @@ class GRPOStageConfig:
     """Sampling temperature during training."""
     missing_eos_penalty: float = 1.0
     """Subtracted from the score of a completion that never emitted EOS (as in PPO)."""
-    lora_r: int = 0
-    """LoRA rank; 0 = full fine-tuning. With LoRA the reference is the model with adapters off."""
-    lora_alpha: int = 16
-    """LoRA scaling numerator (the update is scaled by alpha / r)."""
     logging_steps: int = 1
     """Optimizer steps between logged rewards and losses."""
-
-
-# The stages TRL trains share these fields: epochs, batch_size, grad_accum, lr, warmup_ratio, ...
-TrainerStageConfig = SFTStageConfig | RewardStageConfig | DPOStageConfig | GRPOStageConfig
 
 
 @dataclass
@@ -311,17 +291,17 @@ class LabConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     """The base model."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    """Stage 0: pretraining."""
+    """Stage 1: pretraining."""
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
-    """Stage 1: supervised fine-tuning."""
+    """Stage 2: supervised fine-tuning."""
     reward: RewardStageConfig = field(default_factory=RewardStageConfig)
-    """Stage 2: the reward model."""
+    """Stage 3: the reward model."""
     ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
-    """Stage 3: PPO."""
+    """Stage 4: PPO."""
     dpo: DPOStageConfig = field(default_factory=DPOStageConfig)
-    """Stage 4: DPO."""
+    """Stage 6: DPO."""
     grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
-    """Stage 5: GRPO."""
+    """Stage 6: GRPO."""
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:

@@ -1,34 +1,33 @@
-"""Stage 4: DPO. The SFT model learns from the preference pairs directly, with no reward model.
+"""Stage 6: DPO. The SFT model learns from the preference pairs directly, with no reward model.
 
 DPO's implicit reward is r(x, y) = beta * log(pi(y|x) / pi_sft(y|x)); TRL's `DPOTrainer` minimises
 -log sigmoid(r(chosen) - r(rejected)) on the pairs the reward model was trained on, with the SFT
 model as the frozen reference. Then the same yardsticks as PPO: gold on the held-out prompts
 against SFT, and KL to SFT and the reward model's score on fresh samples.
 
-Like every policy, it is measured at the end with `lab.yardstick.evaluate_policy`.
+Like every policy, it is saved and measured at the end by `lab.yardstick.finish_policy`.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import trl
 
 from lab import metrics as M
 from lab.config import LabConfig
-from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
-from lab.reward import as_conversational, load_pairs
+from lab.models import load_tokenizer, num_params
+from lab.pairs import as_conversational, load_pairs
 from lab.runlog import RunLog
 from lab.trainers import (
     ForwardLogs,
+    causal_lm_loader,
     check_launch,
     last_logged,
     lora_config,
-    trained_model,
     trainer_args,
 )
-from lab.yardstick import evaluate_policy
+from lab.yardstick import finish_policy
 
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
     "loss": M.DPO_LOSS,
@@ -63,8 +62,7 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     # 2. Model: the policy starts as the SFT model. ref_model=None: TRL loads a frozen copy of
     #    it as the reference (full fine-tuning), or turns the adapters off (LoRA).
     tokenizer = load_tokenizer(sft)
-    load = partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
-    policy = load(sft)
+    policy = causal_lm_loader(cfg)(sft)
 
     # 3. Train: -log sigmoid(beta * (log-ratio of chosen - log-ratio of rejected)).
     args = trl.DPOConfig(
@@ -87,9 +85,7 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
-    policy = trained_model(trainer, load, sft, out_dir)
-    save_model(policy, tokenizer, out_dir / "model")
-    evals = evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    policy, evals = finish_policy(cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {
             M.NUM_PARAMS: num_params(policy),
@@ -98,9 +94,9 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
             M.DPO_EVAL_ACCURACY: last_logged(trainer, "eval_rewards/accuracies"),
             M.DPO_EVAL_MARGIN: last_logged(trainer, "eval_rewards/margins"),
             **evals,
-            "dpo/train_pairs": len(train),
-            "dpo/eval_pairs": len(held_out),
-            "dpo/steps": trainer.state.global_step,
+            M.DPO_TRAIN_PAIRS: len(train),
+            M.DPO_EVAL_PAIRS: len(held_out),
+            M.DPO_STEPS: trainer.state.global_step,
             M.STAGE_SECONDS: log.elapsed,
         }
     )

@@ -1,7 +1,9 @@
-"""Gold evaluation: the yardstick every stage reports against.
+"""Evaluation (notebook 05), shared by every stage: the gold judge and the drift from SFT.
 
 Generate on held-out prompts with fixed decoding settings and seed, score each answer with
-the gold judge, and compare two models prompt by prompt (win / tie / loss).
+the gold judge, and compare two models prompt by prompt (win / tie / loss); measure a policy's
+exact KL to a reference and its reward-model score on fresh samples. Stages import this
+module; it imports no stage.
 """
 
 from __future__ import annotations
@@ -16,16 +18,15 @@ import torch
 
 from lab import metrics as M
 from lab.distributed import is_main
-from lab.generation import (
-    DecodingConfig,
-    chat_batch,
-    generate,
-    generate_kwargs,
+from lab.generation import DecodingConfig, chat_batch, generate, generate_kwargs, seeded
+from lab.responses import (
+    kl_exact,
+    next_token_logits,
+    penalize_missing_eos,
     response_mask,
-    seeded,
+    sequence_kl,
 )
-from lab.ppo_math import kl_exact
-from lab.ppo_models import next_token_logits
+from lab.reward_model import score
 from lab.world import World, last_content
 
 # Fixed for every model, so that differences come from the model, not the sampler.
@@ -184,11 +185,9 @@ def compute_kl_and_reward(
     `kl` is the exact per-token KL over the vocabulary (`kl_exact`, both models' logits at the
     sampling temperature, at each position of the sampled answer) summed over the response up
     to EOS: never negative, and without the noise of a one-sample estimate (top-p, if set, is
-    not applied to the distributions). `reward` is `lab.reward.score`, minus
+    not applied to the distributions). `reward` is `lab.reward_model.score`, minus
     `missing_eos_penalty` for an answer that never ended. Returns `{"kl", "reward", "eos_rate"}`.
     """
-    from lab.reward import score  # lab.reward imports this module (through lab.sft)
-
     if decoding.temperature <= 0:
         raise ValueError(
             "KL is measured on samples: use a temperature above 0, not greedy decoding"
@@ -205,10 +204,11 @@ def compute_kl_and_reward(
                 next_token_logits(m, s.ids, s.mask, n) for m in (policy, reference)
             )
             kl = kl_exact(logits, ref_logits, s.response_mask, decoding.temperature)  # (B, R)
-            kls += kl.sum(1).tolist()
+            kls += sequence_kl(kl, s.response_mask).tolist()
             scores += score(rm, rm_tokenizer, chunk, s.texts)
             ended += s.has_eos.tolist()
-    rewards = [r - missing_eos_penalty * (not e) for r, e in zip(scores, ended, strict=True)]
+    as_float64 = torch.tensor(scores, dtype=torch.float64)  # Python floats, exactly
+    rewards = penalize_missing_eos(as_float64, torch.tensor(ended), missing_eos_penalty).tolist()
     n = len(kls)
     return {"kl": sum(kls) / n, "reward": sum(rewards) / n, "eos_rate": sum(ended) / n}
 

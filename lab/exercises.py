@@ -2,13 +2,19 @@
 
 Each check takes the student's answer; `None` means "not attempted yet" and only prints
 the task, so a fresh notebook runs top to bottom. A wrong answer raises with a hint.
+`solution("05.1")` prints a worked solution for a student who is stuck.
 """
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
+from lab import metrics as M
 from lab.world import World
+from lab.world.judge import score
+from lab.world.tastes import taste_weights
 
 # A reward model that is easy to fool (300 pairs) and no KL leash: over-optimisation in minutes.
 OVEROPTIMISATION = {"reward.max_train_pairs": 300, "ppo.kl_coef": 0.0, "ppo.kl_target": 0.0}
@@ -65,8 +71,6 @@ def check_perplexity(eval_loss: float, perplexity: float | None) -> bool:
     """Exercise 01.2: perplexity from the mean next-token loss (in nats)."""
     if perplexity is None:
         return _pending("turn the eval loss into a perplexity")
-    import math
-
     truth = math.exp(eval_loss)
     assert abs(perplexity - truth) < 1e-3 * truth, (
         f"got {perplexity:.3f}. Hint: the loss is a mean negative log-likelihood in nats."
@@ -94,8 +98,6 @@ def check_bt_loss(loss_fn) -> bool:
     """Exercise 03.1: the reward model's pairwise loss, -log sigmoid(r_chosen - r_rejected)."""
     if loss_fn is None:
         return _pending("write the Bradley-Terry loss as a function of the two rewards")
-    import math
-
     for rc, rr in [(0.0, 0.0), (2.0, 0.0), (-1.0, 1.5), (30.0, -30.0)]:
         truth = math.log1p(math.exp(-(rc - rr)))
         got = float(loss_fn(rc, rr))
@@ -128,9 +130,9 @@ def check_reward_hacking(with_kl: dict | None, without_kl: dict | None) -> bool:
     """Exercise 04.1: with kl_coef=0 the policy drifts further and the proxy outruns the gold judge."""
     if with_kl is None or without_kl is None:
         return _pending("train PPO with kl_coef=0 and compare its metrics with the default run")
-    drift = without_kl["ppo/eval_kl"] > with_kl["ppo/eval_kl"]
-    gap_kl0 = without_kl["ppo/eval_reward"] - without_kl["eval/gold_mean"]
-    gap_default = with_kl["ppo/eval_reward"] - with_kl["eval/gold_mean"]
+    drift = without_kl[M.PPO_EVAL_KL] > with_kl[M.PPO_EVAL_KL]
+    gap_kl0 = without_kl[M.PPO_EVAL_REWARD] - without_kl[M.EVAL_GOLD_MEAN]
+    gap_default = with_kl[M.PPO_EVAL_REWARD] - with_kl[M.EVAL_GOLD_MEAN]
     assert drift, (
         "without the KL penalty the policy should move further from the SFT model (ppo/eval_kl)"
     )
@@ -139,7 +141,7 @@ def check_reward_hacking(with_kl: dict | None, without_kl: dict | None) -> bool:
         "Hint: train for the same number of updates, and compare ppo/eval_reward - eval/gold_mean."
     )
     print(
-        f"Reward hacking: proxy - gold gap {gap_default:.2f} -> {gap_kl0:.2f}; KL {with_kl['ppo/eval_kl']:.1f} -> {without_kl['ppo/eval_kl']:.1f}"
+        f"Reward hacking: proxy - gold gap {gap_default:.2f} -> {gap_kl0:.2f}; KL {with_kl[M.PPO_EVAL_KL]:.1f} -> {without_kl[M.PPO_EVAL_KL]:.1f}"
     )
     return True
 
@@ -154,11 +156,11 @@ def check_overoptimisation(log: list[dict] | None) -> bool:
     """Exercise 05.1: with no KL penalty the proxy keeps rising while gold peaks and falls back."""
     if log is None:
         return _pending("run PPO with kl_coef=0 for longer and read proxy and gold from its log")
-    gold = [row["ppo/gold"] for row in log]
+    gold = [row[M.PPO_GOLD] for row in log]
     window = max(len(gold) // 10, 3)
     smooth = [sum(gold[i : i + window]) / window for i in range(len(gold) - window + 1)]
     peak, last = max(smooth), smooth[-1]
-    proxy_rise = _mean(log[-window:], "ppo/reward") - _mean(log[:window], "ppo/reward")
+    proxy_rise = _mean(log[-window:], M.PPO_REWARD) - _mean(log[:window], M.PPO_REWARD)
     assert proxy_rise > 0, "the reward model's score (ppo/reward) should keep rising"
     assert peak - last > 0.1, (
         f"gold peaked at {peak:.2f} and ends at {last:.2f}: no fall yet. "
@@ -175,7 +177,7 @@ def check_whitening_off(with_whitening: list[dict] | None, without: list[dict] |
     if with_whitening is None or without is None:
         return _pending("train PPO with whiten_advantages=False and compare the two logs")
     shrink = {
-        name: _mean(log[-5:], "ppo/grad_norm") / _mean(log[:5], "ppo/grad_norm")
+        name: _mean(log[-5:], M.PPO_GRAD_NORM) / _mean(log[:5], M.PPO_GRAD_NORM)
         for name, log in {"whitened": with_whitening, "raw": without}.items()
     }
     assert shrink["raw"] < 0.8 * shrink["whitened"], (
@@ -183,7 +185,7 @@ def check_whitening_off(with_whitening: list[dict] | None, without: list[dict] |
         "Hint: compare the same number of updates, and read ppo/grad_norm early and late."
     )
     kl = {
-        name: _mean(log[-5:], "ppo/kl") for name, log in {"w": with_whitening, "r": without}.items()
+        name: _mean(log[-5:], M.PPO_KL) for name, log in {"w": with_whitening, "r": without}.items()
     }
     assert kl["r"] < kl["w"], "with smaller steps the policy should also move less far (ppo/kl)"
     print(
@@ -197,8 +199,8 @@ def check_tiny_reward_data(full: dict | None, tiny: dict | None) -> bool:
     """Exercise 03.3: a reward model trained on a handful of pairs is close to a coin flip."""
     if full is None or tiny is None:
         return _pending("train a reward model on 64 pairs and compare its held-out accuracy")
-    acc = {k: m["reward/accuracy"] for k, m in {"full": full, "tiny": tiny}.items()}
-    gold = {k: m["reward/gold_accuracy"] for k, m in {"full": full, "tiny": tiny}.items()}
+    acc = {k: m[M.REWARD_ACCURACY] for k, m in {"full": full, "tiny": tiny}.items()}
+    gold = {k: m[M.REWARD_GOLD_ACCURACY] for k, m in {"full": full, "tiny": tiny}.items()}
     assert acc["tiny"] < acc["full"] - 0.05 and gold["tiny"] < gold["full"] - 0.05, (
         f"held-out accuracy {acc['tiny']:.1%} (tiny) vs {acc['full']:.1%} (full). "
         "Hint: set reward.max_train_pairs to a small number such as 64 and train into another folder."
@@ -214,7 +216,7 @@ def check_eos_penalty(logs: dict[str, list[dict]] | None) -> bool:
     """Exercise 04.3: on a tight token budget, only the missing-EOS penalty teaches the policy to stop."""
     if logs is None:
         return _pending("train with max_new_tokens=16 with and without missing_eos_penalty")
-    eos = {name: _mean(log[-5:], "ppo/eos_rate") for name, log in logs.items()}
+    eos = {name: _mean(log[-5:], M.PPO_EOS_RATE) for name, log in logs.items()}
     assert eos["penalty"] > eos["no-penalty"] + 0.1, (
         f"late EOS rate {eos['penalty']:.0%} with the penalty, {eos['no-penalty']:.0%} without. "
         "Hint: both runs need the same short budget (ppo.max_new_tokens=16) and the same updates."
@@ -237,15 +239,213 @@ def check_kl_budget(log: list[dict] | None, kl: float | None, window: int = 5) -
     """Exercise 05.1: the KL to SFT at which the (smoothed) gold score peaked."""
     if log is None or kl is None:
         return _pending("find the KL to SFT at which the gold score peaked")
-    peak = _smoothed_peak(log, "ppo/gold", min(window, len(log)))
-    around = [row["ppo/kl"] for row in log[max(peak - window, 0) : peak + window + 1]]
+    peak = _smoothed_peak(log, M.PPO_GOLD, min(window, len(log)))
+    around = [row[M.PPO_KL] for row in log[max(peak - window, 0) : peak + window + 1]]
     low, high = min(around), max(around)
     assert low - 0.25 <= kl <= high + 0.25, (
         f"KL {kl:.2f}: gold peaked around update {log[peak]['step']}, where ppo/kl was "
         f"{low:.2f} to {high:.2f}. Hint: smooth ppo/gold over {window} updates, find the maximum."
     )
     print(
-        f"Correct: gold peaked near update {log[peak]['step']} at KL ~{log[peak]['ppo/kl']:.2f}; "
+        f"Correct: gold peaked near update {log[peak]['step']} at KL ~{log[peak][M.PPO_KL]:.2f}; "
         "past that budget, reward-model gains are no longer real gains."
     )
     return True
+
+
+def check_dpo_loss(loss_fn) -> bool:
+    """Exercise 06.1: DPO's loss from the four log-probs of a pair and beta."""
+    if loss_fn is None:
+        return _pending(
+            "write DPO's loss from policy and reference log-probs of chosen and rejected"
+        )
+    cases = [
+        (0.0, 0.0, 0.0, 0.0, 0.1),
+        (-2.0, -5.0, -3.0, -3.0, 0.1),
+        (-9.0, -1.0, -4.0, -2.0, 0.5),
+    ]
+    for pc, pr, rc, rr, beta in cases:
+        margin = beta * ((pc - rc) - (pr - rr))  # implicit reward of chosen minus rejected
+        truth = math.log1p(math.exp(-margin))
+        got = float(loss_fn(pc, pr, rc, rr, beta))
+        assert abs(got - truth) < 1e-4, (
+            f"loss{(pc, pr, rc, rr, beta)} = {got:.4f}, expected {truth:.4f}. Hint: the implicit "
+            "reward is beta * (log pi - log pi_ref); then it is the reward model's loss on the pair."
+        )
+    print("Correct: ln 2 while the policy equals the reference; DPO is a reward model in disguise.")
+    return True
+
+
+def check_group_advantages(advantages_fn) -> bool:
+    """Exercise 06.2: GRPO's advantages: each reward against its group's mean, over its std."""
+    if advantages_fn is None:
+        return _pending("write GRPO's group-relative advantages for one group of rewards")
+    for group in ([1.0, 2.0, 3.0, 4.0], [3.0, -1.0], [0.5, 0.5, 0.5, 0.5]):
+        mean = sum(group) / len(group)
+        got = [float(a) for a in advantages_fn(group)]
+        assert len(got) == len(group), f"{len(got)} advantages for a group of {len(group)}"
+        fits = []
+        for ddof in (0, 1):  # TRL uses the unbiased std (ddof 1); either teaches the idea
+            std = math.sqrt(sum((r - mean) ** 2 for r in group) / (len(group) - ddof))
+            truth = [(r - mean) / (std + 1e-4) for r in group]
+            fits.append(all(abs(g - t) < 1e-3 for g, t in zip(got, truth, strict=True)))
+        assert any(fits), (
+            f"advantages({group}) = {got}. Hint: subtract the group's mean, divide by its standard "
+            "deviation plus a small epsilon (1e-4), so a group of equal rewards gives zeros, not NaN."
+        )
+    print(f"Correct: a group whose answers all score the same teaches nothing ({M.GRPO_ZERO_STD}).")
+    return True
+
+
+def check_gold_per_kl(table: pd.DataFrame, model: str | None) -> bool:
+    """Exercise 06.3: the method that bought the most gold over SFT per nat of KL it spent."""
+    if model is None:
+        return _pending("find the method with the largest gold gain over SFT per nat of KL")
+    methods = table.loc[[m for m in ("ppo", "dpo", "grpo") if m in table.index]]
+    per_kl = (methods["gold_mean"] - table.loc["sft", "gold_mean"]) / methods["kl_to_sft"]
+    assert model == per_kl.idxmax(), (
+        f"{model!r} gains {per_kl.get(model, float('nan')):.2f} gold per nat; another does better. "
+        "Hint: (gold_mean - SFT's gold_mean) / kl_to_sft, one number per method."
+    )
+    print(
+        f"Correct: {model}, {per_kl[model]:.2f} gold per nat of KL ({per_kl.round(2).to_dict()})."
+    )
+    return True
+
+
+def check_taste_ceiling(world: World, pairs: list[dict], taste: str, share: float | None) -> bool:
+    """Exercise 07.1: how often the class's own noiseless taste agrees with its votes."""
+    if share is None:
+        return _pending(f"compute how often the noiseless {taste!r} taste picks the voted answer")
+    weights = taste_weights(taste)
+    agree = [
+        score(world.features(p["prompt"], p["chosen"]), weights)
+        > score(world.features(p["prompt"], p["rejected"]), weights)
+        for p in pairs
+    ]
+    truth = sum(agree) / len(agree)
+    assert abs(share - truth) < 1e-6, (
+        f"got {share:.4f}. Hint: score both answers of each pair with "
+        "score(world.features(prompt, answer), taste_weights(TASTE)); count chosen > rejected."
+    )
+    print(
+        f"Correct: the taste itself agrees with {truth:.1%} of the votes: the most any model can."
+    )
+    return True
+
+
+def check_taste_wins(old: pd.DataFrame, new: pd.DataFrame, share: float | None) -> bool:
+    """Exercise 07.2: the share of prompts where the new policy's answer is strictly better
+    under the class's taste (`compute_answer_style`'s utility)."""
+    if share is None:
+        return _pending("compute on what share of prompts the new policy beats the old one")
+    truth = float((new["utility"].to_numpy() > old["utility"].to_numpy()).mean())
+    assert abs(share - truth) < 1e-6, (
+        f"got {share:.4f}. Hint: compare the two tables' utility column prompt by prompt; "
+        "a tie is not a win."
+    )
+    print(f"Correct: the new policy wins on {truth:.1%} of prompts.")
+    return True
+
+
+# Worked solutions, as a student would write them in the exercise's cell (`solution("00.2")`).
+SOLUTIONS = {
+    "00.1": (
+        'my_answer = "Sure! 9 minus 4 is 5."',
+        "The judge rewards a correct sentence in the world's wording and a little politeness; "
+        "padding, extra facts and fawning cost points (see world.features).",
+    ),
+    "00.2": (
+        'my_agreement = (pairs["gold_chosen"] > pairs["gold_rejected"]).mean()',
+        "A pair agrees when the annotator's choice is also gold's; the mean of a boolean is a share.",
+    ),
+    "01.1": (
+        'full = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}],\n'
+        '                                     add_generation_prompt=True, return_dict=True)["input_ids"]\n'
+        'content = tokenizer("Hi", add_special_tokens=False)["input_ids"]\n'
+        "my_overhead = len(full) - len(content)",
+        "Everything in `full` that is not the message is template: BOS, role markers, EOS.",
+    ),
+    "01.2": (
+        "import math\n\nmy_perplexity = math.exp(metrics[M.PRETRAIN_EVAL_LOSS])",
+        "The loss is a mean negative log-likelihood in nats; its exponential is the perplexity.",
+    ),
+    "02.1": (
+        'my_win_rate = (sft_table["gold"] > base_table["gold"]).mean()',
+        "Strict wins only: a tie is not a win (eval/win_rate counts ties as half, this check does not).",
+    ),
+    "03.1": (
+        "import math\n\n\ndef my_loss(r_chosen, r_rejected):\n"
+        "    return math.log1p(math.exp(-(r_chosen - r_rejected)))  # -log sigmoid(rc - rr)",
+        "P(chosen wins) = sigmoid(rc - rr) (Bradley-Terry); the loss is its negative log.",
+    ),
+    "03.2": (
+        'disagree = ~pairs["rm_agrees_with_gold"]\n'
+        'my_kind = disagree.groupby(pairs["kind"]).mean().idxmax()',
+        "Group the disagreements by task kind and take the kind with the highest rate.",
+    ),
+    "03.3": (
+        "TRY_IT = True  # then run the cell as it is",
+        "Accuracy drops towards 50%: 64 pairs are too few for the model to find what the judge likes.",
+    ),
+    "04.1": (
+        "TRY_IT = True  # then run the cell as it is (a few minutes)",
+        "With kl_coef = 0 nothing holds the policy near SFT: KL grows, and the reward model's score "
+        "runs ahead of gold because the policy finds what the reward model over-rates.",
+    ),
+    "04.2": (
+        "TRY_IT = True  # then run the cell as it is",
+        "Raw advantages shrink as the critic learns to predict returns, so do the gradients "
+        "(ppo/grad_norm) and how far the policy moves (ppo/kl); whitening keeps the step size steady.",
+    ),
+    "04.3": (
+        "TRY_IT = True  # then run the cell as it is",
+        "A cut-off answer is scored as if complete; only the missing-EOS penalty makes ending pay.",
+    ),
+    "05.1": (
+        "smooth = free_log[M.PPO_GOLD].rolling(5, center=True).mean()\n"
+        "my_kl = free_log.loc[smooth.idxmax(), M.PPO_KL]",
+        "Single batches are noisy, so smooth gold first; the KL at its peak is the budget past which "
+        "reward-model gains stop being real gains.",
+    ),
+    "06.1": (
+        "import math\n\n\ndef my_dpo_loss(pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta):\n"
+        "    margin = beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))\n"
+        "    return math.log1p(math.exp(-margin))  # -log sigmoid(margin)",
+        "beta * log(pi / pi_ref) is DPO's implicit reward; the loss is Bradley-Terry on it.",
+    ),
+    "06.2": (
+        "import statistics\n\n\ndef my_advantages(rewards):\n"
+        "    mean, std = statistics.mean(rewards), statistics.stdev(rewards)\n"
+        "    return [(r - mean) / (std + 1e-4) for r in rewards]",
+        "The group is the baseline (no value function): above-average answers are pushed up. The "
+        "epsilon keeps a group of equal rewards at zero advantage instead of 0/0.",
+    ),
+    "06.3": (
+        'gain = table["gold_mean"] - table.loc["sft", "gold_mean"]\n'
+        'my_method = (gain / table["kl_to_sft"]).loc[["ppo", "dpo", "grpo"]].idxmax()',
+        "KL to SFT is what a method spends; gold over SFT is what it buys.",
+    ),
+    "07.1": (
+        "from lab.world.judge import score\nfrom lab.world.tastes import taste_weights\n\n"
+        "w = taste_weights(TASTE)\n"
+        'hits = [score(world.features(p["prompt"], p["chosen"]), w)\n'
+        '        > score(world.features(p["prompt"], p["rejected"]), w) for p in pairs]\n'
+        "my_ceiling = sum(hits) / len(hits)",
+        "The votes are noisy: even the class's own taste, without noise, disagrees with some. "
+        "No reward model can agree with held-out votes more often than this, on average.",
+    ),
+    "07.2": (
+        'my_wins = (new["utility"].to_numpy() > old["utility"].to_numpy()).mean()',
+        "Both tables answer the same held-out prompts in the same order; ties (often the very "
+        "same answer) are not wins.",
+    ),
+}
+
+
+def solution(exercise: str) -> None:
+    """Print the worked solution of an exercise, e.g. `solution("05.1")`."""
+    if exercise not in SOLUTIONS:
+        raise KeyError(f"no exercise {exercise!r}; there are {', '.join(SOLUTIONS)}")
+    code, why = SOLUTIONS[exercise]
+    print(f"Exercise {exercise}, a worked solution:\n\n{code}\n\nWhy: {why}")

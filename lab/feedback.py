@@ -37,23 +37,13 @@ import trl
 from lab import metrics as M
 from lab.config import LabConfig
 from lab.data import normalize_preference_row
-from lab.evaluation import GOLD_TABLE
 from lab.intervals import wilson_interval
 from lab.models import load_tokenizer, resolve_device, save_model
+from lab.pairs import as_conversational, conversational_row, load_pairs
 from lab.ppo import run_ppo
-from lab.reward import (
-    TRAINER_LOGS,
-    Progress,
-    ReportProgress,
-    as_conversational,
-    conversational_row,
-    load_pairs,
-    load_reward_model,
-    pair_metrics,
-    score_pairs,
-    tokenize_pairs,
-    with_scalar_head,
-)
+from lab.progress import Progress, ReportProgress
+from lab.reward import TRAINER_LOGS, tokenize_pairs
+from lab.reward_model import load_reward_model, pair_metrics, score_pairs, with_scalar_head
 from lab.runlog import METRICS_FILE, RunLog, write_json
 from lab.trainers import ForwardLogs, check_launch, lora_config, trained_model, trainer_args
 
@@ -73,7 +63,6 @@ __all__ = [
     "FeedbackConfig",
     "Progress",
     "assign_folds",
-    "answers_of",
     "current_models",
     "feedback_round",
     "ppo_round",
@@ -409,15 +398,6 @@ def current_models(run_dir: Path, group: str | None = None) -> tuple[Path, Path]
     ppo = run_dir / "ppo" / "model"
     policy = found["policy"] or (ppo if ppo.is_dir() else run_dir / "sft" / "model")
     return reward, policy
-
-
-def answers_of(policy: Path) -> Path:
-    """The held-out answers (gold table) saved with a policy: a stage's `model/` keeps them in
-    the stage folder; a round's `policy-G/` in the round's `ppo-G/`."""
-    policy = Path(policy)
-    if policy.name == "model":
-        return policy.parent / GOLD_TABLE
-    return policy.parent / policy.name.replace("policy", "ppo", 1) / GOLD_TABLE
 
 
 def group_round(

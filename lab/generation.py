@@ -81,19 +81,3 @@ def generate(
             new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
             answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [a.strip() for a in answers]
-
-
-def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask of real response tokens, up to and including the first EOS; and whether EOS came.
-
-    (B, R) token ids -> ((B, R) float mask, (B,) bool).
-    """
-    is_eos = response == eos_id
-    has_eos = is_eos.any(1)
-    first = torch.where(
-        has_eos,
-        is_eos.float().argmax(1),
-        torch.full_like(has_eos, response.shape[1] - 1, dtype=torch.long),
-    )
-    positions = torch.arange(response.shape[1], device=response.device).unsqueeze(0)
-    return (positions <= first.unsqueeze(1)).float(), has_eos

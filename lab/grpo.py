@@ -1,37 +1,39 @@
-"""Stage 5: GRPO. PPO without a value function: each answer is judged against its siblings.
+"""Stage 6: GRPO. PPO without a value function: each answer is judged against its siblings.
 
 For every prompt TRL's `GRPOTrainer` samples `num_generations` answers, scores them with the
 lab's reward model, and uses (score - group mean) / group std as every token's advantage,
 with a per-token KL(policy || SFT) penalty weighted by beta. The reward model is read through
-`lab.reward.score`, the function PPO and the app use; `reward_function` converts TRL's
-prompts and completions at that edge. Measured at the end like every policy (`lab.yardstick.evaluate_policy`).
+`lab.reward_model.score`, the function PPO and the app use; `reward_function` converts TRL's
+prompts and completions at that edge. Saved and measured at the end like every policy
+(`lab.yardstick.finish_policy`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import datasets
+import torch
 import trl
 
 from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
-from lab.models import load_causal_lm, load_tokenizer, num_params, resolve_device, save_model
-from lab.reward import check_same_template, load_reward_model, score
+from lab.models import load_tokenizer, num_params, resolve_device
+from lab.responses import penalize_missing_eos
+from lab.reward_model import check_same_template, load_reward_model, score
 from lab.runlog import RunLog
 from lab.trainers import (
     ForwardLogs,
+    causal_lm_loader,
     check_launch,
     last_logged,
     lora_config,
-    trained_model,
     trainer_args,
 )
 from lab.world import last_content
-from lab.yardstick import evaluate_policy
+from lab.yardstick import finish_policy
 
 REWARD_NAME = "reward_model"  # TRL logs rewards/<this name>/mean; `reward` is their weighted sum
 TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
@@ -64,9 +66,9 @@ def reward_function(
 
     def reward_model(prompts, completions, completion_ids, **kwargs) -> list[float]:
         answers = [last_content(c, "assistant").strip() for c in completions]
-        scores = score(rm, rm_tokenizer, prompts, answers)
+        scores = torch.tensor(score(rm, rm_tokenizer, prompts, answers), dtype=torch.float64)
         ended = [bool(ids) and ids[-1] == eos_token_id for ids in completion_ids]  # cut at EOS
-        return [s - missing_eos_penalty * (not e) for s, e in zip(scores, ended, strict=True)]
+        return penalize_missing_eos(scores, torch.tensor(ended), missing_eos_penalty).tolist()
 
     reward_model.__name__ = REWARD_NAME
     return reward_model
@@ -85,8 +87,7 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     # 2. Models: the policy starts as the SFT model; the reward model is frozen. With beta > 0
     #    TRL keeps a frozen copy of the SFT model as the reference (LoRA: adapters off).
     tokenizer = load_tokenizer(sft)
-    load = partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
-    policy = load(sft)
+    policy = causal_lm_loader(cfg)(sft)
     rm, rm_tokenizer = load_reward_model(reward, resolve_device(cfg.device))
     check_same_template(tokenizer, rm_tokenizer, sft, reward)
     reward_fn = reward_function(rm, rm_tokenizer, tokenizer.eos_token_id, g.missing_eos_penalty)
@@ -113,16 +114,14 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
-    policy = trained_model(trainer, load, sft, out_dir)
-    save_model(policy, tokenizer, out_dir / "model")
-    evals = evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    policy, evals = finish_policy(cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {
             M.NUM_PARAMS: num_params(policy),
             M.GRPO_REWARD: last_logged(trainer, "reward"),
             **evals,
-            "grpo/train_prompts": len(prompts),
-            "grpo/steps": trainer.state.global_step,
+            M.GRPO_TRAIN_PROMPTS: len(prompts),
+            M.GRPO_STEPS: trainer.state.global_step,
             M.STAGE_SECONDS: log.elapsed,
         }
     )

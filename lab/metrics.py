@@ -1,6 +1,6 @@
 """Metric names, defined once and used identically in logs, plots, notebooks and the app."""
 
-# Stage 0: the world and the base model
+# Stage 0: the world; stage 1: the base model
 WORLD_PREFIX = "world/"
 PRETRAIN_LOSS = "pretrain/loss"
 PRETRAIN_EVAL_LOSS = "pretrain/eval_loss"
@@ -8,24 +8,37 @@ PRETRAIN_EVAL_PPL = "pretrain/eval_perplexity"
 PRETRAIN_LR = "pretrain/lr"
 PRETRAIN_TOKENS_PER_S = "pretrain/tokens_per_s"
 PRETRAIN_IN_WORLD = "pretrain/in_world_rate"
+PRETRAIN_FIRST_LOSS = "pretrain/first_loss"
+PRETRAIN_TRAIN_TOKENS = "pretrain/train_tokens"  # in the packed training blocks
+PRETRAIN_TOKENS_SEEN = "pretrain/tokens_seen"  # steps x batch x seq_len x processes
+PRETRAIN_SAMPLES = "pretrain/samples"  # a few answers to held-out prompts
+PRETRAIN_BASE_MODEL = "pretrain/base_model"  # a hub model used instead of pretraining
 
-# Stage 1: supervised fine-tuning
+# Stage 2: supervised fine-tuning
 SFT_LOSS = "sft/loss"
 SFT_LR = "sft/lr"
 SFT_TOKEN_ACCURACY = "sft/token_accuracy"
 SFT_EVAL_LOSS = "sft/eval_loss"
 SFT_EVAL_PPL = "sft/eval_perplexity"
 SFT_BASE_EVAL_LOSS = "sft/base_eval_loss"
+SFT_WIN_TIE_LOSS = "sft/win_tie_loss_vs_base"
+SFT_TRAIN_EXAMPLES = "sft/train_examples"
+SFT_STEPS = "sft/steps"
+SFT_SAMPLES = "sft/samples"  # base and SFT answers to the first held-out prompts
 
-# Stage 2: the reward model
+# Stage 3: the reward model
 REWARD_LOSS = "reward/loss"
 REWARD_LR = "reward/lr"
 REWARD_TRAIN_ACCURACY = "reward/train_accuracy"
 REWARD_ACCURACY = "reward/accuracy"
 REWARD_GOLD_ACCURACY = "reward/gold_accuracy"
 REWARD_MARGIN = "reward/margin"
+REWARD_TRAIN_PAIRS = "reward/train_pairs"
+REWARD_EVAL_PAIRS = "reward/eval_pairs"
+REWARD_SKIPPED_PAIRS = "reward/skipped_pairs"  # invalid rows of `reward.train_data`
+REWARD_STEPS = "reward/steps"
 
-# Stage 3: PPO (per update, on the rollout batch)
+# Stage 4: PPO (per update, on the rollout batch)
 PPO_REWARD = "ppo/reward"  # reward-model score
 PPO_RLHF_REWARD = "ppo/rlhf_reward"  # score - beta * KL
 PPO_KL = "ppo/kl"  # KL(policy || SFT) per response, k1
@@ -47,6 +60,7 @@ PPO_EVAL_REWARD = "ppo/eval_reward"  # reward-model score of the same samples
 PPO_EVAL_EOS_RATE = "ppo/eval_eos_rate"
 PPO_WIN_TIE_LOSS = "ppo/win_tie_loss_vs_sft"
 PPO_PROCESSES = "ppo/processes"  # data-parallel processes (accelerate launch)
+PPO_UPDATES = "ppo/updates"
 
 # Feedback: the reward model adapted to a class's votes (lab.feedback), then a PPO round
 FEEDBACK_ACCURACY_BEFORE = "feedback/accuracy_before"  # the world's held-out pairs, vs labels
@@ -75,7 +89,7 @@ FEEDBACK_REWARD_SECONDS = "feedback/reward_seconds"
 FEEDBACK_PPO_SECONDS = "feedback/ppo_seconds"
 FEEDBACK_ROUND_SECONDS = "feedback/round_seconds"
 
-# Gold evaluation on held-out prompts (a policy against the one before it)
+# Gold evaluation on held-out prompts (a policy against the one before it; notebook 05)
 EVAL_GOLD_MEAN = "eval/gold_mean"
 EVAL_LENGTH_MEAN = "eval/length_mean"
 EVAL_BASE_GOLD_MEAN = "eval/base_gold_mean"
@@ -83,9 +97,10 @@ EVAL_WIN_RATE = "eval/win_rate"
 
 # Every stage
 STAGE_SECONDS = "time/seconds"
+STAGE_FINGERPRINT = "stage/config_fingerprint"  # the settings a stage ran with (lab.stages)
 NUM_PARAMS = "model/num_params"
 
-# Stage 4: DPO (per logged step on training pairs; eval_* on the held-out pairs)
+# Stage 6: DPO (per logged step on training pairs; eval_* on the held-out pairs)
 DPO_LOSS = "dpo/loss"  # -log sigmoid(margin); log 2 at the start, when policy == SFT
 DPO_LR = "dpo/lr"
 DPO_ACCURACY = "dpo/rewards_accuracy"  # implicit reward of chosen > rejected
@@ -99,8 +114,11 @@ DPO_EVAL_KL = "dpo/eval_kl"  # KL(policy || SFT) per response on held-out prompt
 DPO_EVAL_REWARD = "dpo/eval_reward"  # reward-model score of the same samples
 DPO_EVAL_EOS_RATE = "dpo/eval_eos_rate"
 DPO_WIN_TIE_LOSS = "dpo/win_tie_loss_vs_sft"
+DPO_TRAIN_PAIRS = "dpo/train_pairs"
+DPO_EVAL_PAIRS = "dpo/eval_pairs"
+DPO_STEPS = "dpo/steps"
 
-# Stage 5: GRPO (per optimizer step, on the step's completions)
+# Stage 6: GRPO (per optimizer step, on the step's completions)
 GRPO_REWARD = "grpo/reward"  # reward-model score (with the missing-EOS penalty)
 GRPO_REWARD_STD = "grpo/reward_std"
 GRPO_KL = "grpo/kl"  # TRL's k3 KL(policy || SFT) per token (not per response as ppo/kl)
@@ -114,3 +132,5 @@ GRPO_EVAL_KL = "grpo/eval_kl"  # as dpo/eval_kl
 GRPO_EVAL_REWARD = "grpo/eval_reward"
 GRPO_EVAL_EOS_RATE = "grpo/eval_eos_rate"
 GRPO_WIN_TIE_LOSS = "grpo/win_tie_loss_vs_sft"
+GRPO_TRAIN_PROMPTS = "grpo/train_prompts"
+GRPO_STEPS = "grpo/steps"

@@ -1,4 +1,4 @@
-"""What notebooks call: the config and run folder, and curves that redraw while a stage trains.
+"""What notebooks call: the config and run folder, figures that show offline, and live curves.
 
 Tests run the notebooks headless on a smaller world by setting `LAB_RUN_DIR` and
 `LAB_SET` (a JSON object of overrides); a student changes the profile name and nothing else.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,10 @@ from lab.runlog import LOG_FILE, read_log
 from lab.threads import set_torch_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Every figure output carries plotly's JSON (interactive in JupyterLab and VS Code) and a PNG that
+# kaleido draws with the local Chromium (nbconvert's HTML, GitHub). Without a Chromium: plotly.js
+# inlined once into the notebook instead of the PNG. Neither needs a network.
+WITH_PNG, WITHOUT_CHROME = "plotly_mimetype+png", "plotly_mimetype+notebook"
 
 
 def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
@@ -35,7 +40,38 @@ def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
         )
     run_dir = Path(os.environ.get("LAB_RUN_DIR", REPO_ROOT / "runs" / profile))
     set_torch_threads()
+    use_offline_figures()
+    quiet_progress()
     return cfg, run_dir
+
+
+def quiet_progress() -> None:
+    """A progress bar per training stage, and no more: none for loading weights or mapping a
+    dataset, no load reports (a reward model's new head is expected)."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def use_offline_figures() -> str:
+    """Make plotly's figures show in every notebook viewer without a network; the renderer used."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+    try:
+        import kaleido
+
+        kaleido.start_sync_server(silence_warnings=True)  # one Chromium for every figure
+        pio.to_image(go.Figure(), format="png")  # fails here, once, if there is no Chromium
+        pio.renderers.default = WITH_PNG
+    except Exception as err:  # no kaleido or no Chromium: interactive HTML, still offline
+        print(f"Figures without a static PNG ({type(err).__name__}); apt install chromium adds it")
+        pio.renderers.default = WITHOUT_CHROME
+    return pio.renderers.default
 
 
 @contextmanager
@@ -46,11 +82,13 @@ def live_curves(
 
     `with live_curves(RUN / "ppo", [M.PPO_REWARD, M.PPO_GOLD]): run_stages(cfg, RUN, "ppo")`
     """
+    import plotly.io as pio
     from IPython.display import display
 
     from lab.plots import plot_curves
 
     handle = display(plot_curves([], metrics, title), display_id=True)
+    renderer, pio.renderers.default = pio.renderers.default, "plotly_mimetype"  # no PNG per tick
     stop = threading.Event()
 
     def redraw() -> None:
@@ -72,4 +110,5 @@ def live_curves(
     finally:
         stop.set()
         thread.join()
+        pio.renderers.default = renderer  # the last drawing (the one a notebook keeps) has a PNG
         redraw()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 
 def plot_curves(rows: Sequence[dict], metrics: Sequence[str], title: str = "") -> go.Figure:
@@ -180,4 +181,20 @@ def plot_before_after(numbers: pd.DataFrame) -> go.Figure:
         barmode="group", yaxis={"range": [0, 1], "title": "share of pairs"},
         template="plotly_white", height=320, title="Before and after the round",
     )  # fmt: skip
+    return fig
+
+
+def plot_group_styles(styles: pd.DataFrame) -> go.Figure:
+    """Each policy's mean length, polite phrases and gold side by side (`compute_group_styles`)."""
+    panels = [("length", "tokens per answer"), ("polite", "polite phrases per answer"),
+              ("gold", "gold score")]  # fmt: skip
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels])
+    for col, (column, _) in enumerate(panels, start=1):
+        fig.add_trace(
+            go.Bar(x=styles["policy"], y=styles[column], showlegend=False, marker_color="steelblue"),
+            row=1, col=col,
+        )  # fmt: skip
+    fig.update_layout(
+        template="plotly_white", height=320, title="The groups' policies, same prompts"
+    )
     return fig

@@ -1,4 +1,5 @@
-"""Stage 3: PPO, written in the lab. The loop reads as the algorithm; the maths is in `ppo_math`.
+"""Stage 4: PPO, written in the lab. The loop reads as the algorithm; the maths is in `ppo_math`
+and `responses` (log-probs, KL, the missing-EOS penalty).
 
 Each update: (1) sample prompts, (2) generate, (3) score at EOS, (4) log-probs of policy and
 reference, (5) rewards = score - beta * KL, (6) GAE advantages, (7) clipped updates, (8) log.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -17,16 +19,14 @@ from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
 from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
-from lab.generation import DecodingConfig, chat_batch, generate, response_mask
+from lab.generation import DecodingConfig, chat_batch, generate, generate_kwargs
 from lab.models import load_tokenizer, resolve_device, save_model
 from lab.ppo_checkpoint import append_samples, latest_checkpoint, load_checkpoint, save_checkpoint
 from lab.ppo_math import (
     KLController,
-    entropy_from_logits,
     explained_variance,
     gae,
     kl_penalty,
-    logprobs_of,
     masked_mean,
     masked_whiten,
     policy_loss,
@@ -34,7 +34,15 @@ from lab.ppo_math import (
     value_loss,
 )
 from lab.ppo_models import ActorCritic
-from lab.reward import Progress, check_same_template, load_reward_model, score
+from lab.progress import Progress
+from lab.responses import (
+    entropy_from_logits,
+    logprobs_of,
+    penalize_missing_eos,
+    response_mask,
+    sequence_kl,
+)
+from lab.reward_model import check_same_template, load_reward_model, score
 from lab.runlog import RunLog, truncate_log
 from lab.world import World, last_content
 from lab.yardstick import evaluate_policy
@@ -71,16 +79,10 @@ def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: La
     query = chat_batch(tokenizer, prompts, ac.policy.device)
     model = ac.generation_model()
     model.eval()
+    decoding = DecodingConfig(max_new_tokens=p.max_new_tokens, temperature=p.temperature)
     out = model.generate(
-        **query,
-        max_new_tokens=p.max_new_tokens,
-        do_sample=True,
-        temperature=p.temperature,
-        top_p=1.0,
-        top_k=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+        **query, **generate_kwargs(decoding, tokenizer)
+    )  # top_p 1: the full policy
     n_prompt = query["input_ids"].shape[1]
     response = out[:, n_prompt:]  # (B, R)
     resp_mask, has_eos = response_mask(response, tokenizer.eos_token_id)
@@ -94,7 +96,7 @@ def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: La
     raw = torch.tensor(
         score(rm, rm_tokenizer, prompts, [t.strip() for t in texts]), device=response.device
     )
-    scores = torch.where(has_eos, raw, raw - p.missing_eos_penalty)
+    scores = penalize_missing_eos(raw, has_eos, p.missing_eos_penalty)
 
     # 4. Per-token log-probs of policy and reference, and the value of each state.
     logprobs, ref_logprobs, values, entropy = token_stats(
@@ -195,7 +197,7 @@ def ppo_update(
 def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, float]:
     """Step 8: what one batch looked like (rewards, KL, entropy, length, EOS rate, gold)."""
     m = r.response_mask
-    kl_per_response = (r.kl * m).sum(1)
+    kl_per_response = sequence_kl(r.kl, m)
     out = {
         M.PPO_REWARD: float(r.score.mean()),
         M.PPO_RLHF_REWARD: float((r.score - kl_coef * kl_per_response).mean()),
@@ -224,6 +226,67 @@ def load_ppo_models(cfg: LabConfig, sft: str, reward: str, device) -> tuple:
     return ac, tokenizer, rm, rm_tokenizer
 
 
+@dataclass
+class Learner:
+    """What a PPO run carries from one update to the next, all of it saved in a checkpoint."""
+
+    ac: ActorCritic
+    optimizer: torch.optim.Optimizer
+    kl_ctl: KLController  # beta, fixed or adaptive
+    rng: random.Random  # which prompts each batch draws
+    gen: torch.Generator  # which responses each minibatch holds
+
+
+def make_learner(cfg: LabConfig, ac: ActorCritic, rank: int) -> Learner:
+    """The optimizer, beta and this process's random streams, every process from the same weights."""
+    p = cfg.ppo
+    ac.prepare_for_training()
+    check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
+    torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers
+    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=p.lr, eps=1e-5)
+    kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)
+    # Each process draws its own prompts and minibatches; process 0 draws as a lone process does.
+    rng, gen = random.Random(cfg.seed + rank), torch.Generator().manual_seed(cfg.seed + rank)
+    return Learner(ac, optimizer, kl_ctl, rng, gen)
+
+
+def resume_from(out_dir: Path, learner: Learner) -> int:
+    """Load the latest checkpoint into `learner` and cut the log back to it; its update, or 0."""
+    if not (ckpt := latest_checkpoint(out_dir)):
+        return 0
+    start = load_checkpoint(
+        ckpt, learner.ac, learner.optimizer, learner.kl_ctl, learner.rng, learner.gen
+    )
+    truncate_log(out_dir, start)
+    print(f"[ppo] resuming from {ckpt} (update {start})")
+    return start
+
+
+def checkpoint(
+    out_dir: Path, step: int, learner: Learner, tokenizer, prompts: list, world: World | None
+) -> None:
+    """Save the learner at `step`, with the policy's answers to `prompts` (and their gold)."""
+    check_in_sync(learner.ac.trainable_parameters())
+    if is_main():  # samples drawn from their own seed: the training stream is untouched
+        answers = generate(learner.ac.generation_model(), tokenizer, prompts, SAMPLE_DECODING)
+        rows = [
+            {"prompt": last_content(q, "user"), "answer": a}
+            for q, a in zip(prompts, answers, strict=False)
+        ]
+        if world is not None:
+            rows = [{**r, "gold": world.gold_score(r["prompt"], r["answer"])} for r in rows]
+        append_samples(out_dir, step, rows)
+    save_checkpoint(
+        out_dir, step, learner.ac, learner.optimizer, learner.kl_ctl, learner.rng, learner.gen
+    )  # each rank its RNG
+
+
+def update_bar(start: int, total: int):
+    """Update numbers `start`, ..., `total - 1` with a progress bar in the main process."""
+    bar = dict(desc="ppo", unit="update", initial=start, total=total, disable=not is_main())
+    return tqdm(range(start, total), **bar)
+
+
 def run_ppo(
     cfg: LabConfig,
     run_dir: Path,
@@ -243,69 +306,39 @@ def run_ppo(
     sft = str(init_policy or run_dir / "sft" / "model")
     reward = str(reward_model or run_dir / "reward" / "model")
     prompts = recipes.rl_prompts(cfg, run_dir / "world")
-    eval_prompts = recipes.eval_prompts(cfg, run_dir / "world")
+    eval_prompts = recipes.eval_prompts(cfg, run_dir / "world")[: p.n_samples]
     world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
 
     # 0. Load: policy / reference / value function, the frozen reward model, and their tokenizers.
     ac, tokenizer, rm, rm_tokenizer = load_ppo_models(cfg, sft, reward, device)
-    ac.prepare_for_training()
-    check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
-    torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers
-    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=p.lr, eps=1e-5)
-    kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)
-    # Each process draws its own prompts and minibatches; process 0 draws as a lone process does.
-    rng, gen = random.Random(cfg.seed + rank), torch.Generator().manual_seed(cfg.seed + rank)
-    start = 0
-    if resume and (ckpt := latest_checkpoint(out_dir)):
-        start = load_checkpoint(ckpt, ac, optimizer, kl_ctl, rng, gen)
-        truncate_log(out_dir, start)
-        print(f"[ppo] resuming from {ckpt} (update {start})")
+    learner = make_learner(cfg, ac, rank)
+    start = resume_from(out_dir, learner) if resume else 0
     log = RunLog(out_dir, append=start > 0) if is_main() else None
-
-    def checkpoint(step: int) -> None:
-        check_in_sync(ac.trainable_parameters())
-        if is_main():  # samples drawn from their own seed: the training stream is untouched
-            answers = generate(
-                ac.generation_model(), tokenizer, eval_prompts[: p.n_samples], SAMPLE_DECODING
-            )
-            rows = [
-                {"prompt": last_content(q, "user"), "answer": a}
-                for q, a in zip(eval_prompts, answers, strict=False)
-            ]
-            if world is not None:
-                rows = [{**r, "gold": world.gold_score(r["prompt"], r["answer"])} for r in rows]
-            append_samples(out_dir, step, rows)
-        save_checkpoint(out_dir, step, ac, optimizer, kl_ctl, rng, gen)  # each rank its RNG
-
-    update = start
+    save = partial(
+        checkpoint, learner=learner, tokenizer=tokenizer, prompts=eval_prompts, world=world
+    )
+    kl_ctl, update = learner.kl_ctl, start
     try:
-        for update in tqdm(
-            range(start, p.updates),
-            desc="ppo",
-            unit="update",
-            initial=start,
-            total=p.updates,
-            disable=not is_main(),
-        ):
+        for update in update_bar(start, p.updates):
             # 1. Sample a batch of prompts.
-            batch = [prompts[rng.randrange(len(prompts))] for _ in range(p.batch_size)]
+            batch = [prompts[learner.rng.randrange(len(prompts))] for _ in range(p.batch_size)]
             # 2-4. Generate, score at EOS, log-probs of policy and reference, values.
             r = rollout(ac, tokenizer, rm, rm_tokenizer, batch, cfg)
             # 5-6. Rewards with the KL penalty, then GAE advantages.
             add_advantages(r, kl_ctl.value, cfg)
             # 7. Several epochs of clipped updates.
-            losses = ppo_update(ac, optimizer, r, cfg, gen)
+            losses = ppo_update(ac, learner.optimizer, r, cfg, learner.gen)
             # 8. Log (the mean over processes), adapt beta, checkpoint.
             row = average_metrics({**batch_metrics(r, kl_ctl.value, world), **losses})
             if log:
                 log.log(update + 1, row)
             kl_ctl.update(row[M.PPO_KL], p.batch_size * process().num_processes)
             if (update + 1) % p.checkpoint_every == 0 or update + 1 == p.updates:
-                checkpoint(update + 1)
+                save(out_dir, update + 1)
             if progress:  # the last share of the bar is the final evaluation in `finish`
                 progress((update + 1) / (p.updates + 1), f"PPO update {update + 1}/{p.updates}")
     except KeyboardInterrupt:  # keep what was done; the update in flight may be partly applied,
-        checkpoint(update)  # so resuming from here is close to, not exactly, the run it cut
+        save(out_dir, update)  # so resuming from here is close to, not exactly, the run it cut
         print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")
         raise
     if not is_main():  # the other processes are done: the main one saves and evaluates
@@ -331,7 +364,7 @@ def finish(
     return log.finish(
         {
             **evals,
-            "ppo/updates": cfg.ppo.updates,
+            M.PPO_UPDATES: cfg.ppo.updates,
             M.PPO_PROCESSES: process().num_processes,
             M.STAGE_SECONDS: log.elapsed,
         }

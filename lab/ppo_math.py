@@ -125,36 +125,6 @@ def value_loss(
     return loss, masked_mean((loss_clipped > loss_unclipped).float(), mask)
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of the softmax distribution at each position: (..., V) -> (...)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-def logprobs_of(
-    logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
-    """Log-probability of `tokens` under `logits / temperature`: (B, T, V), (B, T) -> (B, T)."""
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
-
-
-def kl_exact(
-    logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0
-) -> torch.Tensor:
-    """Exact KL(policy || reference) at each position, over the whole vocabulary: (B, T, V) -> (B, T).
-
-    sum_v p(v) (log p(v) - log q(v)) with p, q = softmax(logits / temperature); >= 0, 0 off `mask`.
-    """
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    logq = torch.log_softmax(ref_logits.float() / temperature, dim=-1)
-    p = logp.exp()
-    # A token the policy never picks (p = 0, e.g. a -inf logit) adds 0, not 0 * inf = nan.
-    kl = torch.where(p > 0, p * (logp - logq), 0.0).sum(-1)  # (B, T)
-    # clamp: float rounding can leave -1e-9 where p == q; where, not *: padding may hold inf
-    return torch.where(mask.bool(), kl.clamp(min=0.0), 0.0)
-
-
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
     """1 - Var[target - predicted] / Var[target]: 1 is perfect, 0 is no better than a constant."""
     var_target = masked_var(target, mask)

@@ -19,13 +19,9 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from lab.models import DTYPES, load_causal_lm
+from lab.responses import next_token_logits, position_ids
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding, as `generate` uses them: (B, L)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -35,19 +31,6 @@ def disable_dropout(model: nn.Module) -> None:
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
-
-
-def next_token_logits(
-    model, ids: torch.Tensor, mask: torch.Tensor, n_response: int
-) -> torch.Tensor:
-    """Logits at the positions that predict the last `n_response` tokens of `ids`: (B, R, V)."""
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=position_ids(mask),
-        logits_to_keep=n_response + 1,  # only the response's logits are ever needed
-    )
-    return out.logits[:, :-1]
 
 
 class ActorCritic(nn.Module):

@@ -1,4 +1,4 @@
-"""Stage 0: the base model. Train a tokenizer on the world's corpus, then pretrain a tiny Llama.
+"""Stage 1: the base model. Train a tokenizer on the world's corpus, then pretrain a tiny Llama.
 
 The corpus mixes encyclopedia text with chats of every quality, so the base model knows
 the world but is as likely to ramble or be rude as to help: the starting point of RLHF.
@@ -78,32 +78,15 @@ def eval_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
     return sum(losses) / len(losses)
 
 
-def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
-    """Train tokenizer and tiny Llama on the world's corpus; save both to `out_dir/model`."""
-    p, log = cfg.pretrain, RunLog(out_dir)
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
+def train(
+    model, train_blocks: torch.Tensor, eval_blocks: torch.Tensor, cfg: LabConfig, log: RunLog
+) -> tuple[float, float, float]:
+    """Next-token prediction on random blocks; returns the first and last loss and eval loss."""
+    p, device = cfg.pretrain, model.device
     batches = torch.Generator().manual_seed(cfg.seed + process().process_index)  # own blocks
-
-    # 1. Tokenizer: byte-level BPE trained on the corpus itself.
-    docs = read_jsonl(world_dir / FILES["pretrain"])
-    tokenizer = train_tokenizer(doc_texts(docs), cfg.tokenizer.vocab_size)
-
-    # 2. Data: hold out a few documents, pack the rest into blocks of seq_len tokens.
-    rng.shuffle(docs)
-    n_eval = max(1, int(EVAL_FRACTION * len(docs)))
-    eval_blocks = pack(encode_docs(tokenizer, docs[:n_eval]), p.seq_len)
-    train_blocks = pack(encode_docs(tokenizer, docs[n_eval:]), p.seq_len)
-
-    # 3. Model: a Llama initialised from scratch.
-    model = build_tiny_llama(cfg.model, tokenizer, cfg.seed).to(device)
-    model.train()
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=p.lr, weight_decay=p.weight_decay, betas=(0.9, 0.95)
     )
-
-    # 4. Train: next-token prediction on random blocks.
     first_loss = last_eval = None
     for step in tqdm(range(p.steps), desc="pretrain", unit="step", disable=not is_main()):
         lr = lr_at(step, p.lr, p.warmup_steps, p.steps)
@@ -123,7 +106,32 @@ def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
             last_eval = eval_loss(model, eval_blocks, p.batch_size)
             row[M.PRETRAIN_EVAL_LOSS] = last_eval
         log.log(step + 1, row)
+    return first_loss, loss.item(), last_eval
 
+
+def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
+    """Train tokenizer and tiny Llama on the world's corpus; save both to `out_dir/model`."""
+    p, log = cfg.pretrain, RunLog(out_dir)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
+
+    # 1. Tokenizer: byte-level BPE trained on the corpus itself.
+    docs = read_jsonl(world_dir / FILES["pretrain"])
+    tokenizer = train_tokenizer(doc_texts(docs), cfg.tokenizer.vocab_size)
+
+    # 2. Data: hold out a few documents, pack the rest into blocks of seq_len tokens.
+    rng.shuffle(docs)
+    n_eval = max(1, int(EVAL_FRACTION * len(docs)))
+    eval_blocks = pack(encode_docs(tokenizer, docs[:n_eval]), p.seq_len)
+    train_blocks = pack(encode_docs(tokenizer, docs[n_eval:]), p.seq_len)
+
+    # 3. Model: a Llama initialised from scratch.
+    model = build_tiny_llama(cfg.model, tokenizer, cfg.seed).to(device)
+    model.train()
+
+    # 4. Train: next-token prediction on random blocks (AdamW, warm-up then cosine decay).
+    first_loss, last_loss, last_eval = train(model, train_blocks, eval_blocks, cfg, log)
     check_in_sync(model.parameters())  # data parallel: every process ends with the same weights
 
     # 5. Sample: does the base model speak the world's language?
@@ -136,16 +144,16 @@ def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
     return log.finish(
         {
             M.NUM_PARAMS: num_params(model),
-            "pretrain/first_loss": first_loss,
-            M.PRETRAIN_LOSS: loss.item(),
+            M.PRETRAIN_FIRST_LOSS: first_loss,
+            M.PRETRAIN_LOSS: last_loss,
             M.PRETRAIN_EVAL_LOSS: last_eval,
             M.PRETRAIN_EVAL_PPL: math.exp(last_eval),
             M.PRETRAIN_IN_WORLD: in_world_rate(answers),
-            "pretrain/train_tokens": int(train_blocks.numel()),
-            "pretrain/tokens_seen": tokens_seen,
+            M.PRETRAIN_TRAIN_TOKENS: int(train_blocks.numel()),
+            M.PRETRAIN_TOKENS_SEEN: tokens_seen,
             M.PRETRAIN_TOKENS_PER_S: tokens_seen / log.elapsed,
             M.STAGE_SECONDS: log.elapsed,
-            "pretrain/samples": [
+            M.PRETRAIN_SAMPLES: [
                 {"prompt": q[-1]["content"], "answer": a}
                 for q, a in zip(prompts[: p.n_samples], answers[: p.n_samples], strict=True)
             ],

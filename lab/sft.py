@@ -1,4 +1,4 @@
-"""Stage 1: supervised fine-tuning. Teach the base model to answer like the demonstrators.
+"""Stage 2: supervised fine-tuning. Teach the base model to answer like the demonstrators.
 
 TRL's `SFTTrainer` on the world's prompt/completion demonstrations, with the loss on the
 completion only: the model learns to answer, not to ask. Then the gold judge compares the
@@ -8,7 +8,6 @@ SFT model with the base model on held-out prompts, answer by answer.
 from __future__ import annotations
 
 import math
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -25,10 +24,11 @@ from lab.evaluation import (
     summarize_gold,
     win_metrics,
 )
-from lab.models import load_causal_lm, load_tokenizer, num_params, save_model
+from lab.models import load_tokenizer, num_params, save_model
 from lab.runlog import RunLog
 from lab.trainers import (
     ForwardLogs,
+    causal_lm_loader,
     check_launch,
     last_logged,
     lora_config,
@@ -55,7 +55,7 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
     prompts = recipes.eval_prompts(cfg, world_dir)
 
     # 2. Model: the base model and its tokenizer (a local folder or a hub id, the same call).
-    load = partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
+    load = causal_lm_loader(cfg)
     model = load(base)
     tokenizer = load_tokenizer(base)
 
@@ -97,15 +97,23 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
             M.SFT_BASE_EVAL_LOSS: base_eval_loss,
             M.SFT_EVAL_LOSS: eval_loss,
             M.SFT_EVAL_PPL: math.exp(eval_loss),
-            **summarize_gold(sft_table),
-            **{k.replace("eval/", "eval/base_"): v for k, v in summarize_gold(base_table).items()},
-            **win_metrics(sft_table, base_table, "sft/win_tie_loss_vs_base"),
-            "sft/train_examples": len(split["train"]),
-            "sft/steps": trainer.state.global_step,
+            **gold_metrics(sft_table, base_table),
+            M.SFT_TRAIN_EXAMPLES: len(split["train"]),
+            M.SFT_STEPS: trainer.state.global_step,
             M.STAGE_SECONDS: log.elapsed,
-            "sft/samples": samples(base_table, sft_table, s.n_samples),
+            M.SFT_SAMPLES: samples(base_table, sft_table, s.n_samples),
         }
     )
+
+
+def gold_metrics(sft_table: pd.DataFrame, base_table: pd.DataFrame) -> dict:
+    """Gold of the SFT model's answers (`eval/...`) and the base model's (`eval/base_...`), and
+    SFT's win / tie / loss against the base model, prompt by prompt."""
+    return {
+        **summarize_gold(sft_table),
+        **{k.replace("eval/", "eval/base_"): v for k, v in summarize_gold(base_table).items()},
+        **win_metrics(sft_table, base_table, M.SFT_WIN_TIE_LOSS),
+    }
 
 
 def samples(before: pd.DataFrame, after: pd.DataFrame, n: int) -> list[dict]:

@@ -20,7 +20,6 @@ from lab.distributed import barrier, is_main
 from lab.runlog import RunLog, is_done, read_metrics, write_json
 from lab.world.build import build_world
 
-FINGERPRINT = "stage/config_fingerprint"
 CONFIG_FILE = "config.json"
 
 
@@ -51,7 +50,7 @@ def run_pretrain_stage(cfg: LabConfig, run_dir: Path) -> dict:
     if cfg.model.name_or_path:
         out = run_dir / "pretrain"
         out.mkdir(parents=True, exist_ok=True)
-        metrics = {"pretrain/base_model": cfg.model.name_or_path, M.STAGE_SECONDS: 0.0}
+        metrics = {M.PRETRAIN_BASE_MODEL: cfg.model.name_or_path, M.STAGE_SECONDS: 0.0}
         write_json(out / "metrics.json", metrics)
         return metrics
     from lab.pretrain import run_pretrain  # torch import only when needed
@@ -134,7 +133,7 @@ def run_stages(
         write_json(run_dir / CONFIG_FILE, to_dict(cfg))  # the settings of the latest stages run
     for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
         out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
-        stale = is_done(out) and read_metrics(out).get(FINGERPRINT) != fp
+        stale = is_done(out) and read_metrics(out).get(M.STAGE_FINGERPRINT) != fp
         if is_done(out) and not (rerun or stale or (force and stage.name == until)):
             print(f"[{stage.name}] reusing {out}")
             results[stage.name] = read_metrics(out)
@@ -146,7 +145,7 @@ def run_stages(
         print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
         extra = {"resume": resuming} if stage.resumable else {}
         ran = stage.run(cfg, run_dir, **extra) if stage.parallel or is_main() else {}
-        metrics = {**ran, FINGERPRINT: fp}
+        metrics = {**ran, M.STAGE_FINGERPRINT: fp}
         if is_main():
             write_json(out / "metrics.json", metrics)
         barrier()
@@ -177,7 +176,7 @@ def run_variant(
         src, fp = run_dir / stage.name, fingerprint(variant, stage.depends_on)
         if (
             is_done(src)
-            and read_metrics(src).get(FINGERPRINT) == fp
+            and read_metrics(src).get(M.STAGE_FINGERPRINT) == fp
             and not is_done(out / stage.name)
         ):
             shutil.copytree(src, out / stage.name, dirs_exist_ok=True)

@@ -181,16 +181,144 @@ def report_figures(run_dir: Path) -> list[go.Figure]:
     return figures
 
 
+# One sentence per stage: what it bought, in words. `{m[name]}` reads the stage's metrics.json.
+HEADLINES = {
+    "world": "The world: {m[world/n_pairs_train]} preference pairs to learn from; the simulated "
+    "annotators agree with the gold judge on {m[world/pairs_train_annotator_gold_agreement]:.0%} "
+    "of them: the labels a reward model learns from are that noisy.",
+    "pretrain": "Pretraining brought the next-token loss to {m[pretrain/loss]:.2f} nats; "
+    "{m[pretrain/in_world_rate]:.0%} of the base model's sentences are well-formed world text.",
+    "sft": "SFT fits held-out demonstrations to a loss of {m[sft/eval_loss]:.2f} nats; its answers "
+    "score {m[eval/gold_mean]:.2f} with the gold judge and beat the base model's on "
+    "{m[eval/win_rate]:.0%} of prompts (eval/win_rate against the base: wins plus half the ties).",
+    "reward": "The reward model orders {m[reward/accuracy]:.0%} of held-out pairs as the annotators "
+    "did and {m[reward/gold_accuracy]:.0%} as the gold judge does (a coin flip: 50%).",
+    "ppo": "PPO raised the reward model's score to {m[ppo/eval_reward]:.2f} at a KL of "
+    "{m[ppo/eval_kl]:.2f} nats from SFT; the gold judge gives {m[eval/gold_mean]:.2f}, and it beats "
+    "SFT on {m[eval/win_rate]:.0%} of prompts (eval/win_rate: wins plus half the ties).",
+    "dpo": "DPO ranks {m[dpo/eval_rewards_accuracy]:.0%} of held-out pairs the annotators' way at a "
+    "KL of {m[dpo/eval_kl]:.2f} nats from SFT; gold {m[eval/gold_mean]:.2f}, and it beats SFT on "
+    "{m[eval/win_rate]:.0%} of prompts.",
+    "grpo": "GRPO reached a reward-model score of {m[grpo/eval_reward]:.2f} at a KL of "
+    "{m[grpo/eval_kl]:.2f} nats from SFT; gold {m[eval/gold_mean]:.2f}, and it beats SFT on "
+    "{m[eval/win_rate]:.0%} of prompts.",
+}
+# The model table's columns as the report shows them, each with its definition.
+COLUMNS = {
+    "model": ("model", "the policy after that stage; base is the model SFT started from"),
+    "gold_mean": ("gold", "mean gold-judge score on the held-out prompts (about 3 is the best)"),
+    "gold_lo": ("gold lo", "95% bootstrap interval of that mean, over prompts"),
+    "gold_hi": ("gold hi", ""),
+    "win_rate_vs_sft": (
+        "win rate vs SFT",
+        f"{M.EVAL_WIN_RATE}: share of prompts where the answer beats SFT's, ties counting half",
+    ),
+    "win_rate_lo": ("win lo", "95% bootstrap interval of the win rate"),
+    "win_rate_hi": ("win hi", ""),
+    "win": ("win", "share of prompts won, tied and lost against SFT (gold judge)"),
+    "tie": ("tie", ""),
+    "loss": ("loss", ""),
+    "kl_to_sft": ("KL to SFT", "exact KL(policy || SFT) per answer, in nats, on held-out prompts"),
+    "rm_score": (
+        "RM score",
+        "the reward model's mean score of the same answers: its own scale, not the gold judge's",
+    ),
+    "length_mean": ("length", "mean answer length in tokens"),
+}
+STYLE = """
+body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       max-width: 62rem; margin: 2rem auto; padding: 0 1rem; }
+h1 { font-size: 1.7rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+.sub { color: #666; margin-top: 0; } li { margin: .3rem 0; }
+table { border-collapse: collapse; font-size: .9rem; margin: 1rem 0; }
+th, td { padding: .3rem .6rem; border-bottom: 1px solid #e4e4e4; text-align: right; }
+th { background: #f4f6f8; } td:first-child, th:first-child { text-align: left; }
+tr:nth-child(even) td { background: #fafbfc; } .stages td { text-align: left; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1rem; }
+"""
+
+
+def stage_headline(stage: str, metrics: dict) -> str:
+    """One sentence saying what `stage` bought (its name and raw metrics if one is missing)."""
+    try:
+        return HEADLINES[stage].format(m=metrics)
+    except (KeyError, ValueError, TypeError):  # a metric this run did not log, or None
+        shown = readable(pd.DataFrame([{"stage": stage, "metrics": metrics}]))["metrics"][0]
+        return f"{stage}: {shown}"
+
+
+def model_headline(row: pd.Series, sft_gold: float | None) -> str:
+    """One sentence per model: gold with its interval, the win rate against SFT, and what the
+    reward model's score does and does not say."""
+    text = f"{row.model}: gold {row.gold_mean:.2f} (95% interval {row.gold_lo:.2f} to {row.gold_hi:.2f})"
+    if sft_gold is not None and row.model != "sft":
+        change = row.gold_mean - sft_gold
+        text += f", {abs(change):.2f} {'above' if change >= 0 else 'below'} SFT"
+    if pd.notna(row.get("win_rate_vs_sft", math.nan)):
+        text += (
+            f"; it beats SFT on {row.win:.0%} of prompts, ties {row.tie:.0%}, loses {row.loss:.0%} "
+            f"(win rate {row.win_rate_vs_sft:.0%})"
+        )
+    if pd.notna(row.get("rm_score", math.nan)):
+        text += (
+            f". The reward model scores its answers {row.rm_score:.2f}, on its own scale: only the "
+            "gold judge says whether they got better"
+        )
+        if sft_gold is not None and row.gold_mean < sft_gold:
+            text += ", and it likes answers the gold judge ranks below SFT's"
+    return html.escape(text + ".")
+
+
+def run_date(run_dir: Path) -> str:
+    """The day the run's newest stage finished (YYYY-MM-DD)."""
+    import datetime
+
+    stamps = [(Path(run_dir) / s / "metrics.json").stat().st_mtime for s in done_stages(run_dir)]
+    when = datetime.datetime.fromtimestamp(max(stamps)) if stamps else datetime.datetime.now()
+    return when.date().isoformat()
+
+
+def run_profile(run_dir: Path) -> str:
+    """The profile named in the run's config.json ('?' if there is none)."""
+    path = Path(run_dir) / "config.json"
+    return (
+        json.loads(path.read_text(encoding="utf-8")).get("profile", "?") if path.exists() else "?"
+    )
+
+
 def render_report(run_dir: Path, stages: pd.DataFrame, models: pd.DataFrame) -> str:
-    """A self-contained HTML page (plotly.js inlined once, so it opens offline)."""
+    """A self-contained, styled HTML page: plotly.js inlined once, no CDN, opens offline."""
+    title = f"RLHF Lab · profile {run_profile(run_dir)} · {run_date(run_dir)}"
+    sft = models.set_index("model")["gold_mean"].get("sft") if not models.empty else None
+    stage_lines = [
+        f"<li><b>{row.stage}</b> ({row.seconds:.0f} s). "
+        f"{html.escape(stage_headline(row.stage, read_metrics(run_dir / row.stage)))}</li>"
+        for row in stages.itertuples()
+    ]
+    model_lines = [f"<li>{model_headline(row, sft)}</li>" for _, row in models.iterrows()]
+    shown = models.rename(columns={k: v[0] for k, v in COLUMNS.items()})
+    glossary = [
+        f"<dt>{html.escape(name)}</dt><dd>{html.escape(text)}</dd>"
+        for name, text in COLUMNS.values()
+        if text
+    ]
     parts = [
-        f"<h1>RLHF Lab run: {html.escape(str(run_dir))}</h1>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='sub'>What each stage bought, on the held-out prompts of the run in "
+        f"<code>{html.escape(Path(run_dir).name)}</code>.</p>",
         "<h2>Stages</h2>",
-        readable(stages).to_html(index=False, float_format="%.3f", na_rep="-"),  # escapes text
+        f"<ul>{''.join(stage_lines)}</ul>",
+        readable(stages).to_html(
+            index=False, float_format="%.1f", na_rep="-", border=0, classes="stages"
+        ),  # escapes text
         "<h2>Models (gold judge, held-out prompts)</h2>",
-        models.to_html(index=False, float_format="%.3f", na_rep="-"),
+        f"<ul>{''.join(model_lines)}</ul>",
+        shown.to_html(index=False, float_format="%.3f", na_rep="-", border=0),
+        f"<dl>{''.join(glossary)}</dl>",
+        "<h2>Figures</h2>",
     ]
     for i, figure in enumerate(report_figures(run_dir)):
         parts.append(figure.to_html(full_html=False, include_plotlyjs=i == 0))
-    body = "\n".join(parts)
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>RLHF Lab</title></head><body>{body}</body></html>"
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )

@@ -1,4 +1,4 @@
-"""Stage 0a: a byte-level BPE tokenizer for the tiny world, with a chat template.
+"""Stage 1, first step: a byte-level BPE tokenizer for the tiny world, with a chat template.
 
 The template ends an assistant turn exactly at EOS, so "the model stopped" and
 "the answer ended" are one event, and the reward model scores at that token.

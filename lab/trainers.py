@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from lab.config import LabConfig, TrainerStageConfig
 from lab.distributed import barrier, is_main
-from lab.models import resolve_device
+from lab.models import load_causal_lm, resolve_device
 from lab.runlog import RunLog
 
 TRAINED_DIR = "trained"  # the trainer's own save, read back by every process, then removed
@@ -86,6 +87,11 @@ def check_launch(trainer: Trainer) -> None:
             "models, so it needs fsdp_version: 2 and fsdp_state_dict_type: FULL_STATE_DICT "
             "(as configs/accelerate/fsdp.yaml sets)"
         )
+
+
+def causal_lm_loader(cfg: LabConfig) -> Callable[[str], PreTrainedModel]:
+    """`load(path)`: a causal LM in the profile's dtype on its device, as SFT, DPO and GRPO load one."""
+    return partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
 
 
 def trained_model(

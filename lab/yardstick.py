@@ -21,8 +21,9 @@ from lab.evaluation import (
     summarize_gold,
     win_metrics,
 )
-from lab.models import load_causal_lm
-from lab.reward import load_reward_model
+from lab.models import load_causal_lm, save_model
+from lab.reward_model import load_reward_model
+from lab.trainers import causal_lm_loader, trained_model
 
 
 def evaluate_policy(
@@ -57,3 +58,16 @@ def evaluate_policy(
         **win_metrics(table, sft_table, names["win_tie_loss"]),
         **{names[k]: v for k, v in drift.items()},
     }
+
+
+def finish_policy(
+    cfg: LabConfig, trainer, start: str, tokenizer, run_dir: Path, out_dir: Path, names
+) -> tuple:
+    """A TRL stage's end: the trained policy saved as a plain model folder, then measured.
+
+    `start` is the model the policy was loaded from (`causal_lm_loader`), where LoRA adapters go
+    back on; returns `(policy, the yardstick's metrics under the stage's names)`.
+    """
+    policy = trained_model(trainer, causal_lm_loader(cfg), start, out_dir)
+    save_model(policy, tokenizer, out_dir / "model")
+    return policy, evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, names)

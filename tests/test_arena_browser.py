@@ -118,3 +118,66 @@ def test_votes_retrain_and_the_new_policy_in_compare(retrain_server):
         expect(page.get_by_label("ppo-round-001")).to_be_visible(timeout=30_000)
         browser.close()
     assert "ppo-round-001" in arena.pool.available
+
+
+@pytest.fixture
+def classroom_server(small_ppo_run, tmp_path):
+    """The arena in classroom mode on the small run: join code c0de, instructor password pw."""
+    from apps.arena import build_app, example_prompts
+    from apps.guard import Classroom
+    from apps.handlers import load_arena
+
+    room = Classroom(join_code="c0de", password="pw", min_seconds_between_votes=0)
+    arena = load_arena(small_ppo_run, {}, tmp_path / "class.sqlite", room)
+    demo = build_app(arena, example_prompts(arena)).queue(default_concurrency_limit=8)
+    yield arena, serve(demo)
+    demo.close()
+
+
+def join_battle_and_vote(browser, url: str, button: str) -> str:
+    """A student's path: join with the code (the box folds away), battle, vote; the reveal."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    expect(page.get_by_role("tab", name="Retrain")).to_have_count(0)  # no instructor controls
+    expect(page.locator("#data-instructor")).to_be_hidden()
+    page.locator("#join-code input, #join-code textarea").first.fill("c0de")
+    page.locator("#join-go").click()
+    expect(page.locator("#join-status")).to_contain_text("Joined", timeout=30_000)
+    expect(page.locator("#join-box")).to_be_hidden()
+    page.get_by_role("tab", name="Battle").click()
+    page.locator("#battle-prompt textarea").fill("What is 19 plus 3?")
+    page.locator("#battle-go").click()
+    page.locator("#battle-status").filter(has_text="Which is better").wait_for(timeout=60_000)
+    page.locator(button).click()
+    page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=30_000)
+    expect(page.locator("#battle-stats-0")).to_contain_text("gold")  # the gold judge, revealed
+    revealed = page.locator("#battle-status").inner_text()
+    page.reload()  # the same student: still joined, the box stays folded
+    expect(page.locator("#join-status")).to_contain_text("remembers", timeout=30_000)
+    expect(page.locator("#join-box")).to_be_hidden()
+    return revealed
+
+
+def test_two_students_join_battle_and_vote_and_the_instructor_sees_it(classroom_server):
+    from playwright.sync_api import expect, sync_playwright
+
+    arena, url = classroom_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        teacher = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        teacher.goto(url)
+        leaderboard_shows(teacher, "No votes yet")
+        join_battle_and_vote(browser, url, "#battle-a")
+        join_battle_and_vote(browser, url, "#battle-tie")
+        leaderboard_shows(teacher, "2 votes: 2 blind battles")
+        # The instructor unlocks the controls on their own page only.
+        teacher.get_by_text("Instructor", exact=True).click()
+        teacher.locator("#unlock-pw input").fill("pw")
+        teacher.locator("#unlock-go").click()
+        expect(teacher.get_by_role("tab", name="Retrain")).to_be_visible(timeout=30_000)
+        browser.close()
+    votes = arena.store.votes()
+    assert len(votes) == 2 and votes["annotator"].nunique() == 2  # two students, two ids
+    assert sorted(votes["outcome"]) == ["tie", "win"]

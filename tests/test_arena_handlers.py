@@ -34,7 +34,7 @@ from lab.config import ModelConfig
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
 from lab.models import build_tiny_llama, save_model
-from lab.reward import score
+from lab.reward_model import score
 from lab.tokenizer import train_tokenizer
 
 SETTINGS = (0.7, 1.0, 24, 1234)  # temperature, top-p, max tokens, seed
@@ -299,11 +299,11 @@ def test_bad_input_gets_one_line_and_changes_nothing(tiny_arena, mode):
 
 
 def test_a_model_failing_gives_one_line_not_a_traceback(tiny_arena, monkeypatch):
-    def broken(name, prompt, decoding):
-        yield "partial"
+    def broken(names, prompt, decoding):
+        yield 0, "partial"
         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
 
-    monkeypatch.setattr(tiny_arena.pool, "stream", broken)
+    monkeypatch.setattr(tiny_arena.pool, "stream_many", broken)
     session = new_session()
     *_, (kept, names, texts, _, message) = ask(
         tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, session
@@ -480,7 +480,7 @@ def test_a_model_that_fails_mid_answer_raises_and_frees_the_pool(tiny_pool, monk
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(model, "generate", broken)
+    monkeypatch.setattr(model, "forward", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
         tiny_pool.answer("ppo", "What is 2 plus 3?", DecodingConfig(8, 0.7, 1.0, 0))
     monkeypatch.undo()
@@ -508,3 +508,39 @@ def test_loading_names_a_missing_run_folder_and_a_corrupt_database(tmp_path):
     with pytest.raises(SystemExit, match="corrupt.sqlite: cannot be used as the vote database"):
         load_arena(tmp_path, {}, corrupt)  # before any model would load
     assert corrupt.read_bytes() == b"this is not a database" * 100  # left as it was
+
+
+# ---------------------------------------------------------------- on the small run: gold, page
+
+
+def test_gold_after_the_vote_scores_both_answers_with_both_judges(arena):
+    from apps.handlers import gold_reveal, judge_answers
+
+    session = last(ask(arena, "battle", PROMPT, [], SETTINGS, new_session()))[0]
+    judged = judge_answers(arena, PROMPT, session.answers)
+    rewards = score(arena.pool.rm, arena.pool.rm_tokenizer, [PROMPT] * 2, session.answers)
+    assert [j.reward for j in judged] == pytest.approx(rewards, abs=1e-5)
+    assert [j.gold for j in judged] == [arena.world.gold_score(PROMPT, a) for a in session.answers]
+    lines, _ = gold_reveal(arena, session, session.models)
+    assert all(
+        line.startswith(stats) and "gold" in line
+        for line, stats in zip(lines, session.stats, strict=True)
+    )
+
+
+def test_example_prompts_cover_every_task_kind_and_the_dashboard_every_logged_stage(arena):
+    from apps.arena import example_prompts
+    from apps.events import dashboard_event
+    from lab.world.tasks import KINDS
+
+    examples = example_prompts(arena)
+    assert {arena.world.task(p).kind for p in examples} == set(KINDS), examples
+    assert examples[: len(KINDS)] and len({arena.world.task(p).kind for p in examples[:5]}) == 5
+    stages = board.dashboard_stages(arena.run_dir)
+    assert stages[:4] == ["pretrain", "sft", "reward", "ppo"]
+    for stage in stages:
+        figure = board.dashboard(arena, stage)
+        assert figure.data and all(len(trace.x) > 0 for trace in figure.data), stage
+    choices, figure = dashboard_event(arena, None)
+    assert choices["choices"] and figure.data  # opens on a drawn curve
+    assert board.dashboard(arena, "no-such-stage").data == ()

@@ -1,4 +1,4 @@
-"""Stage 4 on the small world: DPO must learn the held-out preferences without losing gold,
+"""Stage 6 on the small world: DPO must learn the held-out preferences without losing gold,
 and the KL-to-SFT yardstick it shares with GRPO (and PPO) must read log-probs correctly."""
 
 import json
@@ -16,7 +16,7 @@ from lab.dpo import run_dpo
 from lab.evaluation import GOLD_TABLE, KL_DECODING, compute_kl_and_reward, sample_responses
 from lab.models import load_causal_lm, load_tokenizer
 from lab.profiles import load_config
-from lab.reward import load_reward_model, score
+from lab.reward_model import load_reward_model, score
 from lab.runlog import read_log
 from lab.world import World
 from lab.world.build import FILES

@@ -71,12 +71,12 @@ def test_kl_is_the_exact_kl_over_the_vocabulary_summed_to_eos(two_tiny_models, m
     KL(p_t || q_t), computed here one unpadded sequence at a time by torch.distributions."""
     import torch
 
-    import lab.reward
+    import lab.evaluation
     from lab.evaluation import compute_kl_and_reward, sample_responses
     from lab.generation import DecodingConfig
 
     policy, reference, tokenizer = two_tiny_models
-    monkeypatch.setattr(lab.reward, "score", lambda rm, tok, prompts, texts: [0.0] * len(texts))
+    monkeypatch.setattr(lab.evaluation, "score", lambda rm, tok, prompts, texts: [0.0] * len(texts))
     prompts = ["Hello", "What is two plus two? It is four.", "two"]  # left padding
     decoding = DecodingConfig(max_new_tokens=6, temperature=0.7, seed=3)
     out = compute_kl_and_reward(policy, reference, tokenizer, None, None, prompts, decoding)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from lab import exercises as ex
+from lab import metrics as M
 from lab.tokenizer import train_tokenizer
 from lab.world import World
 
@@ -141,3 +142,151 @@ def test_kl_budget():
     with pytest.raises(AssertionError, match="Hint"):
         ex.check_kl_budget(log, 4.5, window=3)
     assert ex.check_kl_budget(log, None) is False
+
+
+def test_group_advantages():
+    def advantages(rewards):
+        mean = sum(rewards) / len(rewards)
+        std = (sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5
+        return [(r - mean) / (std + 1e-4) for r in rewards]
+
+    assert ex.check_group_advantages(advantages)  # the population std passes too
+    with pytest.raises(AssertionError, match="epsilon"):  # no epsilon: 0/0 for equal rewards
+        ex.check_group_advantages(lambda rs: [r - sum(rs) / len(rs) for r in rs])
+    assert ex.check_group_advantages(None) is False
+
+
+# Each worked solution's inputs (what the notebook has at that point), its check, a wrong answer.
+def _pairs():
+    return pd.DataFrame(
+        {
+            "kind": ["math", "math", "fact", "fact"],
+            "chosen_score": [0.0, 0.0, 1.0, 0.0],
+            "rejected_score": [1.0, 1.0, 0.0, 1.0],
+            "gold_chosen": [1.0, 1.0, 2.0, 1.0],
+            "gold_rejected": [0.0, 0.0, 1.0, 0.5],
+        }
+    ).assign(  # as notebook 03 computes it
+        rm_agrees_with_gold=lambda p: (
+            (p.chosen_score - p.rejected_score) * (p.gold_chosen - p.gold_rejected) > 0
+        )
+    )
+
+
+def _models():
+    return pd.DataFrame(
+        {"gold_mean": [0.0, 0.6, 0.2, 0.5], "kl_to_sft": [0.0, 3.0, 0.5, 1.0]},
+        index=["sft", "ppo", "dpo", "grpo"],
+    )
+
+
+def _free_log():
+    gold = [min(i, 30 - i) / 10 for i in range(30)]  # peaks at update 16, where KL is 7.5
+    log = pd.DataFrame(
+        {"step": range(1, 31), M.PPO_GOLD: gold, M.PPO_KL: [0.5 * i for i in range(30)]}
+    )
+    log.index += 100  # rows picked from a longer table, as in notebook 05
+    return log
+
+
+def _votes():
+    """Two votes a terse class cast: one for the plain answer, one (noise) for the padded one."""
+    plain, padded = "2 plus 3 is 5.", "Sure! Hope this helps! 2 plus 3 is 5."
+    return [{"prompt": "What is 2 plus 3?", "chosen": plain, "rejected": padded},
+            {"prompt": "What is 2 plus 3?", "chosen": padded, "rejected": plain}]  # fmt: skip
+
+
+TOKENIZER = train_tokenizer(["Hi there. Hi."] * 20, vocab_size=300)
+CASES = {
+    "00.1": (
+        dict,
+        lambda ns: ex.check_best_answer(WORLD, "What is 9 minus 4?", ns["my_answer"]),
+        {"my_answer": "9 minus 4 is 6."},
+    ),
+    "00.2": (
+        lambda: {"pairs": _pairs()},
+        lambda ns: ex.check_agreement(ns["pairs"], ns["my_agreement"]),
+        {"my_agreement": 0.5},
+    ),
+    "01.1": (
+        lambda: {"tokenizer": TOKENIZER},
+        lambda ns: ex.check_template_overhead(ns["tokenizer"], ns["my_overhead"]),
+        {"my_overhead": 1},
+    ),
+    "01.2": (
+        lambda: {"metrics": {M.PRETRAIN_EVAL_LOSS: 1.3}, "M": M},
+        lambda ns: ex.check_perplexity(1.3, ns["my_perplexity"]),
+        {"my_perplexity": 1.3},
+    ),
+    "02.1": (
+        lambda: {
+            "sft_table": pd.DataFrame({"gold": [2.0, 1.0, 0.0]}),
+            "base_table": pd.DataFrame({"gold": [1.0, 1.0, 1.0]}),
+        },  # fmt: skip
+        lambda ns: ex.check_win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], ns["my_win_rate"]),
+        {"my_win_rate": 0.5},
+    ),
+    "03.1": (
+        dict,
+        lambda ns: ex.check_bt_loss(ns["my_loss"]),
+        {"my_loss": lambda c, r: math.log1p(math.exp(c - r))},
+    ),
+    "03.2": (
+        lambda: {"pairs": _pairs()},
+        lambda ns: ex.check_worst_kind(ns["pairs"], ns["my_kind"]),
+        {"my_kind": "fact"},
+    ),
+    "05.1": (
+        lambda: {"free_log": _free_log(), "M": M},
+        lambda ns: ex.check_kl_budget(ns["free_log"].to_dict("records"), ns["my_kl"]),
+        {"my_kl": 0.5},
+    ),
+    "06.1": (
+        dict,
+        lambda ns: ex.check_dpo_loss(ns["my_dpo_loss"]),
+        {"my_dpo_loss": lambda pc, pr, rc, rr, beta: math.log1p(math.exp(-beta * (pc - pr)))},
+    ),
+    "06.2": (
+        dict,
+        lambda ns: ex.check_group_advantages(ns["my_advantages"]),
+        {"my_advantages": lambda rs: [r - sum(rs) / len(rs) for r in rs]},
+    ),
+    "06.3": (
+        lambda: {"table": _models()},
+        lambda ns: ex.check_gold_per_kl(ns["table"], ns["my_method"]),
+        {"my_method": "ppo"},  # the largest gain, not the largest gain per nat
+    ),
+    "07.1": (
+        lambda: {"world": WORLD, "pairs": _votes(), "TASTE": "terse"},
+        lambda ns: ex.check_taste_ceiling(ns["world"], ns["pairs"], "terse", ns["my_ceiling"]),
+        {"my_ceiling": 1.0},
+    ),
+    "07.2": (
+        lambda: {
+            "old": pd.DataFrame({"utility": [1.0, 0.0, 2.0]}),
+            "new": pd.DataFrame({"utility": [2.0, 0.0, 1.0]}),
+        },  # fmt: skip
+        lambda ns: ex.check_taste_wins(ns["old"], ns["new"], ns["my_wins"]),
+        {"my_wins": 0.5},  # a tie counted as half a win
+    ),
+}
+TRY_IT = {"03.3", "04.1", "04.2", "04.3"}  # train a variant; their checks are tested above
+
+
+@pytest.mark.parametrize("exercise", sorted(CASES))
+def test_worked_solution_passes_and_a_wrong_answer_fails(exercise):
+    inputs, check, wrong = CASES[exercise]
+    namespace = inputs()
+    exec(ex.SOLUTIONS[exercise][0], namespace)  # the cell as the solution writes it
+    assert check(namespace)
+    with pytest.raises(AssertionError):
+        check({**inputs(), **wrong})
+
+
+def test_every_exercise_has_a_solution(capsys):
+    assert set(ex.SOLUTIONS) == set(CASES) | TRY_IT
+    assert all("TRY_IT = True" in ex.SOLUTIONS[name][0] for name in TRY_IT)
+    ex.solution("06.2")
+    assert "statistics.stdev" in capsys.readouterr().out
+    with pytest.raises(KeyError, match="05.1"):
+        ex.solution("9.9")

@@ -90,7 +90,7 @@ def test_adapted_reward_model_learns_the_class_taste_on_held_out_votes(adapted):
 
 
 def test_adapted_folder_is_a_reward_stage_folder(adapted, small_reward_run):
-    from lab.reward import load_reward_model
+    from lab.reward_model import load_reward_model
     from lab.runlog import read_log, read_metrics
 
     out, m, _ = adapted
@@ -165,6 +165,8 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     first = run_copy / "feedback" / "round-001"
     printed = capsys.readouterr().out
     assert "agreement with the class" in printed and "note:" in printed and str(first) in printed
+    assert "the policies on the held-out prompts" in printed  # before and after, side by side
+    assert printed.split("held-out prompts")[-1].count("\n") >= 3  # header, before, the new one
     summary = json.loads((first / "metrics.json").read_text())
     m = summary["groups"]["all"]
     assert m[M.FEEDBACK_POLICY_FROM] == str(run_copy / "ppo" / "model")

@@ -1,4 +1,4 @@
-"""Stage 5 on the small world: GRPO must raise the reward model's score, reading it through `score`."""
+"""Stage 6 on the small world: GRPO must raise the reward model's score, reading it through `score`."""
 
 import json
 
@@ -10,7 +10,7 @@ from lab import metrics as M
 from lab.evaluation import GOLD_TABLE, compute_win_rate
 from lab.grpo import REWARD_NAME, reward_function, run_grpo
 from lab.profiles import load_config
-from lab.reward import load_reward_model, score
+from lab.reward_model import load_reward_model, score
 from lab.runlog import read_log
 from tests.conftest import SMALL
 from tests.test_dpo import copy_run

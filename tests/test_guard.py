@@ -7,14 +7,22 @@ import math
 import pytest
 
 from apps.guard import (
+    FREE_TRIES,
     MAX_PROMPT_CHARS,
+    MAX_WAIT_S,
     Classroom,
+    JoinBackoff,
     as_number,
+    backoff_seconds,
     check_instructor,
     check_join,
     check_prompt,
     check_vote_allowed,
     is_encodable,
+    join_group,
+    parse_groups,
+    read_id,
+    sign_id,
     whole_number,
 )
 
@@ -88,3 +96,53 @@ def test_whole_numbers_in_a_range():
     assert whole_number("4", 1, 256) == 4 and whole_number(2**64 + 1, 0, 2**70) == 2**64 + 1
     for bad in [2.5, math.nan, math.inf, -1, 11, 2**70, 10**400, "x", None, False]:
         assert whole_number(bad, 0, 10) is None, bad
+
+
+def test_a_signed_student_id_reads_back_and_a_forged_one_does_not():
+    room, other = Classroom(), Classroom()
+    token = sign_id(room, "anon-1234", True)
+    assert read_id(room, token) == ("anon-1234", True, "")
+    assert read_id(room, sign_id(room, "anon-1234", False)) == ("anon-1234", False, "")
+    assert read_id(room, sign_id(room, "anon-1234", True, "warm")) == ("anon-1234", True, "warm")
+    in_group = sign_id(room, "anon-1234", True, "warm")
+    assert read_id(room, in_group.replace("1:warm", "1:terse")) is None  # the group changed
+    annotator, joined, mac = token.split("|")
+    for forged in [
+        f"anon-9999|{joined}|{mac}",  # someone else's id
+        f"{annotator}|0|{mac}",  # the join flag changed
+        sign_id(other, "anon-1234", True),  # another class (or an earlier run)
+        f"{annotator}|2|{mac}",
+        "|1|" + mac,
+        None, 5, "", "a|b", "a|1|b|c", ["a", "1", mac],
+    ]:  # fmt: skip
+        assert read_id(room, forged) is None, forged
+
+
+def test_backoff_is_free_then_doubles_up_to_a_cap():
+    waits = [backoff_seconds(n) for n in range(FREE_TRIES + 8)]
+    assert waits[:FREE_TRIES] == [0.0] * FREE_TRIES
+    assert waits[FREE_TRIES : FREE_TRIES + 4] == [1.0, 2.0, 4.0, 8.0]
+    assert max(waits) == MAX_WAIT_S == backoff_seconds(1000)
+
+
+def test_join_backoff_refuses_a_waiting_client_even_with_the_right_code():
+    backoff = JoinBackoff()
+    assert [backoff.attempt("pc-1", False, 0.0) for _ in range(FREE_TRIES)] == [0.0] * FREE_TRIES
+    assert backoff.attempt("pc-1", True, 0.5) == pytest.approx(0.5)  # waiting: refused
+    assert backoff.attempt("pc-2", False, 0.5) == 0.0  # another client is not slowed down
+    assert backoff.attempt("pc-1", False, 1.0) == 0.0  # the wait is over: counted (4th wrong)
+    assert backoff.attempt("pc-1", True, 2.5) == pytest.approx(0.5)  # now 2 s to wait
+    assert backoff.attempt("pc-1", True, 3.0) == 0.0  # right code, after the wait: cleared
+    assert "pc-1" not in backoff.failures
+
+
+def test_group_codes_join_a_group_and_bad_group_names_are_refused():
+    room = Classroom(join_code="abc123", group_codes={"terse": "t0001", "warm": "w0002"})
+    assert check_join(room, " w0002 ") is None and join_group(room, "w0002") == "warm"
+    assert join_group(room, "abc123") == "" and join_group(room, "nope") is None
+    assert check_join(room, "t0002") is not None and join_group(room, None) is None
+    assert parse_groups(" terse, warm ,") == ["terse", "warm"] and parse_groups("") == []
+    for bad, message in [("a b", "'a b' is not a group name"), ("x,x", "named twice"),
+                         ("<b>", "is not a group name"), ("a|1", "is not a group name")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            parse_groups(bad)

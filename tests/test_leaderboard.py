@@ -10,6 +10,7 @@ import pytest
 from lab.leaderboard import (
     MIN_MODEL_BATTLES,
     REG,
+    STYLE_FEATURES,
     compute_annotator_agreement,
     compute_battles,
     compute_bootstrap,
@@ -19,6 +20,11 @@ from lab.leaderboard import (
     compute_pairs_met,
     compute_rank_ub,
     compute_ranking,
+    compute_style_battles,
+    compute_style_bt,
+    compute_style_counts,
+    compute_style_features,
+    compute_style_ranking,
     compute_vote_counts,
     compute_win_matrix,
     vote_to_battles,
@@ -353,3 +359,108 @@ def test_leaderboard_and_win_matrix_figures():
     heat = plot_win_matrix(compute_win_matrix(MATRIX_BATTLES, order=["A", "B", "C"])).data[0]
     assert list(heat.y) == ["A", "B", "C"] and heat.z[0][1] == 2.5 / 4
     assert isinstance(plot_leaderboard(compute_bootstrap(battles())), go.Figure)  # empty is fine
+
+
+# ---------------------------------------------------------------- style control
+
+
+def test_style_counts_by_hand():
+    text = "# Title\nSome **bold** words.\n- one\n* two\n3. three\nnot-a-list __also bold__"
+    assert compute_style_counts(text) == {"length": 14, "headers": 1, "lists": 3, "bold": 2}
+    assert compute_style_counts("") == {"length": 0, "headers": 0, "lists": 0, "bold": 0}
+    assert compute_style_counts("#hashtag 2 * 3")["headers"] == 0  # no space: not a header
+
+
+def test_style_battles_carry_each_sides_counts():
+    table = pd.DataFrame(
+        [
+            ("battle", ["A", "B"], ["one two", "**x**"], "win", 1),
+            ("compare", ["A", "B"], ["a", "b"], "win", 0),  # names shown: not rated
+            ("battle", ["A", "B"], ["a", "b"], "both_bad", None),  # no battle
+        ],
+        columns=["mode", "models", "responses", "outcome", "winner"],
+    )
+    style = compute_style_battles(table)
+    assert style[["model_a", "model_b", "winner"]].values.tolist() == [["A", "B", "model_b"]]
+    assert style.iloc[0][["length_a", "length_b", "bold_a", "bold_b"]].tolist() == [2, 1, 0, 1]
+
+
+def test_style_features_are_normalised_differences_scaled_not_centred():
+    rows = [("A", "B", "model_a", 10, 0), ("A", "B", "model_b", 0, 10), ("A", "B", "tie", 5, 5)]
+    table = pd.DataFrame(rows, columns=["model_a", "model_b", "winner", "length_a", "length_b"])
+    x = compute_style_features(table, ["length"])[:, 0]
+    raw = np.array([10 / 11, -10 / 11, 0.0])
+    assert x == pytest.approx(raw / np.sqrt((raw**2).mean()))
+    swapped = table.rename(columns={"length_a": "length_b", "length_b": "length_a"})
+    assert compute_style_features(swapped, ["length"])[:, 0] == pytest.approx(-x)
+    constant = table.assign(length_a=3, length_b=3)
+    assert compute_style_features(constant, ["length"]).tolist() == [[0.0]] * 3
+
+
+def with_style(table, **columns):
+    """A battles table with style columns (every feature 0 unless given)."""
+    zeros = {f"{k}_{s}": 0 for s in "ab" for k in STYLE_FEATURES}
+    return table.assign(**{**zeros, **columns})
+
+
+def test_style_bt_without_style_differences_is_plain_bt():
+    table = random_battles(300, seed=4)
+    ratings, beta = compute_style_bt(with_style(table))
+    plain = compute_bt(table)
+    assert ratings.index.tolist() == plain.index.tolist()
+    assert ratings.to_numpy() == pytest.approx(plain.to_numpy(), abs=1e-6)
+    assert beta.isna().all()  # no feature ever differs: nothing to learn
+
+
+def test_style_bt_recovers_known_coefficients():
+    """Battles drawn from P(a wins) = σ(θ_a - θ_b + β·x): the fit finds θ and β again."""
+    rng = np.random.default_rng(0)
+    n, skill, beta_true = 4000, np.array([0.0, 0.5, 1.0]), 0.8
+    a = rng.integers(0, 3, n)
+    b = (a + rng.integers(1, 3, n)) % 3
+    length_a, length_b = rng.integers(5, 60, n), rng.integers(5, 60, n)
+    table = with_style(
+        battles(*[(f"m{i}", f"m{j}", "model_a") for i, j in zip(a, b, strict=True)]),
+        length_a=length_a,
+        length_b=length_b,
+    )
+    x = compute_style_features(table, ["length"])[:, 0]
+    p = 1 / (1 + np.exp(-(skill[a] - skill[b] + beta_true * x)))
+    table["winner"] = np.where(rng.random(n) < p, "model_a", "model_b")
+    ratings, beta = compute_style_bt(table, ["length"], scale=1, base=math.e, init=0)
+    assert beta["length"] == pytest.approx(beta_true, abs=0.1)
+    assert (ratings["m2"] - ratings["m0"]) == pytest.approx(1.0, abs=0.15)
+
+
+def length_wins(n=1000, seed=0, p_longer=0.9):
+    """Two equally good models, B long 3 times in 4; the longer answer wins with `p_longer`.
+
+    Not "always": then length separates the outcomes perfectly, β runs off to the prior's
+    edge and the split of the rest between θ and β is the prior's choice, not the data's.
+    """
+    rng = np.random.default_rng(seed)
+    b_long = rng.random(n) < 0.75
+    longer_wins = rng.random(n) < p_longer
+    winner = np.where(b_long == longer_wins, "model_b", "model_a")
+    table = battles(*[("A", "B", w) for w in winner])
+    return with_style(table, length_a=np.where(b_long, 10, 40), length_b=np.where(b_long, 40, 10))
+
+
+def test_style_control_removes_a_rating_that_is_only_length():
+    table = length_wins()
+    raw = compute_bt(table)
+    assert raw["B"] - raw["A"] > 100  # B wins 70% of its battles: ~150 Elo ahead when raw
+    ratings, beta = compute_style_bt(table)
+    assert abs(ratings["B"] - ratings["A"]) < 40  # equal once length is accounted for
+    assert beta["length"] == pytest.approx(math.log(9), abs=0.3)  # 9 to 1 for the longer one
+    assert beta[["headers", "lists", "bold"]].isna().all()
+
+
+def test_style_ranking_has_intervals_and_ranks():
+    table, coefficients = compute_style_ranking(length_wins(), rounds=30)
+    assert table.columns.tolist() == ["rank", "model", "rating", "lower", "upper", "votes"]
+    assert table["rank"].tolist() == [1, 1]  # indistinguishable once length is controlled
+    assert (table["lower"] <= table["rating"]).all() and (table["rating"] <= table["upper"]).all()
+    row = coefficients.set_index("feature").loc["length"]
+    assert 0 < row["lower"] <= row["beta"] <= row["upper"]
+    assert coefficients.set_index("feature").loc["bold"].isna().all()

@@ -1,5 +1,6 @@
 """Every notebook is committed without outputs and runs headless, top to bottom, on the small world;
-notebooks 01 and 02 also with a base model from outside the run, as a real-model profile has."""
+notebooks 01 and 02 also with a base model from outside the run, as a real-model profile has.
+Every figure a notebook draws survives the export to HTML (a static PNG, or plotly.js inlined)."""
 
 import json
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbconvert import HTMLExporter
 
 from lab.runlog import read_metrics
 from tests.conftest import SMALL
@@ -31,8 +33,8 @@ def test_committed_without_outputs(path):
             )
 
 
-def execute(path: Path, run: Path, overrides: dict, monkeypatch) -> str:
-    """Run a notebook top to bottom on `run` with `overrides`; what its cells printed."""
+def execute(path: Path, run: Path, overrides: dict, monkeypatch) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom on `run` with `overrides`; the notebook with its outputs."""
     nb = nbformat.read(path, as_version=4)
     monkeypatch.setenv("LAB_RUN_DIR", str(run))
     monkeypatch.setenv("LAB_SET", json.dumps(overrides))
@@ -47,7 +49,25 @@ def execute(path: Path, run: Path, overrides: dict, monkeypatch) -> str:
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
     )
     assert "Traceback" not in printed
-    return printed
+    return nb
+
+
+PLOTLY = "application/vnd.plotly.v1+json"
+
+
+def check_figures_in_html(nb: nbformat.NotebookNode) -> int:
+    """Each plotly output also carries a PNG or inlined plotly.js, and nbconvert's HTML shows it."""
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    figures = [
+        o["data"] for c in nb.cells if c.cell_type == "code" for o in c.outputs if PLOTLY in o.get("data", {})
+    ]  # fmt: skip
+    assert "is not able to be represented" not in html
+    for data in figures:
+        if "image/png" in data:  # kaleido drew it with the local Chromium
+            assert data["image/png"][:200] in html
+        else:  # no Chromium: the figure's own div, drawn by plotly.js inlined into the notebook
+            assert "text/html" in data and data["text/html"][:200] in html
+    return len(figures)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -56,7 +76,10 @@ def test_notebook_runs_headless(path, small_ppo_run, tmp_path, monkeypatch):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     run = tmp_path / "run"
     shutil.copytree(small_ppo_run, run)  # every stage done: the notebooks reuse them
-    execute(path, run, SMALL, monkeypatch)
+    nb = execute(path, run, SMALL, monkeypatch)
+    drawn = check_figures_in_html(nb)
+    plots = sum("plot" in c.source or "px." in c.source for c in nb.cells if c.cell_type == "code")
+    assert drawn >= min(plots, 1), f"{path.name} draws figures, but its HTML shows none"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS[1:3], ids=lambda p: p.stem)
@@ -74,3 +97,17 @@ def test_notebook_runs_with_a_base_from_elsewhere(path, small_run, tmp_path, mon
             read_metrics(run / "sft")["sft/eval_loss"]
             < read_metrics(run / "sft")["sft/base_eval_loss"]
         )
+
+
+def test_figures_fall_back_to_inlined_plotly_without_chromium(monkeypatch, capsys):
+    import plotly.io as pio
+
+    from lab.notebook import WITH_PNG, WITHOUT_CHROME, use_offline_figures
+
+    def no_chromium(*args, **kwargs):
+        raise RuntimeError("no Chromium here")
+
+    monkeypatch.setattr(pio, "to_image", no_chromium)
+    monkeypatch.setattr(pio.renderers, "default", WITH_PNG)
+    assert use_offline_figures() == WITHOUT_CHROME == pio.renderers.default
+    assert "without a static PNG" in capsys.readouterr().out

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from lab import metrics as M
-from lab.generation import response_mask
 from lab.ppo import run_ppo
 from lab.ppo_checkpoint import latest_checkpoint, read_samples
 from lab.ppo_models import ActorCritic
 from lab.profiles import load_config
+from lab.responses import response_mask
 from lab.runlog import read_log, read_metrics
 from tests.conftest import SMALL
 
@@ -45,7 +45,8 @@ def test_ppo_raises_the_reward_with_bounded_kl(ppo_run):
 def test_every_metric_is_logged(ppo_run):
     run, metrics = ppo_run
     at_the_end = {
-        M.PPO_EVAL_KL, M.PPO_EVAL_REWARD, M.PPO_EVAL_EOS_RATE, M.PPO_WIN_TIE_LOSS, M.PPO_PROCESSES
+        M.PPO_EVAL_KL, M.PPO_EVAL_REWARD, M.PPO_EVAL_EOS_RATE, M.PPO_WIN_TIE_LOSS, M.PPO_PROCESSES,
+        M.PPO_UPDATES,
     }  # fmt: skip
     names = {getattr(M, n) for n in dir(M) if n.startswith("PPO_")}
     row = read_log(run / "ppo")[-1]

@@ -1,4 +1,4 @@
-"""PPO's maths against values computed by hand."""
+"""PPO's maths, and the per-response functions it shares (`lab.responses`), against values computed by hand."""
 
 import math
 
@@ -7,18 +7,22 @@ import torch
 
 from lab.ppo_math import (
     KLController,
-    entropy_from_logits,
     explained_variance,
     gae,
-    kl_exact,
     kl_penalty,
-    logprobs_of,
     masked_mean,
     masked_var,
     masked_whiten,
     policy_loss,
     token_rewards,
     value_loss,
+)
+from lab.responses import (
+    entropy_from_logits,
+    kl_exact,
+    logprobs_of,
+    penalize_missing_eos,
+    sequence_kl,
 )
 
 T = torch.tensor
@@ -156,3 +160,18 @@ def test_kl_controller():
     assert adaptive.value == pytest.approx(0.102)
     adaptive.update(kl=3.0, n_steps=10)  # error -0.5 clipped to -0.2 -> *0.98
     assert adaptive.value == pytest.approx(0.102 * 0.98)
+
+
+def test_penalize_missing_eos_only_touches_cut_answers():
+    scores, ended = T([1.0, 2.0, -0.5]), torch.tensor([True, False, False])
+    assert penalize_missing_eos(scores, ended, 1.5).tolist() == [1.0, 0.5, -2.0]
+    exact = torch.tensor([0.1, 0.2], dtype=torch.float64)  # Python floats stay exact in float64
+    assert penalize_missing_eos(exact, torch.tensor([False, True]), 0.3).tolist() == [
+        0.1 - 0.3,
+        0.2,
+    ]
+
+
+def test_sequence_kl_sums_real_tokens_only():
+    kl, mask = T([[0.5, -0.25, 9.0], [1.0, 2.0, 3.0]]), T([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    assert sequence_kl(kl, mask).tolist() == [0.25, 6.0]

@@ -1,4 +1,4 @@
-"""Stage 0 end to end on the small world: the base model must learn the world's language."""
+"""Stage 1 end to end on the small world: the base model must learn the world's language."""
 
 import math
 

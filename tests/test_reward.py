@@ -1,4 +1,4 @@
-"""Stage 2 on the small world: the reward model must agree with the gold judge, and `score`
+"""Stage 3 on the small world: the reward model must agree with the gold judge, and `score`
 must read text exactly as the trainer did."""
 
 import math
@@ -11,15 +11,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lab import metrics as M
 from lab.data import load_preferences
-from lab.reward import (
-    PAIRS_FILE,
-    as_conversation,
-    encode,
-    gold_accuracy,
-    pair_accuracy,
-    run_reward,
-    score,
-)
+from lab.pairs import as_conversation
+from lab.reward import PAIRS_FILE, run_reward
+from lab.reward_model import encode, gold_accuracy, pair_accuracy, score
 from lab.runlog import read_log, read_metrics
 from lab.world.build import FILES
 from tests.conftest import SHARED_DATA, SMALL

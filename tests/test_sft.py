@@ -1,4 +1,4 @@
-"""Stage 1 end to end on the small world: SFT must fit the demonstrations and beat the base model."""
+"""Stage 2 end to end on the small world: SFT must fit the demonstrations and beat the base model."""
 
 import json
 import math

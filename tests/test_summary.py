@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
 
 from lab import metrics as M
 from lab.cli import main
-from lab.runlog import read_metrics
+from lab.runlog import TENSORBOARD_DIR, RunLog, read_log, read_metrics, write_json
 from lab.summary import REPORT_FILE, SUMMARY_FILE, compute_model_table, format_summary, summarize
 from tests.conftest import SMALL
 
@@ -36,9 +37,42 @@ def test_cli_prints_the_summary_and_writes_the_report(small_ppo_run, tmp_path, c
     assert main(["ppo", "--out", str(run), *args]) == 0  # every stage reused
     out = capsys.readouterr().out
     assert "reusing" in out and "Models on held-out prompts" in out and "[ppo] {" in out
-    summary = json.loads((run / SUMMARY_FILE).read_text())
+    summary = json.loads((run / SUMMARY_FILE).read_text(), parse_constant=refuse)  # no NaN
     assert [s["stage"] for s in summary["stages"]] == ["world", "pretrain", "sft", "reward", "ppo"]
     assert summary["total_seconds"] > 0
     report = (run / REPORT_FILE).read_text()
     assert "Plotly" in report and 'src="http' not in report  # plotly.js inlined: opens offline
+    assert "<title>RLHF Lab · profile tiny · " in report and "<style>" in report
+    assert "The reward model orders" in report and "PPO raised the reward model" in report
+    assert "ppo: gold" in report  # one sentence per model too
     assert format_summary(summarize(run)).splitlines()[0].startswith("Stages")
+
+
+def refuse(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_json_has_no_nan(tmp_path):
+    """A missing number is written as null: NaN and Infinity are not JSON."""
+    path = tmp_path / "summary.json"
+    write_json(path, {"seconds": math.nan, "rows": [{"kl": math.inf}, (1.5, -math.inf)], "n": 3})
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "seconds": None,
+        "rows": [{"kl": None}, [1.5, None]],
+        "n": 3,
+    }
+
+
+def test_tensorboard_gets_the_same_scalars_under_the_same_names(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = RunLog(tmp_path, report_to=["tensorboard"])
+    for step in (1, 2):
+        log.log(step, {M.PPO_KL: 0.5 * step, M.PPO_REWARD: float(step)})
+    log.finish({})
+    board = EventAccumulator(str(tmp_path / TENSORBOARD_DIR))
+    board.Reload()
+    assert set(board.Tags()["scalars"]) == {M.PPO_KL, M.PPO_REWARD}
+    assert [(e.step, e.value) for e in board.Scalars(M.PPO_KL)] == [
+        (row["step"], row[M.PPO_KL]) for row in read_log(tmp_path)
+    ]

@@ -1,0 +1,101 @@
+"""Groups side by side: how each group's policy answers the same held-out prompts.
+
+A per-group feedback round (`lab.feedback.feedback_round(per_group=True)`) gives every group of
+voters its own reward model and policy. Each policy's answers to the run's held-out prompts are
+saved with it (a gold table: prompt, kind, answer, gold, length), so comparing the groups needs
+no generation: the same prompts, answered by each group's policy, measured by the gold judge.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lab import metrics as M
+from lab.evaluation import GOLD_TABLE
+from lab.runlog import METRICS_FILE
+from lab.world import World
+
+STYLE_COLUMNS = ["length", "polite", "padding", "credit", "gold"]
+"""What the comparison shows per group: tokens, polite phrases, polite + filler phrases,
+share of the ideal answer (the judge's `credit`), gold score."""
+
+
+def answers_of(policy: Path) -> Path:
+    """The held-out answers (gold table) saved with a policy: a stage's `model/` keeps them in
+    the stage folder; a round's `policy-G/` in the round's `ppo-G/`."""
+    policy = Path(policy)
+    if policy.name == "model":
+        return policy.parent / GOLD_TABLE
+    return policy.parent / policy.name.replace("policy", "ppo", 1) / GOLD_TABLE
+
+
+def round_policies(round_dir: Path) -> dict[str, Path]:
+    """A finished round's policies by label: 'before' (where the round started), then each group's."""
+    summary = json.loads((Path(round_dir) / METRICS_FILE).read_text())
+    found: dict[str, Path] = {}
+    for label, m in summary["groups"].items():
+        if M.FEEDBACK_POLICY_DIR not in m:
+            continue
+        found.setdefault("before", Path(m[M.FEEDBACK_POLICY_FROM]))
+        found[label] = Path(round_dir) / m[M.FEEDBACK_POLICY_DIR]
+    if len(found) < 2:
+        raise ValueError(f"{round_dir}: no policy in this round (it ran with 0 PPO updates)")
+    return found
+
+
+def read_answers(policies: dict[str, Path]) -> dict[str, pd.DataFrame]:
+    """Each policy's saved held-out answers; a missing table raises, naming the policy."""
+    tables = {}
+    for label, policy in policies.items():
+        path = answers_of(policy)
+        if not path.is_file():
+            raise FileNotFoundError(f"{label}: no held-out answers at {path}")
+        tables[label] = pd.read_json(path, lines=True)
+    return tables
+
+
+def compute_answer_features(world: World, table: pd.DataFrame) -> pd.DataFrame:
+    """Per answer of a gold table: the `STYLE_COLUMNS`, measured by the world's judge."""
+    feats = [world.features(p, a) for p, a in zip(table["prompt"], table["answer"], strict=True)]
+    return pd.DataFrame(
+        {
+            "prompt": table["prompt"],
+            "answer": table["answer"],
+            "length": table["length"],
+            "polite": [f.polite + f.polite_excess for f in feats],
+            "padding": [f.polite + f.polite_excess + f.filler for f in feats],
+            "credit": [f.credit for f in feats],
+            "gold": table["gold"],
+        }
+    )
+
+
+def compute_group_styles(world: World, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per policy: answers and the mean of each `STYLE_COLUMNS` over the same prompts."""
+    rows = []
+    for label, table in tables.items():
+        measured = compute_answer_features(world, table)
+        rows.append({"policy": label, "answers": len(measured)} | {
+            column: float(measured[column].mean()) for column in STYLE_COLUMNS
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["policy", "answers", *STYLE_COLUMNS])
+
+
+def compute_side_by_side(tables: dict[str, pd.DataFrame], n: int = 6) -> pd.DataFrame:
+    """The `n` prompts whose answers differ most in length across policies, one column per policy."""
+    merged = None
+    for label, table in tables.items():
+        part = table[["prompt", "answer", "length"]].rename(
+            columns={"answer": label, "length": f"{label} length"}
+        )
+        part = part.drop_duplicates("prompt")
+        merged = part if merged is None else merged.merge(part, on="prompt")
+    if merged is None or merged.empty:
+        return pd.DataFrame(columns=["prompt", *tables])
+    lengths = merged[[f"{label} length" for label in tables]]
+    merged["spread"] = lengths.max(axis=1) - lengths.min(axis=1)
+    top = merged.sort_values(["spread", "prompt"], ascending=[False, True]).head(n)
+    return top[["prompt", *tables]].reset_index(drop=True)

@@ -1,0 +1,322 @@
+"""The classroom path as plain function calls: student ids, join codes, instructor controls,
+gold after the vote, the page's helpers. The browser test drives the same path in Chromium."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pytest
+
+from apps import arena as app
+from apps import board, events, handlers
+from apps.guard import FREE_TRIES, Classroom, sign_id
+from apps.handlers import (
+    Judged,
+    ask,
+    disagreement,
+    gold_lines,
+    join,
+    new_session,
+    restore_session,
+    vote,
+)
+from lab.world import default_world
+from tests import test_arena_handlers as base
+from tests.test_arena_handlers import PROMPT, TINY_SETTINGS, last
+
+tiny_pool, tiny_arena = base.tiny_pool, base.tiny_arena  # the two tiny models: fast fixtures
+
+ROOM = {"join_code": "c0de", "password": "pw", "min_seconds_between_votes": 0}
+
+
+def battle(arena, session):
+    """A finished battle on `session`: the session holding its answers."""
+    return last(ask(arena, "battle", PROMPT, [], TINY_SETTINGS, session))[0]
+
+
+# ---------------------------------------------------------------- one id per student
+
+
+def test_a_student_id_survives_a_reload_and_so_do_quota_and_join(tiny_arena):
+    tiny_arena.classroom = Classroom(**ROOM, quota=1)
+    session, token, box, _ = events.load_event(tiny_arena, None)  # first visit: a new id
+    assert not session.joined and box["visible"] is True
+    session, token, box, message = events.join_event(tiny_arena, "c0de", session)
+    assert session.joined and box["visible"] is False and "Joined" in message
+    assert vote(tiny_arena, "tie", None, battle(tiny_arena, session))[1].startswith("Vote #")
+
+    reloaded, _, box, message = events.load_event(tiny_arena, token)  # the page is reloaded
+    assert (reloaded.annotator, reloaded.joined) == (session.annotator, True)
+    assert box["visible"] is False and "remembers" in message
+    assert "1 votes" in vote(tiny_arena, "tie", None, battle(tiny_arena, reloaded))[1]
+
+
+def test_a_group_code_puts_the_students_votes_in_that_group_across_reloads(tiny_arena):
+    tiny_arena.classroom = Classroom(**ROOM, group_codes={"warm": "w0002"})
+    session, token, _, message = events.join_event(tiny_arena, "w0002", new_session())
+    assert session.joined and session.group == "warm" and "group warm" in message
+    assert vote(tiny_arena, "tie", None, battle(tiny_arena, session))[1].startswith("Vote #")
+    reloaded = restore_session(tiny_arena, token)
+    assert (reloaded.annotator, reloaded.group) == (session.annotator, "warm")
+    plain, _ = join(tiny_arena, "c0de", new_session())  # the class's own code: no group
+    assert plain.joined and plain.group == ""
+    vote(tiny_arena, "tie", None, battle(tiny_arena, plain))
+    assert list(tiny_arena.store.votes()["group"]) == ["warm", ""]
+    tiny_arena.classroom.group_codes = {}  # a restart without that group: the token is stale
+    assert not restore_session(tiny_arena, token).joined
+
+
+def test_groups_get_codes_that_survive_a_restart_and_need_a_classroom():
+    args = app.parse_args(["--classroom", "--join-code", "c", "--password", "p",
+                           "--groups", "terse,warm"])  # fmt: skip
+    first, again = app.classroom_from_args(args), app.classroom_from_args(args)
+    assert set(first.group_codes) == {"terse", "warm"} and first.group_codes == again.group_codes
+    assert len(set(first.group_codes.values()) | {first.join_code}) == 3
+    with pytest.raises(ValueError, match="needs --classroom"):
+        app.classroom_from_args(app.parse_args(["--groups", "terse"]))
+    with pytest.raises(ValueError, match="not a group name"):
+        app.classroom_from_args(app.parse_args(["--classroom", "--groups", "a b"]))
+
+
+def test_a_forged_or_stale_id_starts_a_new_unjoined_student(tiny_arena):
+    tiny_arena.classroom = Classroom(**ROOM)
+    stale = sign_id(Classroom(**ROOM), "anon-someone", True)  # another run's secret
+    for token in [stale, "anon-someone|1|0000", {"annotator": "x"}, None]:
+        session = restore_session(tiny_arena, token)
+        assert session.annotator != "anon-someone" and not session.joined
+        assert "join code" in vote(tiny_arena, "tie", None, battle(tiny_arena, session))[1]
+    assert tiny_arena.store.count() == 0
+
+
+def test_a_burst_of_wrong_codes_is_answered_only_a_few_times(tiny_arena):
+    tiny_arena.classroom = Classroom(**ROOM)
+    start = threading.Barrier(50)
+
+    def guess(i):
+        start.wait()
+        return join(tiny_arena, f"guess-{i}", new_session(), client="10.0.0.7")
+
+    with ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(guess, range(50)))
+    messages = [message for _, message in results]
+    assert sum("not right" in m for m in messages) == FREE_TRIES  # tried and counted
+    assert sum("Too many wrong codes" in m for m in messages) == 50 - FREE_TRIES
+    assert not any(session.joined for session, _ in results)
+    waiting, message = join(tiny_arena, "c0de", new_session(), client="10.0.0.7")
+    assert not waiting.joined and "try again in 1 s" in message  # even the right code waits
+    other, message = join(tiny_arena, "c0de", new_session(), client="10.0.0.8")
+    assert other.joined  # another student's machine is not slowed down
+
+
+# ---------------------------------------------------------------- instructor only
+
+STUDENT_ENDPOINTS = {
+    "join", "compare", "compare_win", "compare_tie", "compare_both_bad", "battle",
+    "battle_win_a", "battle_win_b", "battle_tie", "battle_both_bad",
+    "leaderboard", "style_leaderboard", "agreement", "dashboard",
+}  # fmt: skip
+INSTRUCTOR_CALLS = {  # each instructor endpoint's inputs, the password (wrong) first
+    "export": ("nope",),
+    "simulate": ("nope", 5, "", ""),
+    "votes": ("nope",),
+    "retrain": ("nope", 0, "", False),
+    "groups": ("nope",),
+}
+
+
+@pytest.fixture
+def classroom_app(tiny_arena):
+    tiny_arena.classroom = Classroom(**ROOM)
+    return tiny_arena, app.build_app(tiny_arena)
+
+
+def endpoints(demo) -> dict:
+    """Every endpoint a client can call, by api_name."""
+    return {
+        fn.api_name: fn
+        for fn in demo.fns.values()
+        if fn.api_name and fn.api_visibility != "private"
+    }
+
+
+def test_every_endpoint_is_a_students_or_refuses_without_the_password(classroom_app):
+    arena, demo = classroom_app
+    found = endpoints(demo)
+    instructor = set(found) - STUDENT_ENDPOINTS
+    assert instructor >= set(INSTRUCTOR_CALLS), sorted(found)
+    unknown = instructor - set(INSTRUCTOR_CALLS)
+    assert not unknown, f"new endpoints: decide whether students may call {sorted(unknown)}"
+    vote(arena, "tie", None, battle(arena, new_session()))  # refused: not joined
+    for name, inputs in INSTRUCTOR_CALLS.items():
+        result = found[name].fn(*inputs)
+        text = " ".join(map(str, result)) if isinstance(result, tuple) else str(result)
+        assert "password" in text, (name, text)
+    assert arena.job is None and arena.store.count() == 0  # nothing ran, nothing was cast
+
+
+def test_instructor_controls_show_only_with_the_password(classroom_app):
+    arena, demo = classroom_app
+    hidden = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "data-instructor"]
+    assert hidden and hidden[0].visible is False
+    retrain_tab = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "retrain-tab"]
+    assert retrain_tab[0].visible is False
+    *shown, message = events.instructor_event(arena, "wrong")
+    assert all(update == events.NO_CHANGE for update in shown) and "password" in message
+    data, retrain, password, message = events.instructor_event(arena, "pw")
+    assert data["visible"] is True and retrain["visible"] is True and password["value"] == "pw"
+
+
+def test_an_open_arena_shows_everything(tiny_arena):
+    demo = app.build_app(tiny_arena)  # no password: one person, nothing to hide
+    retrain_tab = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "retrain-tab"]
+    assert retrain_tab[0].visible is True
+
+
+# ---------------------------------------------------------------- gold after the vote
+
+
+def test_disagreement_flags_the_reward_models_mistake():
+    # GRPO's "19 plus 3 is 17." scored +2.23, SFT's right answer +1.89: the RM prefers the wrong one.
+    judged = [Judged(2.23, -1.0), Judged(1.89, 1.0)]
+    warning = disagreement(["Model A (grpo)", "Model B (sft)"], judged)
+    assert "prefers Model A (grpo)" in warning and "the gold judge Model B (sft)" in warning
+    assert disagreement(["a", "b"], [Judged(2.0, 1.0), Judged(1.0, 0.0)]) == ""  # agree
+    assert disagreement(["a", "b"], [Judged(2.0, 1.0), Judged(1.0, 1.0)]) == ""  # gold ties
+    assert disagreement(["a", "b"], [Judged(None, 1.0), Judged(1.0, 0.0)]) == ""  # no RM
+    assert gold_lines(["reward +1.00"], [Judged(1.0, 0.5)]) == ["reward +1.00 · **gold +0.50**"]
+    assert gold_lines(["reward +1.00"], [Judged(1.0, None)]) == ["reward +1.00"]
+
+
+def test_a_battle_vote_reveals_names_and_gold_scores(tiny_arena):
+    tiny_arena.world = default_world()
+    session = battle(tiny_arena, new_session())
+    new, label_a, label_b, stats_a, stats_b, message = events.battle_vote_event(
+        tiny_arena, "win", 0, session
+    )
+    assert new.voted and message.startswith("Vote #")
+    assert label_a["label"] == f"Model A: {session.models[0]}"
+    for line, answer in zip((stats_a, stats_b), session.answers, strict=True):
+        assert f"gold {default_world().gold_score(PROMPT, answer):+.2f}" in line
+    again = events.battle_vote_event(tiny_arena, "tie", None, session)  # the same battle again
+    assert "already voted" in again[-1] and tiny_arena.store.count() == 1
+    after = events.battle_vote_event(tiny_arena, "tie", None, again[0])  # its page, voted
+    assert after[1:5] == (events.NO_CHANGE,) * 4 and "Ask the models first" in after[-1]
+
+
+def test_bad_input_leaves_the_answers_on_screen(tiny_arena):
+    session = battle(tiny_arena, new_session())
+    (step,) = events.battle_event(tiny_arena, "", *TINY_SETTINGS, session)
+    assert step[0] is session and step[1:5] == (events.NO_CHANGE,) * 4 and "prompt" in step[-1]
+    (step,) = events.compare_event(tiny_arena, PROMPT, ["sft"], 0.7, 1.0, 6, 2**70, session)
+    assert all(u == events.NO_CHANGE for u in step[1:-1]) and "seed" in step[-1]
+
+
+def test_a_vote_counts_only_on_the_tab_that_asked(tiny_arena):
+    session = battle(tiny_arena, new_session())  # Compare and Battle share one session
+    new, *_, message = events.compare_vote_event(tiny_arena, "win", session.models[0], session)
+    assert "Battle tab" in message and not new.voted and tiny_arena.store.count() == 0
+    assert "Vote #" in events.battle_vote_event(tiny_arena, "tie", None, session)[-1]
+
+
+def test_a_model_failing_mid_answer_puts_back_the_answers_still_votable(tiny_arena, monkeypatch):
+    session = last(
+        ask(tiny_arena, "compare", PROMPT, ["sft", "ppo"], TINY_SETTINGS, new_session())
+    )[0]
+
+    def broken(arena, prompt, names, decoding):
+        yield ["half an ans"] * len(names), [""] * len(names)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(handlers, "answer_all", broken)
+    *_, failed = events.compare_event(
+        tiny_arena, "Another prompt?", ["sft", "ppo"], *TINY_SETTINGS, session
+    )
+    assert failed[0] is session and "could not answer" in failed[-1]
+    assert [failed[1 + i]["value"] for i in range(2)] == session.answers  # the old ones, again
+    *_, failed = events.battle_event(tiny_arena, "Another prompt?", *TINY_SETTINGS, session)
+    assert failed[1]["value"] == "" and "could not answer" in failed[-1]  # no battle to go back to
+
+
+# ---------------------------------------------------------------- the page's helpers
+
+
+def test_share_urls_name_this_machines_lan_addresses(monkeypatch):
+    assert app.share_urls("127.0.0.1", 7860) == ["http://127.0.0.1:7860"]
+    monkeypatch.setattr(app, "lan_addresses", lambda: ["192.168.1.20", "10.0.0.5"])
+    assert app.share_urls("0.0.0.0", 7861) == ["http://192.168.1.20:7861", "http://10.0.0.5:7861"]
+
+
+def test_lan_addresses_are_never_loopback():
+    assert all(not a.startswith("127.") for a in app.lan_addresses())
+
+
+def test_world_panel_names_the_worlds_countries_and_all_five_kinds():
+    world = default_world()
+    panel = app.world_panel(world)
+    assert world.kb.countries[0].name in panel
+    for words in ["Facts", "Sums", "Advice", "Summaries", "Harmful"]:
+        assert words in panel
+
+
+def test_style_leaderboard_shows_how_much_of_a_rating_is_length():
+    rows = []
+    for i in range(60):  # B answers at length more often; the longer answer wins 9 times in 10
+        b_long, longer_wins = i % 4 != 0, i % 10 != 0
+        responses = ["short answer", "a much longer answer " * 5]
+        responses = responses if b_long else responses[::-1]
+        winner = 1 if b_long == longer_wins else 0
+        rows.append(("battle", ["A", "B"], responses, "win", winner))
+    votes = pd.DataFrame(rows, columns=["mode", "models", "responses", "outcome", "winner"])
+    table, coefficients, message = board.build_style_leaderboard(votes)
+    assert table.columns.tolist() == [
+        "rank", "model", "rating", "lower", "upper", "battles", "raw rating", "style effect",
+    ]  # fmt: skip
+    effect = table.set_index("model")["style effect"]
+    assert effect["B"] > 30 and effect["A"] < -30  # B's raw lead over A is mostly length
+    length = coefficients.set_index("feature").loc["length"]
+    assert length["beta"] > 0 and length["meaning"] == "longer answers win more votes"
+    assert "Style control" in message and "Elo" in message
+    few = board.build_style_leaderboard(votes.head(5))
+    assert few[0].empty and "Not enough votes" in few[2]
+
+
+def test_nothing_is_sent_off_the_machine_by_default():
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_DISABLE_TELEMETRY")
+    }
+    code = (
+        "import apps, os, huggingface_hub.constants as c; "
+        "print(c.HF_HUB_DISABLE_TELEMETRY, os.environ['GRADIO_ANALYTICS_ENABLED'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.stdout.split() == ["True", "False"], done.stderr[-2000:]
+
+
+def test_handlers_module_exposes_no_nested_event_functions():
+    """Every event function is module-level (tests call them): none is defined inside a builder."""
+    import inspect
+
+    for module in (app, events, handlers, board):
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ == module.__name__:
+                assert "<locals>" not in fn.__qualname__, name
+
+
+def test_a_restart_with_the_same_codes_keeps_the_students_ids():
+    args = app.parse_args(["--classroom", "--join-code", "c0de", "--password", "pw"])
+    first, again = app.classroom_from_args(args), app.classroom_from_args(args)
+    assert first.secret == again.secret and (first.join_code, first.password) == ("c0de", "pw")
+    token = sign_id(first, "anon-1", True)
+    assert restore_session(handlers.Arena(None, None, again), token).annotator == "anon-1"
+    fresh = app.classroom_from_args(app.parse_args(["--classroom"]))  # random codes, new secret
+    assert fresh.join_code and fresh.password and fresh.secret != first.secret
+    assert not app.classroom_from_args(app.parse_args([])).join_code  # open arena

@@ -1,0 +1,127 @@
+"""Groups side by side: a per-group round's policies measured on the same held-out prompts."""
+
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from apps import retrain
+from apps.guard import Classroom
+from lab import metrics as M
+from lab.evaluation import GOLD_TABLE
+from lab.group_compare import (
+    compute_group_styles,
+    compute_side_by_side,
+    read_answers,
+    round_policies,
+)
+from lab.world import default_world
+
+PROMPTS = ["What is 2 plus 3?", "What is 4 plus 4?", "What is 7 minus 2?"]
+ANSWERS = {
+    "before": ["Sure! 2 plus 3 is 5.", "4 plus 4 is 8.", "Sure! 7 minus 2 is 5."],
+    "terse": ["2 plus 3 is 5.", "4 plus 4 is 8.", "7 minus 2 is 5."],
+    "warm": [
+        "Happy to help. 2 plus 3 is 5. Have a nice day!",
+        "Happy to help. 4 plus 4 is 8. Have a nice day!",
+        "7 minus 2 is 5. Have a nice day!",
+    ],
+}
+
+
+def gold_table(answers: list[str]) -> pd.DataFrame:
+    world = default_world()
+    return pd.DataFrame(
+        {
+            "prompt": PROMPTS,
+            "kind": "math",
+            "answer": answers,
+            "gold": [world.gold_score(p, a) for p, a in zip(PROMPTS, answers, strict=True)],
+            "length": [len(a.split()) for a in answers],
+        }
+    )
+
+
+def write_round(run, with_policies: bool = True):
+    """A finished per-group round as `feedback_round` leaves it (answers written by hand)."""
+    before = run / "ppo" / "model"
+    before.mkdir(parents=True)
+    gold_table(ANSWERS["before"]).to_json(run / "ppo" / GOLD_TABLE, orient="records", lines=True)
+    folder = run / "feedback" / "round-001"
+    groups = {}
+    for group in ("terse", "warm"):
+        m = {M.FEEDBACK_REWARD_DIR: f"reward-{group}"}
+        if with_policies:
+            (folder / f"policy-{group}").mkdir(parents=True)
+            (folder / f"ppo-{group}").mkdir()
+            table = gold_table(ANSWERS[group])
+            table.to_json(folder / f"ppo-{group}" / GOLD_TABLE, orient="records", lines=True)
+            m |= {M.FEEDBACK_POLICY_DIR: f"policy-{group}", M.FEEDBACK_POLICY_FROM: str(before)}
+        groups[group] = m
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps({"round": folder.name, "groups": groups}))
+    return folder
+
+
+def test_the_groups_policies_differ_where_their_tastes_do(tmp_path):
+    policies = round_policies(write_round(tmp_path))
+    assert list(policies) == ["before", "terse", "warm"]
+    styles = compute_group_styles(default_world(), read_answers(policies)).set_index("policy")
+    assert (
+        styles.loc["warm", "length"]
+        > styles.loc["before", "length"]
+        > styles.loc["terse", "length"]
+    )
+    assert styles.loc["warm", "polite"] == pytest.approx(5 / 3)  # two, two and one polite phrase
+    assert styles.loc["terse", "polite"] == 0 and styles.loc["terse", "padding"] == 0
+    assert (styles["credit"] == 1.0).all()  # every answer is right: style is all that moved
+    assert styles.loc["terse", "gold"] != styles.loc["warm", "gold"]
+
+
+def test_side_by_side_shows_the_prompts_whose_answers_differ_most(tmp_path):
+    tables = read_answers(round_policies(write_round(tmp_path)))
+    shown = compute_side_by_side(tables, n=2)
+    assert list(shown.columns) == ["prompt", "before", "terse", "warm"]
+    assert len(shown) == 2 and "What is 7 minus 2?" not in set(shown["prompt"])  # smallest spread
+    row = shown.set_index("prompt").loc["What is 2 plus 3?"]
+    assert row["terse"] == ANSWERS["terse"][0] and row["warm"] == ANSWERS["warm"][0]
+
+
+def test_a_round_without_policies_or_answers_is_said_in_one_line(tmp_path):
+    folder = write_round(tmp_path, with_policies=False)
+    with pytest.raises(ValueError, match="0 PPO updates"):
+        round_policies(folder)
+    with pytest.raises(FileNotFoundError, match="terse: no held-out answers at"):
+        read_answers({"terse": tmp_path / "nowhere" / "policy-terse"})
+
+
+def test_the_retrain_tab_shows_the_latest_round_side_by_side(tmp_path):
+    arena = SimpleNamespace(run_dir=tmp_path, world=default_world(), classroom=Classroom())
+    message, figure, styles, answers = retrain.group_view(arena)
+    assert "No feedback round yet" in message and figure is None and styles.empty
+    write_round(tmp_path)
+    message, figure, styles, answers = retrain.group_view(arena)
+    assert message.startswith("round-001: 2 new policies")
+    assert list(styles["policy"]) == ["before", "terse", "warm"] and len(figure.data) == 3
+    assert set(answers.columns) == {"prompt", "before", "terse", "warm"}
+    no_world = SimpleNamespace(run_dir=tmp_path, world=None, classroom=Classroom())
+    assert "tiny world" in retrain.group_view(no_world)[0]
+    locked = SimpleNamespace(
+        run_dir=tmp_path, world=default_world(), classroom=Classroom(password="pw")
+    )
+    assert "password" in retrain.group_view(locked, "nope")[0]
+    assert retrain.group_view(locked, "pw")[0].startswith("round-001")
+
+
+def test_round_panels_name_each_group(tmp_path):
+    m = {M.FEEDBACK_VOTES_ACCURACY_BEFORE: 0.5, M.FEEDBACK_VOTES_ACCURACY_AFTER: 0.8,
+         M.FEEDBACK_VOTE_PAIRS_TRAIN: 40}  # fmt: skip
+    one = retrain.compute_round_panel({"groups": {"all": m}})
+    assert "group" not in one.columns and "0.80" in set(one["after"])
+    two = retrain.compute_round_panel({"groups": {"terse": m, "warm": m}})
+    assert list(two.columns) == ["group", "measure", "before", "after"]
+    assert set(two["group"]) == {"terse", "warm"}
+    numbers = retrain.compute_round_numbers({"groups": {"terse": m, "warm": m}})
+    assert {"terse: agreement with the class (held-out votes)"} <= set(numbers["measure"])
+    assert set(retrain.every_number({"groups": {"all": m}})["metric"]) == set(m)
