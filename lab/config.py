@@ -272,6 +272,26 @@ class GRPOStageConfig(TrainerStageConfig):
     """Optimizer steps between logged rewards and losses."""
 
 
+REPORT_TO = ("none", "tensorboard")
+
+
+@dataclass
+class LogConfig:
+    """Where training curves go besides each stage's log.jsonl (never part of a stage's fingerprint)."""
+
+    report_to: str = "none"
+    """'none' or 'tensorboard': TRL's trainers report there, and every stage's RunLog writes the same
+    scalars, under the lab's metric names, to STAGE/tensorboard/ (`tensorboard --logdir runs/tiny`)."""
+
+    def targets(self) -> tuple[str, ...]:
+        """What `RunLog(report_to=...)` takes; an unknown target raises, naming the known ones."""
+        if self.report_to not in REPORT_TO:
+            raise ValueError(
+                f"log.report_to: {self.report_to!r} is not one of {', '.join(REPORT_TO)}"
+            )
+        return () if self.report_to == "none" else (self.report_to,)
+
+
 @dataclass
 class LabConfig:
     """Everything a run needs; `profile` names the diff it was built from."""
@@ -302,6 +322,8 @@ class LabConfig:
     """Stage 6: DPO."""
     grpo: GRPOStageConfig = field(default_factory=GRPOStageConfig)
     """Stage 6: GRPO."""
+    log: LogConfig = field(default_factory=LogConfig)
+    """Where the curves go besides log.jsonl."""
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:

@@ -50,7 +50,7 @@ EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
 
 def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     """Train the SFT model on the reward stage's preference pairs with DPO; save and evaluate it."""
-    d, log = cfg.dpo, RunLog(out_dir)
+    d, log = cfg.dpo, RunLog(out_dir, report_to=cfg.log.targets())
     sft = str(run_dir / "sft" / "model")
 
     # 1. Data: the reward model's pairs, as conversations (the chat format SFT taught).

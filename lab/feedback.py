@@ -89,6 +89,10 @@ class FeedbackConfig:
     """Below this many vote pairs nothing is held out: all are trained on."""
     ppo_updates: int = 20
     """PPO updates of the policy round (0 = no policy round)."""
+    ppo_kl_coef: float = 0.2
+    """beta of the policy round, to the policy it starts from: 4x the PPO stage's, because that
+    policy is already optimised against a reward model, and more optimisation against an
+    imperfect one costs correctness (benchmarks/feedback_loop.py; see notebook 07)."""
     z: float = 1.96
     """Normal quantile of the intervals (1.96: 95%)."""
 
@@ -255,7 +259,7 @@ def counts(n_votes: int, n_train: int, folds: int, seconds: float) -> dict:
         M.FEEDBACK_VOTE_PAIRS_HELDOUT: n_votes if folds else 0,
         M.FEEDBACK_REPLAY_PAIRS: n_train - n_votes,
         M.FEEDBACK_FOLDS: folds,
-        "reward/train_pairs": n_train,
+        M.REWARD_TRAIN_PAIRS: n_train,
         M.FEEDBACK_REWARD_SECONDS: seconds,
         M.STAGE_SECONDS: seconds,
     }
@@ -332,12 +336,14 @@ def ppo_round(
     progress: Progress | None = None,
     *,
     init_policy: Path | None = None,
+    kl_coef: float | None = None,
 ) -> dict:
     """A short PPO run from `init_policy` (the current policy) against the reward model in `reward_dir`.
 
     `reward_dir` is a reward stage folder (`retrain_reward`'s `out_dir`); the policy is saved
     in `out_dir/model`, beside the PPO stage's usual log, checkpoints and metrics. Without
-    `init_policy` the run's SFT model starts.
+    `init_policy` the run's SFT model starts. `kl_coef` (default: the profile's) is beta, the
+    KL penalty to the policy the round starts from.
     """
     if updates < 1:
         raise ValueError(f"a PPO round needs at least 1 update, got {updates}")
@@ -349,7 +355,10 @@ def ppo_round(
     if init_policy is not None and not Path(init_policy).is_dir():
         raise FileNotFoundError(f"no policy at {init_policy} to start the PPO round from")
     check_fresh(out_dir)
-    short = dataclasses.replace(cfg, ppo=dataclasses.replace(cfg.ppo, updates=updates))
+    kl_coef = cfg.ppo.kl_coef if kl_coef is None else kl_coef
+    short = dataclasses.replace(
+        cfg, ppo=dataclasses.replace(cfg.ppo, updates=updates, kl_coef=kl_coef)
+    )
     metrics = run_ppo(
         short,
         Path(run_dir),
@@ -413,7 +422,7 @@ def group_round(
     if fb.ppo_updates:
         ppo = ppo_round(
             cfg, run_dir, folder / f"reward{suffix}", folder / f"ppo{suffix}", fb.ppo_updates,
-            scaled(progress, share, 1.0), init_policy=policy,
+            scaled(progress, share, 1.0), init_policy=policy, kl_coef=fb.ppo_kl_coef,
         )  # fmt: skip
         (folder / f"ppo{suffix}" / "model").rename(folder / f"policy{suffix}")
         m |= {k: v for k, v in ppo.items() if k != M.STAGE_SECONDS}

@@ -76,7 +76,7 @@ def reward_function(
 
 def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     """Train the SFT model against the reward model with GRPO; save and evaluate it."""
-    g, log = cfg.grpo, RunLog(out_dir)
+    g, log = cfg.grpo, RunLog(out_dir, report_to=cfg.log.targets())
     sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
 
     # 1. Data: the RL prompts (conversational), the first `max_prompts` of them.

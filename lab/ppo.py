@@ -313,7 +313,7 @@ def run_ppo(
     ac, tokenizer, rm, rm_tokenizer = load_ppo_models(cfg, sft, reward, device)
     learner = make_learner(cfg, ac, rank)
     start = resume_from(out_dir, learner) if resume else 0
-    log = RunLog(out_dir, append=start > 0) if is_main() else None
+    log = RunLog(out_dir, append=start > 0, report_to=cfg.log.targets()) if is_main() else None
     save = partial(
         checkpoint, learner=learner, tokenizer=tokenizer, prompts=eval_prompts, world=world
     )

@@ -111,7 +111,7 @@ def train(
 
 def run_pretrain(cfg: LabConfig, world_dir: Path, out_dir: Path) -> dict:
     """Train tokenizer and tiny Llama on the world's corpus; save both to `out_dir/model`."""
-    p, log = cfg.pretrain, RunLog(out_dir)
+    p, log = cfg.pretrain, RunLog(out_dir, report_to=cfg.log.targets())
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     device = process().device if process().num_processes > 1 else resolve_device(cfg.device)

@@ -84,7 +84,7 @@ def run_reward(
 
     `extra_pairs` are trained on besides the usual pairs (see `load_pairs`).
     """
-    r, log = cfg.reward, RunLog(out_dir)
+    r, log = cfg.reward, RunLog(out_dir, report_to=cfg.log.targets())
 
     # 1. Data: preference pairs as chat text, tokenized the way `score` will read them.
     train, held_out = load_pairs(cfg, world_dir, extra_pairs)

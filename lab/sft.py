@@ -46,7 +46,7 @@ TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
 
 def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
     """Fine-tune `base` on the world's demonstrations; save model, tokenizer and gold tables."""
-    s, log = cfg.sft, RunLog(out_dir)
+    s, log = cfg.sft, RunLog(out_dir, report_to=cfg.log.targets())
     world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
 
     # 1. Data: conversational prompt/completion demonstrations, a few held out for the eval loss.

@@ -54,7 +54,7 @@ def trainer_args(cfg: LabConfig, stage: TrainerStageConfig, out_dir: Path) -> di
         "logging_steps": stage.logging_steps,
         "eval_strategy": "epoch",
         "save_strategy": "no",
-        "report_to": "none",
+        "report_to": list(cfg.log.targets()) or "none",
         "use_cpu": resolve_device(cfg.device).type == "cpu",
         "bf16": cfg.model.dtype == "bfloat16",  # TRL turns bf16 on by default; not on CPU float32
         "fp16": cfg.model.dtype == "float16",

@@ -25,6 +25,7 @@ from lab.feedback import (
 )
 from lab.intervals import wilson_interval
 from lab.recipes import gold_judge
+from lab.runlog import read_log
 from lab.world.build import FILES
 from lab.world.judge import score
 from lab.world.tastes import make_class, taste_weights
@@ -171,6 +172,8 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     m = summary["groups"]["all"]
     assert m[M.FEEDBACK_POLICY_FROM] == str(run_copy / "ppo" / "model")
     assert (first / "policy" / "config.json").is_file() and (first / "reward" / "model").is_dir()
+    beta = [row[M.PPO_KL_COEF] for row in read_log(first / "ppo") if M.PPO_KL_COEF in row]
+    assert beta and set(beta) == {FAST.ppo_kl_coef} != {small_cfg.ppo.kl_coef}  # the round's own
     assert current_models(run_copy) == (first / "reward" / "model", first / "policy")
 
     assert cli([*args, "--per-group", "--ppo-updates", "0"]) == 0
