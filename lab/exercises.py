@@ -25,6 +25,13 @@ def _pending(task: str) -> bool:
     return False
 
 
+def _same_share(got: float, truth: float, hint: str, correct: str) -> bool:
+    """A share the student computed, against the true one: a hint if it is off, else `correct`."""
+    assert abs(got - truth) < 1e-6, f"got {got:.4f}. Hint: {hint}"
+    print(f"Correct: {correct}")
+    return True
+
+
 def check_best_answer(world: World, prompt: str, answer: str | None, target: float = 2.75) -> bool:
     """Exercise 00.1: write an answer the gold judge scores at least `target`."""
     if answer is None:
@@ -44,11 +51,10 @@ def check_agreement(pairs: pd.DataFrame, agreement: float | None) -> bool:
     if agreement is None:
         return _pending("compute how often annotators agree with the gold judge")
     truth = float((pairs["gold_chosen"] > pairs["gold_rejected"]).mean())
-    assert abs(agreement - truth) < 1e-6, (
-        f"got {agreement:.4f}. Hint: a pair agrees when gold_chosen > gold_rejected; take the mean."
-    )
-    print(f"Correct: annotators agree with gold on {truth:.1%} of pairs.")
-    return True
+    return _same_share(
+        agreement, truth, "a pair agrees when gold_chosen > gold_rejected; take the mean.",
+        f"annotators agree with gold on {truth:.1%} of pairs.",
+    )  # fmt: skip
 
 
 def check_template_overhead(tokenizer, n_tokens: int | None) -> bool:
@@ -340,12 +346,10 @@ def check_taste_wins(old: pd.DataFrame, new: pd.DataFrame, share: float | None) 
     if share is None:
         return _pending("compute on what share of prompts the new policy beats the old one")
     truth = float((new["utility"].to_numpy() > old["utility"].to_numpy()).mean())
-    assert abs(share - truth) < 1e-6, (
-        f"got {share:.4f}. Hint: compare the two tables' utility column prompt by prompt; "
-        "a tie is not a win."
-    )
-    print(f"Correct: the new policy wins on {truth:.1%} of prompts.")
-    return True
+    return _same_share(
+        share, truth, "compare the two tables' utility column prompt by prompt; a tie is not a win.",
+        f"the new policy wins on {truth:.1%} of prompts.",
+    )  # fmt: skip
 
 
 # Worked solutions, as a student would write them in the exercise's cell (`solution("00.2")`).

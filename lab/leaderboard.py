@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -117,25 +117,37 @@ def _fit_bt(wins: np.ndarray, reg: float) -> np.ndarray:
         diff = theta[:, None] - theta[None, :]  # (M, M) θ_i - θ_j
         return float((wins * -np.logaddexp(0.0, -diff)).sum() - reg / 2 * theta @ theta)
 
-    theta = np.zeros(len(wins))
-    for _ in range(100):
+    def ascent(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         diff = theta[:, None] - theta[None, :]  # (M, M) θ_i - θ_j
         p = 0.5 * (1.0 + np.tanh(diff / 2))  # (M, M) P(i beats j), a sigmoid that never overflows
         grad = (wins - games * p).sum(axis=1) - reg * theta
         weight = games * p * (1.0 - p)
         # The negative Hessian: a graph Laplacian of the weights, plus reg on the diagonal.
-        neg_hessian = np.diag(weight.sum(axis=1) + reg) - weight
+        return grad, np.diag(weight.sum(axis=1) + reg) - weight
+
+    return newton_maximize(objective, ascent, np.zeros(len(wins)))
+
+
+def newton_maximize(
+    objective: Callable[[np.ndarray], float],
+    ascent: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    x: np.ndarray,
+    steps: int = 100,
+) -> np.ndarray:
+    """Maximise a concave `objective` by damped Newton steps; `ascent(x)` -> (gradient, -Hessian)."""
+    for _ in range(steps):
+        grad, neg_hessian = ascent(x)
         # Least squares, not solve: with reg = 0 the matrix is singular (shifting every θ
         # changes nothing) and the minimum-norm step keeps mean θ at 0.
         step = np.linalg.lstsq(neg_hessian, grad, rcond=None)[0]
         # The objective is concave; halve a step that overshoots (far from the optimum only).
-        current = objective(theta)
-        while objective(theta + step) < current - 1e-9 and np.abs(step).max(initial=0) > 1e-12:
+        current = objective(x)
+        while objective(x + step) < current - 1e-9 and np.abs(step).max(initial=0) > 1e-12:
             step /= 2
-        theta += step
+        x = x + step
         if np.abs(step).max(initial=0) < 1e-10:
             break
-    return theta
+    return x
 
 
 def _models(battles: pd.DataFrame) -> list[str]:
@@ -390,18 +402,12 @@ def _fit_bt_style(
         loglik = score_a * -np.logaddexp(0.0, -logit) + (1 - score_a) * -np.logaddexp(0.0, logit)
         return float(loglik.sum() - reg / 2 * w @ w)
 
-    w = np.zeros(design.shape[1])
-    for _ in range(100):
+    def ascent(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = 0.5 * (1.0 + np.tanh(design @ w / 2))  # (N,) P(a beats b), overflow-free sigmoid
         grad = design.T @ (score_a - p) - reg * w
-        neg_hessian = design.T @ (design * (p * (1 - p))[:, None]) + reg * np.eye(len(w))
-        step = np.linalg.lstsq(neg_hessian, grad, rcond=None)[0]
-        current = objective(w)
-        while objective(w + step) < current - 1e-9 and np.abs(step).max(initial=0) > 1e-12:
-            step /= 2
-        w += step
-        if np.abs(step).max(initial=0) < 1e-10:
-            break
+        return grad, design.T @ (design * (p * (1 - p))[:, None]) + reg * np.eye(len(w))
+
+    w = newton_maximize(objective, ascent, np.zeros(design.shape[1]))
     return w[:n_models], w[n_models:]
 
 

@@ -143,3 +143,20 @@ def share_of_tensors_moved(before: Path, after: Path) -> float:
     a, b = (AutoModelForCausalLM.from_pretrained(d).state_dict() for d in (before, after))
     assert a.keys() == b.keys()
     return sum(not torch.equal(a[k], b[k]) for k in a) / len(a)
+
+
+def untrained_pool(folder: Path, num_layers: int = 1):
+    """Two untrained tiny Llamas on one tokenizer as "sft" (the reference) and "ppo", in a pool:
+    fast, and far from always saying EOS."""
+    from apps.pool import ModelPool
+    from lab.config import ModelConfig
+    from lab.models import build_tiny_llama, save_model
+    from lab.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(["What is 2 plus 3? It is 5. Hello there."] * 20, vocab_size=300)
+    cfg = ModelConfig(
+        hidden_size=32, num_layers=num_layers, num_heads=2, num_kv_heads=1, intermediate_size=64
+    )
+    for seed, name in enumerate(("sft", "ppo")):
+        save_model(build_tiny_llama(cfg, tokenizer, seed), tokenizer, folder / name)
+    return ModelPool({name: str(folder / name) for name in ("sft", "ppo")})

@@ -28,14 +28,11 @@ from apps.handlers import (
     pick_pair,
     vote,
 )
-from apps.pool import ModelPool
 from apps.votes import VoteStore
-from lab.config import ModelConfig
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
-from lab.models import build_tiny_llama, save_model
 from lab.reward_model import score
-from lab.tokenizer import train_tokenizer
+from tests.conftest import untrained_pool
 
 SETTINGS = (0.7, 1.0, 24, 1234)  # temperature, top-p, max tokens, seed
 PROMPT = "What is 2 plus 3?"
@@ -92,15 +89,7 @@ def test_stats_score_like_the_reward_stage_and_kl_is_zero_for_the_reference(aren
 
 @pytest.fixture(scope="module")
 def tiny_pool(tmp_path_factory):
-    """Two untrained tiny Llamas on one tokenizer, as "sft" (the reference) and "ppo": fast."""
-    tokenizer = train_tokenizer(["What is 2 plus 3? It is 5. Hello there."] * 20, vocab_size=300)
-    cfg = ModelConfig(
-        hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64
-    )
-    folder = tmp_path_factory.mktemp("tiny_pool")
-    for seed, name in enumerate(("sft", "ppo")):
-        save_model(build_tiny_llama(cfg, tokenizer, seed), tokenizer, folder / name)
-    return ModelPool({name: str(folder / name) for name in ("sft", "ppo")})
+    return untrained_pool(tmp_path_factory.mktemp("tiny_pool"))
 
 
 def exact_kl(pool, name, answer, temperature):

@@ -12,10 +12,8 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopP
 from apps import pool as pool_module
 from apps.batching import sample_token
 from apps.pool import Answer, ModelPool
-from lab.config import ModelConfig
 from lab.generation import DecodingConfig, generate
-from lab.models import build_tiny_llama, save_model
-from lab.tokenizer import train_tokenizer
+from tests.conftest import untrained_pool
 
 PROMPTS = ["What is 2 plus 3?", "Hello there.", "What is 12 plus 30? It is", "It is 5."]
 # Greedy, plain sampling, and temperature with top-p: every path of `sample_token`.
@@ -25,15 +23,7 @@ DECODINGS += [DecodingConfig(20, 0.7, 0.8, 11), DecodingConfig(9, 1.5, 0.5, 2**3
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    """Two untrained tiny Llamas on one tokenizer: fast, and far from always saying EOS."""
-    tokenizer = train_tokenizer(["What is 2 plus 3? It is 5. Hello there."] * 20, vocab_size=300)
-    cfg = ModelConfig(
-        hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64
-    )
-    folder = tmp_path_factory.mktemp("pool")
-    for seed, name in enumerate(("sft", "ppo")):
-        save_model(build_tiny_llama(cfg, tokenizer, seed), tokenizer, folder / name)
-    return ModelPool({name: str(folder / name) for name in ("sft", "ppo")})
+    return untrained_pool(tmp_path_factory.mktemp("pool"), num_layers=2)
 
 
 def in_parallel(pool: ModelPool, jobs: list[tuple[str, str, DecodingConfig]]) -> list:
