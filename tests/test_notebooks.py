@@ -42,7 +42,7 @@ def execute(path: Path, run: Path, overrides: dict, monkeypatch) -> nbformat.Not
         "PYTHONPATH", str(path.parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")
     )
     client = NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()  # raises CellExecutionError, with the failing cell, on any error
     printed = "".join(
