@@ -2,6 +2,10 @@
 
 # Stage 0: the world; stage 1: the base model
 WORLD_PREFIX = "world/"
+WORLD_N_PAIRS_TRAIN = "world/n_pairs_train"  # one `world/n_<file>` per generated file
+WORLD_AGREEMENT = "world/{split}_annotator_gold_agreement"  # split: pairs_train or pairs_test
+WORLD_PAIRS_TRAIN_AGREEMENT = WORLD_AGREEMENT.format(split="pairs_train")
+WORLD_SFT_GOLD_MEAN = "world/sft_gold_mean"
 PRETRAIN_LOSS = "pretrain/loss"
 PRETRAIN_EVAL_LOSS = "pretrain/eval_loss"
 PRETRAIN_EVAL_PPL = "pretrain/eval_perplexity"

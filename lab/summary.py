@@ -35,7 +35,7 @@ KL_KEYS = {"ppo": M.PPO_EVAL_KL, "dpo": M.DPO_EVAL_KL, "grpo": M.GRPO_EVAL_KL}
 RM_KEYS = {"ppo": M.PPO_EVAL_REWARD, "dpo": M.DPO_EVAL_REWARD, "grpo": M.GRPO_EVAL_REWARD}
 # The numbers that say whether a stage did its job, in the order printed.
 KEY_METRICS = {
-    "world": ["world/n_pairs_train", "world/pairs_train_annotator_gold_agreement"],
+    "world": [M.WORLD_N_PAIRS_TRAIN, M.WORLD_PAIRS_TRAIN_AGREEMENT],
     "pretrain": [M.PRETRAIN_LOSS, M.PRETRAIN_IN_WORLD],
     "sft": [M.SFT_EVAL_LOSS, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
     "reward": [M.REWARD_ACCURACY, M.REWARD_GOLD_ACCURACY],

@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
+from lab import metrics as M
 from lab.config import WorldConfig
 from lab.world import World, phrases
 from lab.world.annotators import Annotator, make_annotators
@@ -209,9 +210,9 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 def world_stats(rows: dict[str, list[dict]]) -> dict:
     """Sizes and sanity numbers: annotator agreement with gold, SFT gold mean."""
-    stats: dict = {f"world/n_{name}": len(items) for name, items in rows.items()}
+    stats: dict = {f"{M.WORLD_PREFIX}n_{name}": len(items) for name, items in rows.items()}
     for split in ("pairs_train", "pairs_test"):
         agree = [r["gold_chosen"] > r["gold_rejected"] for r in rows[split]]
-        stats[f"world/{split}_annotator_gold_agreement"] = round(sum(agree) / len(agree), 4)
-    stats["world/sft_gold_mean"] = round(statistics.fmean(r["gold"] for r in rows["sft"]), 4)
+        stats[M.WORLD_AGREEMENT.format(split=split)] = round(sum(agree) / len(agree), 4)
+    stats[M.WORLD_SFT_GOLD_MEAN] = round(statistics.fmean(r["gold"] for r in rows["sft"]), 4)
     return stats
