@@ -68,7 +68,8 @@ def test_prompt_battle_vote_and_leaderboard_in_chromium(arena_server, page, tmp_
     page.locator("#battle-a").click()
     page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=30_000)
     revealed = page.locator("#battle-status").inner_text()  # "Model A was sft · Model B was ppo"
-    pair = re.findall(r"was (\S+?)(?: ·|$)", revealed)
+    # The first line names the models; a second may say the reward model and gold disagree.
+    pair = re.findall(r"was (\S+?)(?: ·|$)", revealed.splitlines()[0])
     assert len(pair) == 2, revealed
     page.screenshot(path=os.environ.get("ARENA_SCREENSHOT", str(tmp_path / "arena.png")))
 
