@@ -83,6 +83,7 @@ class Session:
     models: list[str] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
     stats: list[str] = field(default_factory=list)
+    rewards: list[float | None] = field(default_factory=list)  # the reward model's, as shown
     decoding: dict = field(default_factory=dict)
     voted: bool = True  # nothing to vote on yet
     battle_id: str = ""  # new with every set of answers; one vote per id (`Arena.voted_battles`)
@@ -149,13 +150,13 @@ def format_stats(stats: AnswerStats) -> str:
 
 def answer_all(
     arena: Arena, prompt: str, names: list[str], decoding: DecodingConfig
-) -> Iterator[tuple[list[str], list[str]]]:
-    """Stream every model's answer at once: yields (texts, stats lines) as they grow."""
-    texts, stats = [""] * len(names), [""] * len(names)
+) -> Iterator[tuple[list[str], list[AnswerStats | None]]]:
+    """Stream every model's answer at once: yields (texts, stats, None until measured) as they grow."""
+    texts, stats = [""] * len(names), [None] * len(names)
     for i, part in arena.pool.stream_many(names, prompt, decoding):
         if isinstance(part, Answer):
             texts[i] = part.text
-            stats[i] = format_stats(arena.pool.stats(names[i], prompt, part))
+            stats[i] = arena.pool.stats(names[i], prompt, part)
         else:
             texts[i] = part
         yield texts, stats
@@ -187,10 +188,11 @@ def ask(
     if problem:
         yield session, [], [], [], problem
         return
-    texts, stats = [], []
+    texts, stats, lines = [], [], []
     try:
         for texts, stats in answer_all(arena, prompt, names, decoding):
-            yield session, names, texts, (stats if mode == "compare" else []), "Answering…"
+            lines = [format_stats(s) if s else "" for s in stats]
+            yield session, names, texts, (lines if mode == "compare" else []), "Answering…"
     except Exception:  # noqa: BLE001 - the client gets one line, the server log the traceback
         logger.exception("answering %r failed", names)
         yield session, [], [], [], "The models could not answer that prompt; please try another."
@@ -201,13 +203,14 @@ def ask(
         prompt=prompt,
         models=names,
         answers=list(texts),
-        stats=list(stats),
+        stats=lines,
+        rewards=[s.reward if s else None for s in stats],
         decoding=dataclasses.asdict(decoding),
         voted=False,
         battle_id=uuid.uuid4().hex,
     )
     hint = "Which answer is best?" if mode == "compare" else "Which is better, A or B?"
-    yield done, names, texts, (stats if mode == "compare" else []), hint
+    yield done, names, texts, (lines if mode == "compare" else []), hint
 
 
 def pick_models(names: object, available: list[str]) -> list[str]:
@@ -315,9 +318,18 @@ class Judged:
     """The tiny world's gold score, the truth the reward model learns to imitate (None outside it)."""
 
 
-def judge_answers(arena: Arena, prompt: str, answers: list[str]) -> list[Judged]:
-    """Score each answer with the reward model and with the gold judge."""
-    rewards: list[float | None] = [None] * len(answers)
+def judge_answers(
+    arena: Arena, prompt: str, answers: list[str], rewards: list[float | None] | None = None
+) -> list[Judged]:
+    """Each answer as the reward model and the gold judge see it.
+
+    `rewards` are the reward model's scores when the answers were shown; without them the
+    answers are scored now.
+    """
+    if rewards is not None and len(rewards) == len(answers):
+        golds = [arena.world.gold_score(prompt, a) if arena.world else None for a in answers]
+        return [Judged(r, g) for r, g in zip(rewards, golds, strict=True)]
+    rewards = [None] * len(answers)
     if arena.pool.rm is not None and answers:
         with arena.pool.lock:  # the reward model's tokenizer is not thread-safe
             rewards = score(
@@ -360,7 +372,7 @@ def gold_reveal(arena: Arena, session: Session, names: list[str]) -> tuple[list[
     if arena.world is None:
         return list(session.stats), ""
     try:
-        judged = judge_answers(arena, session.prompt, session.answers)
+        judged = judge_answers(arena, session.prompt, session.answers, session.rewards)
     except Exception:  # noqa: BLE001 - the vote is stored; the reveal only lacks its gold line
         logger.exception("judging the answers to reveal failed")
         return list(session.stats), ""

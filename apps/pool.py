@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from apps.batching import Batcher, Outbox
+from apps.batching import Batcher, Outbox, left_pad
+from apps.microbatch import MicroBatcher
 from lab.generation import DecodingConfig, as_messages
 from lab.models import load_causal_lm, load_tokenizer
 from lab.responses import kl_exact, next_token_logits
@@ -36,6 +37,14 @@ REFERENCE = "sft"  # KL is measured against the SFT model, as PPO's penalty is
 # Seconds between partial answers sent to a reader: each update costs the web server more than
 # a token costs the model, so a class of 30 gets 20 smooth updates a second, not one per token.
 STREAM_EVERY = 0.05
+# Partial answers per second across every reader: with a class at once, each reader's updates
+# thin out (30 readers: about 3 a second each) so the web server's CPU goes to the answers.
+STREAM_BUDGET = 100.0
+
+
+def stream_interval(readers: int) -> float:
+    """Seconds between one reader's partial answers while `readers` are streaming."""
+    return max(STREAM_EVERY, readers / STREAM_BUDGET)
 
 
 @dataclass
@@ -94,8 +103,11 @@ class ModelPool:
         self.device = device
         self.lock = threading.Lock()  # around the model table and the reward model
         self.tokenizing = threading.Lock()  # around prompt encoding, apart: scoring is slower
+        self.readers = 0  # answers being streamed now (`stream_many` calls); sets the update rate
         self.models = {name: load_one(name, src, device=device) for name, src in sources.items()}
         self.reward_source, self.rm, self.rm_tokenizer, self.reward_error = None, None, None, ""
+        # Answers finished at the same moment are scored and measured together.
+        self.measurer = MicroBatcher(self.stats_many)
         if reward:
             self.set_reward(reward)
 
@@ -156,12 +168,15 @@ class ModelPool:
         ]
         ids: list[list[int]] = [[] for _ in names]
         shown = [0.0] * len(names)  # when each answer's last partial text was yielded
+        with self.tokenizing:
+            self.readers += 1
         try:
             for _ in range(len(names)):
                 i, item = inbox.get()
                 while isinstance(item, int):
                     ids[i].append(item)
-                    if inbox.empty() and time.monotonic() - shown[i] >= STREAM_EVERY:
+                    every = stream_interval(self.readers)
+                    if inbox.empty() and time.monotonic() - shown[i] >= every:
                         shown[i] = time.monotonic()  # only when caught up: a slow reader skips
                         yield i, as_text(ids[i], models[i].tokenizer)
                     i, item = inbox.get()
@@ -176,6 +191,8 @@ class ModelPool:
                 )
                 yield i, answer
         finally:
+            with self.tokenizing:
+                self.readers -= 1
             for request in requests:
                 request.cancelled = True  # a reader that stops early frees the rows
 
@@ -185,12 +202,30 @@ class ModelPool:
         return last
 
     def stats(self, name: str, prompt: str, answer: Answer) -> AnswerStats:
-        """Reward-model score, length in tokens, and KL to the reference on this sample."""
+        """Reward-model score, length in tokens, and KL to the reference on this sample.
+
+        Answers measured at the same moment are measured together (`stats_many`, one batch).
+        """
+        return self.measurer.call((name, prompt, answer))
+
+    def stats_many(self, items: list[tuple[str, str, Answer]]) -> list[AnswerStats]:
+        """`stats` of many (model name, prompt, answer): one reward-model batch, one KL batch per model."""
         with self.lock:  # the reward model may be swapped meanwhile; its tokenizer is shared
-            reward = None
+            rewards: list[float | None] = [None] * len(items)
             if self.rm is not None:
-                reward = score(self.rm, self.rm_tokenizer, [prompt], [answer.text])[0]
-        return AnswerStats(reward, len(answer.response_ids), self.sample_kl(name, answer))
+                prompts, texts = [p for _, p, _ in items], [a.text for _, _, a in items]
+                rewards = score(self.rm, self.rm_tokenizer, prompts, texts)
+        kls: list[float | None] = [None] * len(items)
+        groups: dict[tuple[str, float], list[int]] = {}  # one forward per model and temperature
+        for i, (name, _, answer) in enumerate(items):
+            groups.setdefault((name, answer.temperature), []).append(i)
+        for (name, _), rows in groups.items():
+            for i, kl in zip(rows, self.sample_kls(name, [items[i][2] for i in rows]), strict=True):
+                kls[i] = kl
+        return [
+            AnswerStats(reward, len(answer.response_ids), kl)
+            for reward, (_, _, answer), kl in zip(rewards, items, kls, strict=True)
+        ]
 
     def sample_kl(self, name: str, answer: Answer) -> float | None:
         """KL(model || reference) in nats, exact over the vocabulary, summed over the answer's tokens.
@@ -200,24 +235,40 @@ class ModelPool:
         point mass); top-p is not applied, so this is the KL of the temperature-scaled models.
         Never negative, and 0 for the reference itself.
         """
+        return self.sample_kls(name, [answer])[0]
+
+    def sample_kls(self, name: str, answers: list[Answer]) -> list[float | None]:
+        """`sample_kl` of answers sampled from one model at one temperature, in one batch each way."""
         ref = self.models.get(REFERENCE)
-        if ref is None or ref.error or not answer.response_ids:
-            return None
+        if ref is None or ref.error:
+            return [None] * len(answers)
         if ref.tokenizer.get_vocab() != self.models[name].tokenizer.get_vocab():
-            return None  # token-level KL needs one vocabulary
-        model = self.models[name].model
-        ids = torch.tensor([answer.prompt_ids + answer.response_ids], device=model.device)
-        mask, n = torch.ones_like(ids), len(answer.response_ids)  # (1, P + R), R
+            return [None] * len(answers)  # token-level KL needs one vocabulary
+        measured = [a for a in answers if a.response_ids]
+        if not measured:
+            return [None] * len(answers)
+        model, tokenizer = self.models[name].model, self.models[name].tokenizer
+        ids, mask = left_pad(
+            [a.prompt_ids + a.response_ids for a in measured], tokenizer.pad_token_id
+        )
+        lengths = torch.tensor([len(a.response_ids) for a in measured])  # (B,)
+        n = int(lengths.max())
+        # Left padding puts every answer's end at the right: row b's answer is its last R_b tokens.
+        in_answer = torch.arange(n)[None] >= n - lengths[:, None]  # (B, R)
         with torch.no_grad():
-            logits = next_token_logits(model, ids, mask, n)  # (1, R, V)
-            ref_ids = ids.to(ref.model.device)
-            ref_logits = next_token_logits(ref.model, ref_ids, torch.ones_like(ref_ids), n)
+            logits = next_token_logits(model, ids.to(model.device), mask.to(model.device), n)
+            ref_logits = next_token_logits(
+                ref.model, ids.to(ref.model.device), mask.to(ref.model.device), n
+            )  # (B, R, V) each
         if logits.shape != ref_logits.shape:  # embeddings padded differently: the real tokens
             v = len(ref.tokenizer)
             logits, ref_logits = logits[..., :v], ref_logits[..., :v]
-        temperature = answer.temperature or 1.0
-        kl = kl_exact(logits, ref_logits.to(logits.device), mask[:, -n:], temperature)  # (1, R)
-        return float(kl.sum())
+        temperature = measured[0].temperature or 1.0
+        kl = kl_exact(
+            logits, ref_logits.to(logits.device), in_answer.to(logits.device), temperature
+        )
+        sums = iter(kl.sum(1).tolist())  # (B,)
+        return [next(sums) if a.response_ids else None for a in answers]
 
 
 def as_text(ids: list[int], tokenizer) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import socket
 import statistics
 import tempfile
@@ -149,6 +150,15 @@ def main() -> None:
     print(
         f"server CPU meanwhile: {cpu:.1f} s in {wall:.1f} s, "
         f"{1000 * cpu / len(battles):.0f} ms per battle + vote (models, web server, vote store)"
+    )
+    # The class's battles share the machine's cores: a battle that waits for all the others'
+    # CPU cannot answer sooner than this, however well they are batched.
+    cores = len(os.sched_getaffinity(0))
+    floor = args.clients * (cpu / len(battles)) / cores
+    print(
+        f"CPU floor with {args.clients} at once on {cores} cores: {floor:.2f} s a battle, "
+        f"{floor / percentile(alone, 95):.1f}x one student's p95 (server only; the students' "
+        "clients share the cores too)"
     )
     print(
         f"vote latency: p50 {1000 * percentile(votes, 50):.0f} ms, "

@@ -509,6 +509,13 @@ def test_gold_after_the_vote_scores_both_answers_with_both_judges(arena):
     judged = judge_answers(arena, PROMPT, session.answers)
     rewards = score(arena.pool.rm, arena.pool.rm_tokenizer, [PROMPT] * 2, session.answers)
     assert [j.reward for j in judged] == pytest.approx(rewards, abs=1e-5)
+    assert session.rewards == pytest.approx(
+        rewards, abs=1e-4
+    )  # the scores shown, kept for the reveal
+    kept = judge_answers(arena, PROMPT, session.answers, session.rewards)
+    assert [(j.reward, j.gold) for j in kept] == [
+        (r, j.gold) for r, j in zip(session.rewards, judged, strict=True)
+    ]
     assert [j.gold for j in judged] == [arena.world.gold_score(PROMPT, a) for a in session.answers]
     lines, _ = gold_reveal(arena, session, session.models)
     assert all(

@@ -11,6 +11,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopP
 
 from apps import pool as pool_module
 from apps.batching import sample_token
+from apps.microbatch import MicroBatcher
 from apps.pool import Answer, ModelPool
 from lab.generation import DecodingConfig, generate
 from tests.conftest import untrained_pool
@@ -84,6 +85,7 @@ def test_an_answer_is_the_same_alone_and_batched_with_others(pool):
 
 def test_the_stream_grows_to_the_answer(pool, monkeypatch):
     monkeypatch.setattr(pool_module, "STREAM_EVERY", 0.0)  # every token the reader catches up on
+    monkeypatch.setattr(pool_module, "STREAM_BUDGET", math.inf)
     parts = list(pool.stream("ppo", PROMPTS[0], DECODINGS[1]))
     texts, answer = parts[:-1], parts[-1]
     assert len(texts) > 1 and all(isinstance(t, str) for t in texts)
@@ -136,3 +138,62 @@ def test_a_reader_that_leaves_frees_its_row(pool):
             break
         threading.Event().wait(0.05)
     assert not batcher.running and not batcher.rows  # the thread stopped: nothing left to do
+
+
+def test_answers_measured_together_get_what_each_gets_alone(pool):
+    lengths = [DecodingConfig(5 + 3 * i, 1.0, 1.0, i) for i in range(4)]  # one temperature
+    jobs = [(n, p, d) for n in ("sft", "ppo") for p in PROMPTS for d in DECODINGS + lengths]
+    answers = [pool.answer(*job) for job in jobs]
+    assert len({len(a.response_ids) for a in answers}) > 3  # lengths differ: padding is tested
+    alone = [pool.sample_kl(name, a) for (name, _, _), a in zip(jobs, answers, strict=True)]
+    together = pool.stats_many([(n, p, a) for (n, p, _), a in zip(jobs, answers, strict=True)])
+    for (name, _, _), one, stats, answer in zip(jobs, alone, together, answers, strict=True):
+        assert stats.n_tokens == len(answer.response_ids)
+        assert stats.kl == pytest.approx(one, rel=1e-4, abs=1e-5)
+        assert (stats.kl == 0.0) == (name == "sft")  # the reference against itself
+    assert any(s.kl > 0 for s in together)
+    assert all(s.reward is None for s in together)  # this pool has no reward model
+
+
+def test_micro_batcher_runs_waiting_calls_together_and_survives_a_failure():
+    started, release = threading.Event(), threading.Event()
+
+    def double(items: list[int]) -> list[int]:
+        started.set()
+        release.wait(5)  # hold the first batch so the others queue up behind it
+        if -1 in items:
+            raise ValueError("bad item")
+        return [2 * x for x in items]
+
+    batcher = MicroBatcher(double)
+    results: dict[int, object] = {}
+
+    def one(x: int) -> None:
+        try:
+            results[x] = batcher.call(x)
+        except ValueError as error:
+            results[x] = error
+
+    first = threading.Thread(target=one, args=(0,))
+    first.start()
+    started.wait(5)
+    others = [threading.Thread(target=one, args=(x,)) for x in range(1, 9)]
+    for thread in others:
+        thread.start()
+    while batcher.waiting.qsize() < 8:
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert results == {x: 2 * x for x in range(9)}
+    assert list(batcher.batch_sizes) == [1, 8]  # the eight that waited ran as one batch
+    with pytest.raises(ValueError, match="bad item"):
+        batcher.call(-1)
+    assert batcher.call(21) == 42  # the worker lives on
+
+
+def test_a_class_streaming_at_once_gets_fewer_updates_each():
+    assert pool_module.stream_interval(1) == pool_module.STREAM_EVERY  # alone: smooth
+    assert pool_module.stream_interval(30) > 5 * pool_module.STREAM_EVERY
+    rates = [1 / pool_module.stream_interval(n) * n for n in (10, 30, 60)]
+    assert all(r == pytest.approx(pool_module.STREAM_BUDGET) for r in rates)  # the total is capped
