@@ -25,13 +25,15 @@ from lab.leaderboard import (
     compute_outcome_counts,
     compute_pairs_met,
     compute_ranking,
-    compute_style_battles,
-    compute_style_ranking,
     compute_win_matrix,
 )
 from lab.plots import plot_curves, plot_leaderboard, plot_win_matrix
 from lab.reward_model import pair_accuracy, score
 from lab.runlog import LOG_FILE, read_log
+from lab.style_control import (
+    compute_style_battles,
+    compute_style_ranking,
+)
 from lab.world import World
 
 BOOTSTRAP_ROUNDS = 100  # enough for a classroom's intervals, cheap enough to redo on every vote
@@ -95,7 +97,7 @@ def style_leaderboard(arena: Arena) -> tuple[pd.DataFrame, pd.DataFrame, str]:
 
 
 def build_style_leaderboard(votes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """`style_leaderboard` without the cache (LMArena's style control, see `lab.leaderboard`)."""
+    """`style_leaderboard` without the cache (LMArena's style control, see `lab.style_control`)."""
     battles = compute_style_battles(votes) if not votes.empty else pd.DataFrame()
     if battles.empty or not enough_votes(compute_model_counts(battles)):
         return pd.DataFrame(), pd.DataFrame(), "Not enough votes yet for style control."

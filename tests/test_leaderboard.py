@@ -10,7 +10,6 @@ import pytest
 from lab.leaderboard import (
     MIN_MODEL_BATTLES,
     REG,
-    STYLE_FEATURES,
     compute_annotator_agreement,
     compute_battles,
     compute_bootstrap,
@@ -20,16 +19,19 @@ from lab.leaderboard import (
     compute_pairs_met,
     compute_rank_ub,
     compute_ranking,
-    compute_style_battles,
-    compute_style_bt,
-    compute_style_counts,
-    compute_style_features,
-    compute_style_ranking,
     compute_vote_counts,
     compute_win_matrix,
     vote_to_battles,
 )
 from lab.plots import plot_leaderboard, plot_win_matrix
+from lab.style_control import (
+    STYLE_FEATURES,
+    compute_style_battles,
+    compute_style_bt,
+    compute_style_counts,
+    compute_style_features,
+    compute_style_ranking,
+)
 
 
 def battles(*rows):
