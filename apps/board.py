@@ -45,6 +45,7 @@ DASHBOARD = {
     "ppo": [M.PPO_REWARD, M.PPO_KL, M.PPO_ENTROPY, M.PPO_GOLD],
     "dpo": [M.DPO_LOSS, M.DPO_ACCURACY, M.DPO_MARGIN, M.DPO_EVAL_LOSS],
     "grpo": [M.GRPO_REWARD, M.GRPO_KL, M.GRPO_ENTROPY, M.GRPO_LENGTH],
+    "orpo": [M.ORPO_LOSS, M.ORPO_NLL, M.ORPO_LOG_ODDS_RATIO, M.ORPO_EVAL_LOG_ODDS_RATIO],
 }
 T = TypeVar("T")
 ELO_PER_NAT = 400 / math.log(10)  # a log-odds of 1 on the leaderboard's Elo scale

@@ -46,7 +46,7 @@ MAX_NEW_TOKENS = 256  # the most the arena lets a client ask for
 MIN_TEMPERATURE = 0.01
 MAX_SEED = 2**32 - 1  # torch.manual_seed overflows above 2**64 - 1; a smaller bound reads better
 ALREADY_VOTED = "You have already voted on these answers: ask again for a new vote."
-MAX_COMPARE = 5  # answers side by side on the Compare tab: base, SFT, PPO, DPO, GRPO
+MAX_COMPARE = 6  # answers side by side on the Compare tab: base, SFT, PPO, DPO, GRPO, ORPO
 BATTLE_NAMES = ("Model A", "Model B")
 logger = logging.getLogger(__name__)
 

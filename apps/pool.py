@@ -31,6 +31,7 @@ RUN_MODELS = {
     "ppo": "ppo/model",
     "dpo": "dpo/model",
     "grpo": "grpo/model",
+    "orpo": "orpo/model",
 }
 RUN_REWARD = "reward/model"
 REFERENCE = "sft"  # KL is measured against the SFT model, as PPO's penalty is

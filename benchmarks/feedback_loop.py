@@ -26,8 +26,10 @@ from apps.simulate import simulate_votes
 from lab import metrics as M
 from lab.feedback import FeedbackConfig, current_models, feedback_round
 from lab.group_compare import answers_of
+from lab.reward_model import load_reward_model
+from lab.reward_model import score as rm_score
 from lab.votes_db import to_preferences
-from lab.world.judge import score
+from lab.world.judge import classify, score, split_sentences
 from lab.world.tastes import compute_answer_style, taste_weights
 
 TARGETS = "agreement >= 0.80 or ceiling - 0.05; gold loss <= 0.03; polite+filler -50%; length -20%"
@@ -42,6 +44,25 @@ def noise_ceiling(world, pairs: list[dict], taste: str) -> float:
         for p in pairs
     ]
     return sum(agree) / len(agree)
+
+
+def pleasantry_probe(reward_model: Path, table: pd.DataFrame) -> str:
+    """What a reward model learned about padding: on the policy's own answers that have polite
+    or filler sentences, how often it scores the answer higher with them taken out."""
+    rows = []
+    for prompt, answer in zip(table["prompt"], table["answer"], strict=True):
+        sentences = split_sentences(answer)
+        kept = [s for s in sentences if classify(s)[0] not in ("polite", "filler")]
+        if kept and len(kept) < len(sentences):
+            rows.append((prompt, answer, " ".join(kept)))
+    if not rows:
+        return "n/a (no padded answers)"
+    rm, tokenizer = load_reward_model(reward_model, "cpu")
+    prompts = [r[0] for r in rows]
+    with_it = rm_score(rm, tokenizer, prompts, [r[1] for r in rows])
+    without = rm_score(rm, tokenizer, prompts, [r[2] for r in rows])
+    prefers = sum(b > a for a, b in zip(with_it, without, strict=True)) / len(rows)
+    return f"prefers the answer without them on {prefers:.0%} of {len(rows)} padded answers"
 
 
 def ci(m: dict, name: str, ci_name: str) -> str:
@@ -70,6 +91,11 @@ def report_group(world, run: Path, folder: Path, m: dict, pairs, taste: str, old
         (M.FEEDBACK_GOLD_ACCURACY_AFTER, M.FEEDBACK_GOLD_ACCURACY_AFTER_CI))]  # fmt: skip
     print(f"  gold accuracy, world's held-out pairs: {gold[0]} -> {gold[1]}")
     old_table = pd.read_json(answers_of(old_policy), lines=True)
+    for label, model in (("before", Path(m[M.FEEDBACK_REWARD_FROM])),
+                         ("after", folder / m[M.FEEDBACK_REWARD_DIR] / "model")):  # fmt: skip
+        print(
+            f"  reward model {label}, polite/filler sentences: {pleasantry_probe(model, old_table)}"
+        )
     new_table = pd.read_json(answers_of(folder / m[M.FEEDBACK_POLICY_DIR]), lines=True)
     old, new = (
         compute_answer_style(world, old_table, taste),

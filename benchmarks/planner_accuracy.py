@@ -213,6 +213,7 @@ def run_ppo_updates(folder: Path, device: str, lora_r: int, ckpt: bool, meter: P
     from lab.ppo import add_advantages, ppo_update, rollout
     from lab.ppo_models import ActorCritic
     from lab.reward_model import load_reward_model
+    from lab.reward_sources import model_scorer
 
     cfg = lab_config(device, "ppo", lora_r, ckpt)
     tokenizer = load_tokenizer(str(folder))
@@ -225,14 +226,14 @@ def run_ppo_updates(folder: Path, device: str, lora_r: int, ckpt: bool, meter: P
     del rm
     meter.base = meter.current()  # the saved reward model's scratch is not PPO's
     ac = ActorCritic(str(folder), str(rm_dir), lora_r, 16, "float32", torch.device(device), ckpt)
-    rm, rm_tokenizer = load_reward_model(rm_dir, device)
+    scorer = model_scorer(*load_reward_model(rm_dir, device))
     ac.prepare_for_training()
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=1e-5, eps=1e-5)
     prompts = [[{"role": "user", "content": text(PPO_PROMPT_WORDS, i)}] for i in range(8)]
     gen = torch.Generator().manual_seed(0)
     meter.reset()
     for _ in range(2):  # the second rollout runs with the optimizer's states allocated
-        r = rollout(ac, tokenizer, rm, rm_tokenizer, prompts[: cfg.ppo.batch_size], cfg)
+        r = rollout(ac, tokenizer, scorer, prompts[: cfg.ppo.batch_size], cfg)
         add_advantages(r, cfg.ppo.kl_coef, cfg)
         ppo_update(ac, optimizer, r, cfg, gen)
     return r.ids.shape[1]

@@ -3,9 +3,13 @@
 TRL removed its PPOTrainer in 1.13, so TRL 1.12 lives in its own folder, never in the venv:
 
     .venv/bin/pip install --no-deps --target /tmp/trl112 trl==1.12.0
-    OMP_NUM_THREADS=1 python benchmarks/ppo_vs_trl.py --shape tiny --updates 10
+    OMP_NUM_THREADS=1 python benchmarks/ppo_vs_trl.py --shape tiny --updates 10 --repeats 2
     OMP_NUM_THREADS=1 python benchmarks/ppo_vs_trl.py --shape smollm2-135m --updates 2 \
-        --batch-size 8 --mini-batches 2
+        --batch-size 8 --mini-batches 1 --ppo-epochs 4 --lora-r 16 \
+        --lab-set model.gradient_checkpointing=true
+
+`--repeats` alternates the sides (lab, TRL, lab, TRL, ...) so that a busy machine slows both
+alike; the table gives each side's mean and the lab's samples/s and peak memory over TRL's.
 
 Each side runs in a fresh subprocess (TRL's with PYTHONPATH=--trl-path) and reports per-update
 times (from after model loading to the end of each update) and mean RM scores (minus the
@@ -24,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import psutil
@@ -39,7 +43,8 @@ from transformers import (
 )
 
 import lab.ppo
-from lab.config import PPOStageConfig, apply_overrides
+import lab.recipes
+from lab.config import PPOStageConfig, apply_overrides, parse_set_args
 from lab.data import load_prompts
 from lab.evaluation import evaluate_model
 from lab.models import load_tokenizer
@@ -49,7 +54,12 @@ from lab.twins import twin_config
 from lab.world import World
 from lab.world.build import FILES
 
-TINY_RUN = Path(__file__).resolve().parents[1] / "runs" / "tiny"
+RUNS = Path(__file__).resolve().parents[1] / "runs"
+# The tiny pipeline's models: the base sweep's first seed where it exists (newer), else runs/tiny.
+TINY_RUN = next(
+    (d for d in (RUNS / "sweep-base" / "sweep" / "seed-0", RUNS / "tiny") if d.exists()),
+    RUNS / "tiny",
+)
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Settings:
     ppo_epochs: int
     mini_batches: int
     lora_r: int = 0  # 0 = full fine-tuning
+    lab_set: list[str] = field(default_factory=list)  # the lab's own `--set key=value`s
 
 
 def rss_mb() -> float:
@@ -116,11 +127,11 @@ def run_lab(s: Settings, run_dir: Path) -> dict:
     }
     if s.shape != "tiny":  # a "hub" model: no gold judge during training
         overrides["model.name_or_path"] = str(run_dir / "sft" / "model")
-    apply_overrides(cfg, overrides)
+    apply_overrides(cfg, overrides | parse_set_args(s.lab_set))
 
-    def finish(cfg, ac, tokenizer, rm, rm_tokenizer, log, out_dir, run_dir, world, eval_prompts):
+    def finish(cfg, ac, tokenizer, log, out_dir, run_dir, *rest):  # lab.ppo.finish's arguments
         result["peak_mb"] = peak_rss_mb() - base
-        if world is not None:
+        if lab.recipes.gold_judge(cfg) is not None:
             result["gold"] = gold_mean(ac.merged_policy(), tokenizer, run_dir)
         return {}
 
@@ -221,12 +232,13 @@ def run_trl(s: Settings, run_dir: Path) -> dict:
     return {"peak_mb": peak, "gold": gold, "times": clock.times, "scores": clock.scores}
 
 
-def spawn(impl: str, s: Settings, folder: Path, trl_path: str) -> dict:
-    """Run one side in a fresh subprocess on its own copy of the inputs; its result."""
-    run_dir = prepare(s.shape, folder / f"{impl}-{s.lora_r}")
+def spawn(impl: str, s: Settings, folder: Path, python_path: str | None) -> dict:
+    """Run one side in a fresh subprocess on its own copy of the inputs (and `python_path`
+    first on its import path: TRL 1.12, or another copy of the lab); its result."""
+    run_dir = prepare(s.shape, folder / f"{impl}-{s.lora_r}-{len(list(folder.glob('*')))}")
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    if impl == "trl":
-        env["PYTHONPATH"] = trl_path
+    if python_path:
+        env["PYTHONPATH"] = python_path
     cmd = [sys.executable, __file__, "--worker", impl, "--run-dir", str(run_dir)]
     log = run_dir / "worker.log"
     with log.open("w") as out:
@@ -275,6 +287,12 @@ def main() -> None:
     parser.add_argument("--ppo-epochs", type=int, default=2)
     parser.add_argument("--mini-batches", type=int, default=4)
     parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank on the 135M shape")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the sides this often")
+    parser.add_argument(
+        "--lab-set", action="append", default=[], help="key=value for the lab's side (e.g. "
+        "model.gradient_checkpointing=true, as `python -m lab plan` proposes)",
+    )  # fmt: skip
+    parser.add_argument("--baseline", type=Path, help="another copy of the lab to time beside")
     parser.add_argument("--trl-path", default="/tmp/trl112", help="folder holding TRL 1.12")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (worker logs)")
     parser.add_argument("--worker", choices=["lab", "trl"], help=argparse.SUPPRESS)
@@ -289,20 +307,38 @@ def main() -> None:
 
     shared = {f.name: getattr(args, f.name) for f in fields(Settings) if f.name != "lora_r"}
     r = args.lora_r if args.shape != "tiny" else 0
-    runs = [("lab", f"lab (LoRA r={r})" if r else "lab (full)", r), ("trl", "TRL 1.12 (full)", 0)]
+    lab_name = f"lab (LoRA r={r})" if r else "lab (full)"
+    runs = [("lab", lab_name, r, None), ("trl", "TRL 1.12 (full)", 0, args.trl_path)]
+    if args.baseline:  # the same harness on another copy of the lab (an earlier commit)
+        runs.insert(1, ("lab", f"{lab_name} at {args.baseline.name}", r, str(args.baseline)))
     if r:  # TRL's LoRA: the policy only; its value model stays a full trainable copy
-        runs.append(("trl", f"TRL 1.12 (LoRA r={r} policy)", r))
-    rows = {}
+        runs.append(("trl", f"TRL 1.12 (LoRA r={r} policy)", r, args.trl_path))
+    rows: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for impl, name, lora_r in runs:
-            s = Settings(**shared, lora_r=lora_r)
-            rows[name] = summarize(spawn(impl, s, args.keep or Path(tmp), args.trl_path), s)
-            print(f"{name}: {json.dumps(rows[name])}", flush=True)
+        for i in range(args.repeats):  # interleaved: a busy machine slows every side alike
+            folder = (args.keep or Path(tmp)) / f"repeat-{i}"
+            for impl, name, lora_r, python_path in runs:
+                s = Settings(**shared, lora_r=lora_r)
+                row = summarize(spawn(impl, s, folder, python_path), s)
+                rows.setdefault(name, []).append(row)
+                print(f"{name}: {json.dumps(row)} (load {os.getloadavg()[0]:.1f})", flush=True)
+    means = {name: mean_row(rs) for name, rs in rows.items()}
     print_table(
-        rows,
+        means,
         f"{args.shape}: {args.updates} updates x {args.batch_size} rollouts, {args.mini_batches} "
-        f"mini-batches, {args.ppo_epochs} epochs, response {args.response_length}",
+        f"mini-batches, {args.ppo_epochs} epochs, response {args.response_length}, "
+        f"threads {os.environ.get('OMP_NUM_THREADS', '1')}, mean of {args.repeats}",
     )
+    lab_row = means[runs[0][1]]
+    for name in list(means)[1:]:
+        speed = lab_row["samples/s"] / means[name]["samples/s"]
+        memory = lab_row["peak MB"] / means[name]["peak MB"]
+        print(f"lab / {name}: samples/s x{speed:.2f}, peak memory x{memory:.2f}")
+
+
+def mean_row(rows: list[dict]) -> dict:
+    """Each metric's mean over repeated runs (None where a run had none)."""
+    return {k: None if rows[0][k] is None else sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 
 if __name__ == "__main__":

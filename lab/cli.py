@@ -18,7 +18,7 @@ from lab.config import apply_overrides, parse_set_args, to_dict
 from lab.distributed import is_main
 from lab.profiles import PROFILES, load_config
 from lab.recipes import RECIPES
-from lab.stages import STAGE_NAMES, run_stages
+from lab.stages import STAGE_NAMES, last_stage, run_stages
 from lab.summary import (
     REPORT_FILE,
     SUMMARY_FILE,
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + format_sweep(sweep))
         print(f"\nWrote {run_dir / SWEEP_DIR / SWEEP_FILE}")
         return 0
-    until = STAGE_NAMES[-1] if args.stage == "pipeline" else args.stage
+    until = last_stage(cfg) if args.stage == "pipeline" else args.stage
     results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)
     if not is_main():  # under `accelerate launch` the main process reports
         return 0

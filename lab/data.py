@@ -198,8 +198,17 @@ def _sft_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     } | extras
 
 
+TEXT_PROMPT_WORDS = (
+    8  # a document's first words as a prompt, as TRL's gpt2-sentiment takes 2-8 tokens
+)
+
+
 def _prompt_row(row: dict[str, Any], where: str) -> dict[str, Any]:
-    """A `prompt` (string or messages) or a `messages` conversation -> conversational prompt."""
+    """A `prompt` (string or messages), a `messages` conversation, or a document's `text` (its first
+    `TEXT_PROMPT_WORDS` words to continue, e.g. an IMDB review) -> conversational prompt."""
+    if row.get("prompt") is None and row.get("messages") is None and row.get("text"):
+        words = str(row["text"]).split()[:TEXT_PROMPT_WORDS]
+        row = {k: v for k, v in row.items() if k != "text"} | {"prompt": " ".join(words)}
     extras = {k: v for k, v in row.items() if k not in ("prompt", "messages")}
     if row.get("prompt") is not None:
         prompt = row["prompt"]

@@ -179,6 +179,7 @@ def compute_kl_and_reward(
     decoding: DecodingConfig = KL_DECODING,
     missing_eos_penalty: float = 0.0,
     batch_size: int = 32,
+    scorer=None,
 ) -> dict[str, float]:
     """KL(policy || reference) and reward-model score of fresh policy samples, averaged over prompts.
 
@@ -186,7 +187,8 @@ def compute_kl_and_reward(
     sampling temperature, at each position of the sampled answer) summed over the response up
     to EOS: never negative, and without the noise of a one-sample estimate (top-p, if set, is
     not applied to the distributions). `reward` is `lab.reward_model.score`, minus
-    `missing_eos_penalty` for an answer that never ended. Returns `{"kl", "reward", "eos_rate"}`.
+    `missing_eos_penalty` for an answer that never ended; a `scorer` (`lab.reward_sources`)
+    replaces the reward model. Returns `{"kl", "reward", "eos_rate"}`.
     """
     if decoding.temperature <= 0:
         raise ValueError(
@@ -205,12 +207,23 @@ def compute_kl_and_reward(
             )
             kl = kl_exact(logits, ref_logits, s.response_mask, decoding.temperature)  # (B, R)
             kls += sequence_kl(kl, s.response_mask).tolist()
-            scores += score(rm, rm_tokenizer, chunk, s.texts)
+            scores += scorer(chunk, s.texts) if scorer else score(rm, rm_tokenizer, chunk, s.texts)
             ended += s.has_eos.tolist()
     as_float64 = torch.tensor(scores, dtype=torch.float64)  # Python floats, exactly
     rewards = penalize_missing_eos(as_float64, torch.tensor(ended), missing_eos_penalty).tolist()
     n = len(kls)
     return {"kl": sum(kls) / n, "reward": sum(rewards) / n, "eos_rate": sum(ended) / n}
+
+
+def compute_sentence_counts(world: World, table: pd.DataFrame) -> dict[str, float]:
+    """Per answer, what the gold judge counts: polite, rude + unsafe (toxic) and garbled sentences."""
+    feats = [world.features(p, a) for p, a in zip(table["prompt"], table["answer"], strict=True)]
+    n = len(feats)
+    return {
+        "polite": sum(f.polite + f.polite_excess for f in feats) / n,
+        "rude_unsafe": sum(f.rude + f.unsafe for f in feats) / n,
+        "garbled": sum(f.garbled for f in feats) / n,
+    }
 
 
 def compute_gold_win_matrix(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from lab import metrics as M
 from lab.world import World
-from lab.world.judge import score
+from lab.world.judge import classify, score, split_sentences
 from lab.world.tastes import taste_weights
 
 # A reward model that is easy to fool (300 pairs) and no KL leash: over-optimisation in minutes.
@@ -340,6 +340,25 @@ def check_taste_ceiling(world: World, pairs: list[dict], taste: str, share: floa
     return True
 
 
+def check_tone_reward(reward_fn) -> bool:
+    """Exercise 08.1: a reward function, polite minus rude sentences per answer, by the judge."""
+    if reward_fn is None:
+        return _pending("write my_reward(prompts, completions) -> polite minus rude sentences")
+    texts = ["Sure! 2 plus 3 is 5.", "Ugh, fine. Whatever.", "Sure! Hope this helps! Obviously.",
+             "The capital of Shoos is Grilo.", "", "Sure! Sure!"]  # fmt: skip
+    truth = [
+        float(sum({"polite": 1, "rude": -1}.get(classify(s)[0], 0) for s in split_sentences(t)))
+        for t in texts
+    ]
+    got = [float(x) for x in reward_fn(["Hi."] * len(texts), texts)]
+    assert got == truth, (
+        f"got {got} for {texts}, expected {truth}. Hint: split_sentences(text), then "
+        "classify(sentence)[0] is 'polite' or 'rude' (or something else); count every sentence."
+    )
+    print("Correct: put it in a module and `--set ppo.reward=function:mymodule.my_reward`.")
+    return True
+
+
 def check_taste_wins(old: pd.DataFrame, new: pd.DataFrame, share: float | None) -> bool:
     """Exercise 07.2: the share of prompts where the new policy's answer is strictly better
     under the class's taste (`compute_answer_style`'s utility)."""
@@ -443,6 +462,15 @@ SOLUTIONS = {
         'my_wins = (new["utility"].to_numpy() > old["utility"].to_numpy()).mean()',
         "Both tables answer the same held-out prompts in the same order; ties (often the very "
         "same answer) are not wins.",
+    ),
+    "08.1": (
+        "from lab.world.judge import classify, split_sentences\n\n"
+        "def my_reward(prompts, completions):\n"
+        "    tone = {'polite': 1, 'rude': -1}\n"
+        "    return [float(sum(tone.get(classify(s)[0], 0) for s in split_sentences(t)))\n"
+        "            for t in completions]",
+        "A reward function sees only text, like the classifier; unlike it, it cannot be fooled by "
+        "text it never saw, but it also knows nothing beyond its two lists.",
     ),
 }
 

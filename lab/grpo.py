@@ -1,10 +1,10 @@
 """Stage 6: GRPO. PPO without a value function: each answer is judged against its siblings.
 
 For every prompt TRL's `GRPOTrainer` samples `num_generations` answers, scores them with the
-lab's reward model, and uses (score - group mean) / group std as every token's advantage,
-with a per-token KL(policy || SFT) penalty weighted by beta. The reward model is read through
-`lab.reward_model.score`, the function PPO and the app use; `reward_function` converts TRL's
-prompts and completions at that edge. Saved and measured at the end like every policy
+reward `grpo.reward` names (the lab's reward model by default, or a function or classifier:
+`lab.reward_sources`, as PPO), and uses (score - group mean) / group std as every token's
+advantage, with a per-token KL(policy || SFT) penalty weighted by beta. `reward_function`
+converts TRL's prompts and completions to the scorer's at that edge. Saved and measured at the end like every policy
 (`lab.yardstick.finish_policy`).
 """
 
@@ -22,7 +22,7 @@ from lab import recipes
 from lab.config import LabConfig
 from lab.models import load_tokenizer, num_params, resolve_device
 from lab.responses import penalize_missing_eos
-from lab.reward_model import check_same_template, load_reward_model, score
+from lab.reward_sources import Scorer, load_scorer
 from lab.runlog import RunLog
 from lab.trainers import (
     ForwardLogs,
@@ -56,17 +56,17 @@ EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
 
 
 def reward_function(
-    rm, rm_tokenizer, eos_token_id: int, missing_eos_penalty: float
+    scorer: Scorer, eos_token_id: int, missing_eos_penalty: float
 ) -> Callable[..., list[float]]:
-    """The reward model as a TRL reward function: one score per completion, less a missing-EOS penalty.
+    """A scorer as a TRL reward function: one score per completion, less a missing-EOS penalty.
 
     TRL passes conversational prompts (message lists) with completions as one assistant message
-    each, or standard ones as strings; `score` takes either prompt, and the answer as plain text.
+    each, or standard ones as strings; a scorer takes either prompt, and the answer as plain text.
     """
 
     def reward_model(prompts, completions, completion_ids, **kwargs) -> list[float]:
         answers = [last_content(c, "assistant").strip() for c in completions]
-        scores = torch.tensor(score(rm, rm_tokenizer, prompts, answers), dtype=torch.float64)
+        scores = torch.tensor(scorer(prompts, answers), dtype=torch.float64)
         ended = [bool(ids) and ids[-1] == eos_token_id for ids in completion_ids]  # cut at EOS
         return penalize_missing_eos(scores, torch.tensor(ended), missing_eos_penalty).tolist()
 
@@ -77,20 +77,20 @@ def reward_function(
 def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     """Train the SFT model against the reward model with GRPO; save and evaluate it."""
     g, log = cfg.grpo, RunLog(out_dir, report_to=cfg.log.targets())
-    sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
+    sft = str(run_dir / "sft" / "model")
 
     # 1. Data: the RL prompts (conversational), the first `max_prompts` of them.
     prompts = datasets.Dataset.from_dict({"prompt": recipes.rl_prompts(cfg, run_dir / "world")})
     if g.max_prompts:
         prompts = prompts.select(range(min(g.max_prompts, len(prompts))))
 
-    # 2. Models: the policy starts as the SFT model; the reward model is frozen. With beta > 0
+    # 2. Models: the policy starts as the SFT model; the reward is frozen. With beta > 0
     #    TRL keeps a frozen copy of the SFT model as the reference (LoRA: adapters off).
     tokenizer = load_tokenizer(sft)
     policy = causal_lm_loader(cfg)(sft)
-    rm, rm_tokenizer = load_reward_model(reward, resolve_device(cfg.device))
-    check_same_template(tokenizer, rm_tokenizer, sft, reward)
-    reward_fn = reward_function(rm, rm_tokenizer, tokenizer.eos_token_id, g.missing_eos_penalty)
+    device = resolve_device(cfg.device)
+    scorer = load_scorer(g.reward, run_dir, device, policy_tokenizer=tokenizer)
+    reward_fn = reward_function(scorer, tokenizer.eos_token_id, g.missing_eos_penalty)
 
     # 3. Train: sample groups, score, advantages within each group, clipped policy-gradient step.
     args = trl.GRPOConfig(
@@ -114,7 +114,9 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
-    policy, evals = finish_policy(cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    policy, evals = finish_policy(
+        cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES, scorer
+    )
     return log.finish(
         {
             M.NUM_PARAMS: num_params(policy),

@@ -42,6 +42,19 @@ REWARD_EVAL_PAIRS = "reward/eval_pairs"
 REWARD_SKIPPED_PAIRS = "reward/skipped_pairs"  # invalid rows of `reward.train_data`
 REWARD_STEPS = "reward/steps"
 
+# A policy trained from the base model against a classifier (`+sentiment`, `+detox`): the start
+# model's numbers beside the policy's, on the same held-out prompts (notebook 08).
+EVAL_REWARD_START = "eval/reward_start"  # the reward (e.g. P(positive)) of the base's samples
+EVAL_POLITE = "eval/polite_per_answer"  # gold judge's polite sentences per answer
+EVAL_RUDE_UNSAFE = "eval/rude_unsafe_per_answer"  # rude + unsafe sentences per answer
+EVAL_GARBLED = "eval/garbled_per_answer"  # sentences that are not world text, per answer
+EVAL_START_POLITE = "eval/start_polite_per_answer"
+EVAL_START_RUDE_UNSAFE = "eval/start_rude_unsafe_per_answer"
+EVAL_START_GARBLED = "eval/start_garbled_per_answer"
+CLASSIFIER_LOSS = "classifier/loss"
+CLASSIFIER_ACCURACY = "classifier/accuracy"  # held-out texts, argmax against the hard label
+CLASSIFIER_STEPS = "classifier/steps"
+
 # Stage 4: PPO (per update, on the rollout batch)
 PPO_REWARD = "ppo/reward"  # reward-model score
 PPO_RLHF_REWARD = "ppo/rlhf_reward"  # score - beta * KL
@@ -138,3 +151,28 @@ GRPO_EVAL_EOS_RATE = "grpo/eval_eos_rate"
 GRPO_WIN_TIE_LOSS = "grpo/win_tie_loss_vs_sft"
 GRPO_TRAIN_PROMPTS = "grpo/train_prompts"
 GRPO_STEPS = "grpo/steps"
+
+# Stage 6: ORPO (per logged step on training pairs; eval_* on the held-out pairs, before training
+# and after each epoch). An answer's log-prob is its mean per token, as in `lab.preference_math`.
+ORPO_LOSS = "orpo/loss"  # nll_loss + beta * the odds-ratio term
+ORPO_LR = "orpo/lr"
+ORPO_NLL = "orpo/nll_loss"  # the SFT loss on the chosen answers
+ORPO_LOG_ODDS_RATIO = (
+    "orpo/log_odds_ratio"  # log odds(chosen) - log odds(rejected); TRL: log_odds_chosen
+)
+ORPO_ACCURACY = (
+    "orpo/rewards_accuracy"  # log-prob of chosen > rejected (no reference: 50% is not the start)
+)
+ORPO_MARGIN = "orpo/margin"  # beta * (log-prob of chosen - of rejected)
+ORPO_EVAL_LOSS = "orpo/eval_loss"
+ORPO_EVAL_NLL = "orpo/eval_nll_loss"
+ORPO_EVAL_LOG_ODDS_RATIO = "orpo/eval_log_odds_ratio"
+ORPO_EVAL_ACCURACY = "orpo/eval_rewards_accuracy"
+ORPO_EVAL_MARGIN = "orpo/eval_margin"
+ORPO_EVAL_KL = "orpo/eval_kl"  # as dpo/eval_kl
+ORPO_EVAL_REWARD = "orpo/eval_reward"
+ORPO_EVAL_EOS_RATE = "orpo/eval_eos_rate"
+ORPO_WIN_TIE_LOSS = "orpo/win_tie_loss_vs_sft"
+ORPO_TRAIN_PAIRS = "orpo/train_pairs"
+ORPO_EVAL_PAIRS = "orpo/eval_pairs"
+ORPO_STEPS = "orpo/steps"

@@ -184,6 +184,15 @@ def plot_before_after(numbers: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def plot_start_vs_policy(table: pd.DataFrame, title: str = "") -> go.Figure:
+    """The start model's and the policy's bars per measure (`lab.yardstick.compute_before_after`)."""
+    fig = go.Figure()
+    for when, name, color in (("before", "base model", "lightgray"), ("after", "after PPO", "steelblue")):  # fmt: skip
+        fig.add_trace(go.Bar(x=table.index, y=table[when], name=name, marker_color=color))
+    fig.update_layout(barmode="group", template="plotly_white", height=320, title=title)
+    return fig
+
+
 def plot_group_styles(styles: pd.DataFrame) -> go.Figure:
     """Each policy's mean length, polite phrases and gold side by side (`compute_group_styles`)."""
     panels = [("length", "tokens per answer"), ("polite", "polite phrases per answer"),

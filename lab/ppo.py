@@ -36,13 +36,13 @@ from lab.ppo_math import (
 from lab.ppo_models import ActorCritic
 from lab.progress import Progress
 from lab.responses import (
-    entropy_from_logits,
+    logprobs_and_entropy,
     logprobs_of,
     penalize_missing_eos,
     response_mask,
     sequence_kl,
 )
-from lab.reward_model import check_same_template, load_reward_model, score
+from lab.reward_sources import Scorer, load_scorer, parse_spec
 from lab.runlog import RunLog, truncate_log
 from lab.world import World, last_content
 from lab.yardstick import evaluate_policy
@@ -69,11 +69,19 @@ class Rollout:
     rewards: torch.Tensor | None = None  # (B, R)
     advantages: torch.Tensor | None = None  # (B, R)
     returns: torch.Tensor | None = None  # (B, R)
+    order: torch.Tensor | None = None  # (B,) the first epoch's row order (step 4 read it so)
 
 
 @torch.no_grad()
-def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: LabConfig) -> Rollout:
-    """Steps 2-4: generate, score, and read log-probs, reference log-probs and values."""
+def rollout(
+    ac: ActorCritic, tokenizer, scorer: Scorer, prompts: list, cfg: LabConfig,
+    gen: torch.Generator | None = None,
+) -> Rollout:  # fmt: skip
+    """Steps 2-4: generate, score, and read log-probs, reference log-probs and values.
+
+    With `gen` (the update's generator), step 4 reads the batch in the minibatches the first
+    epoch will train on, drawn here: the first minibatch's ratio is then 1 to the last bit.
+    """
     p = cfg.ppo
     # 2. Generate with the policy: KV cache, left-padded prompts, stop at EOS.
     query = chat_batch(tokenizer, prompts, ac.policy.device)
@@ -92,15 +100,14 @@ def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: La
         skip_special_tokens=True,
     )
 
-    # 3. Score with the reward model at EOS; an answer that never ended is penalised.
-    raw = torch.tensor(
-        score(rm, rm_tokenizer, prompts, [t.strip() for t in texts]), device=response.device
-    )
+    # 3. Score at EOS (reward model, function or classifier); an answer that never ended is penalised.
+    raw = torch.tensor(scorer(prompts, [t.strip() for t in texts]), device=response.device)
     scores = penalize_missing_eos(raw, has_eos, p.missing_eos_penalty)
 
     # 4. Per-token log-probs of policy and reference, and the value of each state.
+    order = None if gen is None else torch.randperm(len(prompts), generator=gen)
     logprobs, ref_logprobs, values, entropy = token_stats(
-        ac, out, mask, response, p.temperature, p.mini_batch_size
+        ac, out, mask, response, p.temperature, p.mini_batch_size, order
     )
     return Rollout(
         prompts=prompts,
@@ -114,31 +121,34 @@ def rollout(ac: ActorCritic, tokenizer, rm, rm_tokenizer, prompts: list, cfg: La
         ref_logprobs=ref_logprobs,
         values=values,
         entropy=entropy,
+        order=order,
     )
 
 
 @torch.no_grad()
 def token_stats(
-    ac: ActorCritic, ids, mask, response, temperature: float, chunk: int
-) -> tuple[torch.Tensor, ...]:
+    ac: ActorCritic, ids, mask, response, temperature: float, chunk: int,
+    order: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """Step 4, `chunk` responses at a time: policy and reference log-probs, values, entropy.
 
     Each is (B, R). The full-vocabulary logits (chunk, R, V) are the rollout's largest
-    tensors; going through the batch in chunks keeps only one chunk's alive.
+    tensors; going through the batch in chunks keeps only one chunk's alive. Rows go in
+    `order` (default: as they are): the update's first minibatches, whose forwards then see
+    the very same batches, so its first ratio is exactly 1.
     """
     n, parts = response.shape[1], []
-    for s in (slice(i, i + chunk) for i in range(0, len(ids), chunk)):
-        logits = ac.response_logits(ids[s], mask[s], n)
-        ref_logits = ac.reference_logits(ids[s], mask[s], n)
-        parts.append(
-            (
-                logprobs_of(logits, response[s], temperature),
-                logprobs_of(ref_logits, response[s], temperature),
-                ac.values(ids[s], mask[s], n),
-                entropy_from_logits(logits / temperature),
-            )
-        )
-    return tuple(torch.cat(columns) for columns in zip(*parts, strict=True))
+    order = torch.arange(len(ids)) if order is None else order  # (B,)
+    for rows in order.split(chunk):
+        logits = ac.response_logits(ids[rows], mask[rows], n)
+        logprobs, entropy = logprobs_and_entropy(logits, response[rows], temperature)
+        del logits  # one chunk's (chunk, R, V) alive at a time
+        ref_logits = ac.reference_logits(ids[rows], mask[rows], n)
+        ref_logprobs = logprobs_of(ref_logits, response[rows], temperature)
+        del ref_logits
+        parts.append((logprobs, ref_logprobs, ac.values(ids[rows], mask[rows], n), entropy))
+    unsort = order.argsort()  # back to the batch's own order
+    return tuple(torch.cat(columns)[unsort] for columns in zip(*parts, strict=True))
 
 
 def add_advantages(r: Rollout, kl_coef: float, cfg: LabConfig) -> None:
@@ -162,13 +172,16 @@ def ppo_update(
     p, n = cfg.ppo, r.response_mask.shape[1]
     stats: dict[str, list[float]] = {}
     ac.train()
-    for _ in range(p.ppo_epochs):
-        for idx in torch.randperm(len(r.texts), generator=rng).split(p.mini_batch_size):
+    for epoch in range(p.ppo_epochs):
+        first = epoch == 0 and r.order is not None  # drawn from `rng` at step 4
+        order = r.order if first else torch.randperm(len(r.texts), generator=rng)
+        for idx in order.split(p.mini_batch_size):
             m = r.response_mask[idx]
             logits = ac.response_logits(r.ids[idx], r.mask[idx], n)
             logprobs = logprobs_of(logits, r.ids[idx, -n:], p.temperature)
             pg_loss, pg = policy_loss(logprobs, r.logprobs[idx], r.advantages[idx], m, p.clip)
             pg_loss.backward()  # policy and value run on different adapters: one backward each
+            del logits, logprobs  # the value pass below need not share memory with (mb, R, V)
             with ac.critic():  # LoRA: the value adapter stays active through its backward
                 values = ac.values(r.ids[idx], r.mask[idx], n)
                 vf_loss, vf_clipfrac = value_loss(
@@ -215,15 +228,25 @@ def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, 
     return out
 
 
-def load_ppo_models(cfg: LabConfig, sft: str, reward: str, device) -> tuple:
-    """`(actor_critic, tokenizer, reward_model, reward_tokenizer)` as the profile sets them up."""
+def load_ppo_models(
+    cfg: LabConfig, sft: str, run_dir: Path, device, reward_model: Path | None = None
+) -> tuple:
+    """`(actor_critic, tokenizer, scorer)` as the profile sets them up (`ppo.reward`).
+
+    The value function starts from the reward model; with a function or classifier reward,
+    from the policy's start model with a value head at zero.
+    """
     torch.manual_seed(cfg.seed)  # the value head's initial weights
     tokenizer = load_tokenizer(sft)
     p, m = cfg.ppo, cfg.model
-    ac = ActorCritic(sft, reward, p.lora_r, p.lora_alpha, m.dtype, device, m.gradient_checkpointing)
-    rm, rm_tokenizer = load_reward_model(reward, device)
-    check_same_template(tokenizer, rm_tokenizer, sft, reward)
-    return ac, tokenizer, rm, rm_tokenizer
+    learned = parse_spec(p.reward).kind == "model"
+    critic = str(reward_model or run_dir / "reward" / "model") if learned else sft
+    ac = ActorCritic(
+        sft, critic, p.lora_r, p.lora_alpha, m.dtype, device, m.gradient_checkpointing,
+        fresh_value_head=not learned,
+    )  # fmt: skip
+    scorer = load_scorer(p.reward, run_dir, device, reward_model, policy_tokenizer=tokenizer)
+    return ac, tokenizer, scorer
 
 
 @dataclass
@@ -303,14 +326,14 @@ def run_ppo(
     """
     p, rank = cfg.ppo, process().process_index
     device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
-    sft = str(init_policy or run_dir / "sft" / "model")
-    reward = str(reward_model or run_dir / "reward" / "model")
+    start_model = recipes.policy_start(cfg, run_dir)  # ppo.policy: the SFT model or the base
+    sft = str(init_policy or start_model)
     prompts = recipes.rl_prompts(cfg, run_dir / "world")
     eval_prompts = recipes.eval_prompts(cfg, run_dir / "world")[: p.n_samples]
     world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
 
-    # 0. Load: policy / reference / value function, the frozen reward model, and their tokenizers.
-    ac, tokenizer, rm, rm_tokenizer = load_ppo_models(cfg, sft, reward, device)
+    # 0. Load: policy / reference / value function, the frozen reward (model, function or classifier).
+    ac, tokenizer, scorer = load_ppo_models(cfg, sft, run_dir, device, reward_model)
     learner = make_learner(cfg, ac, rank)
     start = resume_from(out_dir, learner) if resume else 0
     log = RunLog(out_dir, append=start > 0, report_to=cfg.log.targets()) if is_main() else None
@@ -323,7 +346,7 @@ def run_ppo(
             # 1. Sample a batch of prompts.
             batch = [prompts[learner.rng.randrange(len(prompts))] for _ in range(p.batch_size)]
             # 2-4. Generate, score at EOS, log-probs of policy and reference, values.
-            r = rollout(ac, tokenizer, rm, rm_tokenizer, batch, cfg)
+            r = rollout(ac, tokenizer, scorer, batch, cfg, learner.gen)
             # 5-6. Rewards with the KL penalty, then GAE advantages.
             add_advantages(r, kl_ctl.value, cfg)
             # 7. Several epochs of clipped updates.
@@ -343,7 +366,7 @@ def run_ppo(
         raise
     if not is_main():  # the other processes are done: the main one saves and evaluates
         return {}
-    return finish(cfg, ac, tokenizer, log, out_dir, run_dir, reward_model)
+    return finish(cfg, ac, tokenizer, log, out_dir, run_dir, reward_model, start_model, scorer)
 
 
 EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
@@ -355,12 +378,15 @@ EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
 
 
 def finish(
-    cfg, ac, tokenizer, log, out_dir: Path, run_dir: Path, reward_model: Path | None
-) -> dict:
+    cfg, ac, tokenizer, log, out_dir: Path, run_dir: Path, reward_model: Path | None,
+    start: str | None = None, scorer: Scorer | None = None,
+) -> dict:  # fmt: skip
     """Save the policy and measure it with the yardstick every policy gets (`lab.yardstick`)."""
     policy = ac.merged_policy()
     save_model(policy, tokenizer, out_dir / "model")
-    evals = evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES, reward_model)
+    evals = evaluate_policy(
+        cfg, policy, tokenizer, run_dir, out_dir, EVAL_NAMES, reward_model, start, scorer
+    )
     return log.finish(
         {
             **evals,

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from lab.models import DTYPES, load_causal_lm
-from lab.responses import next_token_logits, position_ids
+from lab.responses import align_left, at_positions, next_token_logits, position_ids
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -45,7 +45,11 @@ class ActorCritic(nn.Module):
         dtype: str,
         device,
         gradient_checkpointing: bool = False,
+        fresh_value_head: bool = False,
     ):
+        """`reward_path` holds the critic's starting weights: the reward model, or, with
+        `fresh_value_head` (a function or classifier reward), the policy's start model with a
+        new value head at zero, so that V starts at 0 everywhere (as LoRA's head does)."""
         super().__init__()
         self.lora = lora_r > 0
         if self.lora:
@@ -66,9 +70,11 @@ class ActorCritic(nn.Module):
                 load_causal_lm(sft_path, dtype, str(device)).eval().requires_grad_(False)
             )
             critic = AutoModelForSequenceClassification.from_pretrained(
-                reward_path, dtype=DTYPES[dtype]
+                reward_path, num_labels=1, dtype=DTYPES[dtype]
             ).to(device)
             self.value_trunk, self.value_head = critic.model, critic.score
+            if fresh_value_head:
+                nn.init.zeros_(self.value_head.weight)
         disable_dropout(self)  # PPO's ratios and values must not depend on dropout noise
         if gradient_checkpointing:  # recompute each block in backward (train mode only)
             kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
@@ -105,12 +111,13 @@ class ActorCritic(nn.Module):
         With LoRA, call this and the backward of its loss inside `critic()`: under gradient
         checkpointing backward recomputes the layers with whichever adapter is active then.
         """
+        ids, mask, index = align_left(ids, mask, n_response)  # no padding in the forward
         with self.critic():
             hidden = self.value_trunk(
                 input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
             ).last_hidden_state
         # The state before response token t is the prefix ending at position P + t - 1.
-        states = hidden[:, -n_response - 1 : -1].to(self.value_head.weight.dtype)  # LoRA: fp32 head
+        states = at_positions(hidden, index).to(self.value_head.weight.dtype)  # LoRA: fp32 head
         return self.value_head(states).squeeze(-1).float()
 
     @contextlib.contextmanager

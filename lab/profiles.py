@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.config import LabConfig, apply_overrides, load_yaml_overrides
-from lab.recipes import RECIPES
+from lab.recipes import HUB_RECIPES, RECIPES
 
 # What every real model on one GPU shares.
 GPU: dict[str, Any] = {
@@ -30,16 +30,20 @@ GPU: dict[str, Any] = {
     "dpo.grad_accum": 4,
     "grpo.lr": 1e-6,
     "grpo.grad_accum": 4,
+    "orpo.lr": 5e-6,  # one model, no reference; the paper's lambda on real models' answers
+    "orpo.beta": 0.1,
+    "orpo.grad_accum": 4,
 }
 
 # LoRA everywhere: adapters with higher learning rates; PPO shares one base.
 LORA: dict[str, Any] = {
-    **{f"{stage}.lora_r": 16 for stage in ("sft", "reward", "ppo", "dpo", "grpo")},
+    **{f"{stage}.lora_r": 16 for stage in ("sft", "reward", "ppo", "dpo", "grpo", "orpo")},
     "sft.lr": 2e-4,
     "reward.lr": 1e-4,
     "ppo.lr": 2e-5,
     "dpo.lr": 5e-6,
     "grpo.lr": 1e-5,
+    "orpo.lr": 5e-5,
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -66,6 +70,8 @@ def load_config(
     apply_overrides(cfg, PROFILES[name])
     for recipe in recipes:
         apply_overrides(cfg, RECIPES[recipe])
+        if cfg.model.name_or_path:  # a hub model: the recipe's hub variant, if it has one
+            apply_overrides(cfg, HUB_RECIPES.get(recipe, {}))
     if yaml_file:
         apply_overrides(cfg, load_yaml_overrides(yaml_file))
     apply_overrides(cfg, overrides or {})

@@ -2,7 +2,10 @@
 
 A recipe is a small diff, like a profile, and is added to one with `+`:
 `--profile smollm2-360m+tldr` is SmolLM2-360M trained on Reddit TL;DR summaries.
-Only the tiny world has a gold judge; with a recipe, models are compared by the reward model.
+Only the tiny world has a gold judge; with a recipe's data, models are compared by the reward.
+`+sentiment` and `+detox` keep the world's data but train the base model against a classifier
+(TRL's gpt2-sentiment and detoxification examples); `HUB_RECIPES` is what a recipe changes on a
+real (hub) model, where a hub classifier replaces the one trained here.
 """
 
 from __future__ import annotations
@@ -17,7 +20,28 @@ from lab.data import load_prompts, load_sft
 from lab.world import World
 from lab.world.build import FILES
 
+# RL from the base model against a classifier, as TRL's examples: no demonstrations and no
+# preferences, so the pipeline runs world -> pretrain -> classifier -> PPO and nothing else.
+CLASSIFIER_RL: dict[str, Any] = {
+    "stages": "world,pretrain,classifier,ppo",
+    "ppo.policy": "base",
+    "ppo.updates": 12,  # the classifier is satisfied after about ten; more only drifts
+    "ppo.lr": 1e-4,  # the base is far from the classifier's optimum; 3e-5 moves it too slowly
+}
+
 RECIPES: dict[str, dict[str, Any]] = {
+    # Make the base model's answers positive: reward = P(positive) from a polite-vs-rude classifier.
+    "sentiment": {
+        **CLASSIFIER_RL,
+        "classifier.task": "sentiment",
+        "ppo.reward": "classifier:{run}/classifier/model:positive",
+    },
+    # Make them less toxic: reward = P(clean) from a classifier of rude and unsafe text.
+    "detox": {
+        **CLASSIFIER_RL,
+        "classifier.task": "toxicity",
+        "ppo.reward": "classifier:{run}/classifier/model:clean",
+    },
     # Summarisation, as in Stiennon et al. (2020): Reddit posts, human-written TL;DRs, human votes.
     "tldr": {
         "data.sft": "trl-lib/tldr",
@@ -40,6 +64,41 @@ RECIPES: dict[str, dict[str, Any]] = {
         "ppo.max_new_tokens": 128,
     },
 }
+
+
+# TRL's gpt2-sentiment example on a hub model (GPU): continue the first words of IMDB reviews,
+# reward = the positive logit of a sentiment classifier trained on IMDB.
+RECIPES["imdb"] = {
+    "stages": "world,pretrain,ppo",
+    "data.prompts": "stanfordnlp/imdb",
+    "data.eval_prompts": "stanfordnlp/imdb:test",
+    "data.max_examples": 20_000,
+    "ppo.policy": "base",
+    "ppo.reward": "classifier:lvwerra/distilbert-imdb:POSITIVE:logit",
+    "ppo.max_new_tokens": 24,
+}
+
+# On a hub model (any profile but tiny) these replace the world's classifier with a hub one.
+HUB_RECIPES: dict[str, dict[str, Any]] = {
+    "detox": {  # TRL's detoxification example: reward = the logit of "not hate"
+        "stages": "world,pretrain,ppo",
+        "ppo.reward": "classifier:facebook/roberta-hate-speech-dynabench-r4-target:nothate:logit",
+    },
+}
+
+
+def base_model_path(cfg: LabConfig, run_dir: Path) -> str:
+    """Where the base model lives: the hub id of a real profile, or the pretrained folder."""
+    return cfg.model.name_or_path or str(run_dir / "pretrain" / "model")
+
+
+def policy_start(cfg: LabConfig, run_dir: Path) -> str:
+    """The model RL starts from and stays near (`ppo.policy`): the run's SFT model or its base."""
+    if cfg.ppo.policy == "sft":
+        return str(run_dir / "sft" / "model")
+    if cfg.ppo.policy == "base":
+        return base_model_path(cfg, run_dir)
+    raise ValueError(f"ppo.policy: {cfg.ppo.policy!r} is not sft or base")
 
 
 def uses_world(cfg: LabConfig) -> bool:

@@ -17,17 +17,53 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def align_left(
+    ids: torch.Tensor, mask: torch.Tensor, n_response: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows moved to start at position 0 and cut after the longest, and where each of the last
+    `n_response` tokens is predicted: (B, L), (B, L) -> (B, L'), (B, L'), (B, R) positions.
+
+    A forward pays for padding as for real tokens: a batch of short prompts beside one long
+    one is mostly left padding, and responses that stopped early leave padding on the right.
+    The numbers match the padded forward's to float rounding (the batch's length can move the
+    last bits: the same rows in the same batch give the same bits). Positions past a row's
+    end (masked response tokens) read the row's last position.
+    """
+    length = ids.shape[1]
+    lead = (mask.cumsum(1) == 0).sum(1)  # (B,) left padding
+    trail = (mask.flip(1).cumsum(1) == 0).sum(1)  # (B,) right padding
+    cols = torch.arange(length, device=ids.device)
+    src = (cols + lead.unsqueeze(1)) % length  # (B, L): rotate each row left by its padding
+    keep = max(1, int((length - lead - trail).max()))
+    ids, mask = ids.gather(1, src)[:, :keep], mask.gather(1, src)[:, :keep]
+    # Token L - R + t sat at L - R + t - lead; the position before it predicts it.
+    first = (length - n_response - 1 - lead).unsqueeze(1)  # (B, 1)
+    steps = torch.arange(n_response, device=ids.device)
+    return ids, mask, (first + steps).clamp(0, keep - 1)
+
+
+def at_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`x[b, index[b, t]]` for every row: (B, L, ...), (B, T) -> (B, T, ...)."""
+    index = index.view(*index.shape, *([1] * (x.dim() - 2)))
+    return x.gather(1, index.expand(*index.shape[:2], *x.shape[2:]))
+
+
 def next_token_logits(
     model, ids: torch.Tensor, mask: torch.Tensor, n_response: int
 ) -> torch.Tensor:
-    """Logits at the positions that predict the last `n_response` tokens of `ids`: (B, R, V)."""
+    """Logits at the positions that predict the last `n_response` tokens of `ids`: (B, R, V).
+
+    Padding is moved out of the forward's way first (`align_left`): the same logits, less work.
+    """
+    ids, mask, index = align_left(ids, mask, n_response)
+    first = int(index.min())
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=position_ids(mask),
-        logits_to_keep=n_response + 1,  # only the response's logits are ever needed
+        logits_to_keep=ids.shape[1] - first,  # only the response's logits are ever needed
     )
-    return out.logits[:, :-1]
+    return at_positions(out.logits, index - first)
 
 
 def response_mask(response: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,6 +101,16 @@ def logprobs_of(
     """Log-probability of `tokens` under `logits / temperature`: (B, T, V), (B, T) -> (B, T)."""
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     return torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def logprobs_and_entropy(
+    logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`logprobs_of` and `entropy_from_logits(logits / temperature)` from one log-softmax:
+    (B, T, V), (B, T) -> (B, T), (B, T). The full-vocabulary tensor is made once, not twice."""
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    logprobs = torch.gather(logp, -1, tokens.unsqueeze(-1)).squeeze(-1)
+    return logprobs, -(logp.exp() * logp).sum(-1)
 
 
 def kl_exact(

@@ -17,6 +17,7 @@ from pathlib import Path
 from lab import metrics as M
 from lab.config import LabConfig, apply_overrides, from_dict, to_dict
 from lab.distributed import barrier, is_main
+from lab.recipes import base_model_path
 from lab.runlog import RunLog, is_done, read_metrics, write_json
 from lab.world.build import build_world
 
@@ -36,6 +37,7 @@ class Stage:
     depends_on: tuple[str, ...]
     resumable: bool = False
     parallel: bool = True
+    optional: bool = False  # runs only when `cfg.stages` names it (or it is asked for itself)
 
 
 def run_world(cfg: LabConfig, run_dir: Path) -> dict:
@@ -56,6 +58,13 @@ def run_pretrain_stage(cfg: LabConfig, run_dir: Path) -> dict:
     from lab.pretrain import run_pretrain  # torch import only when needed
 
     return run_pretrain(cfg, run_dir / "world", run_dir / "pretrain")
+
+
+def run_classifier_stage(cfg: LabConfig, run_dir: Path) -> dict:
+    """Train a sentence classifier on the world's text (a reward for `+sentiment` / `+detox`)."""
+    from lab.classifier import run_classifier
+
+    return run_classifier(cfg, base_model_path(cfg, run_dir), run_dir / "classifier")
 
 
 def run_sft_stage(cfg: LabConfig, run_dir: Path) -> dict:
@@ -93,24 +102,42 @@ def run_grpo_stage(cfg: LabConfig, run_dir: Path) -> dict:
     return run_grpo(cfg, run_dir, run_dir / "grpo")
 
 
+def run_orpo_stage(cfg: LabConfig, run_dir: Path) -> dict:
+    """Train the SFT model on DPO's preference pairs with ORPO (no reference model, no reward model)."""
+    from lab.orpo import run_orpo
+
+    return run_orpo(cfg, run_dir, run_dir / "orpo")
+
+
 # A stage depends on its own section and on everything the stages before it depend on.
 BASE = ("world", "tokenizer", "model", "pretrain", "seed")
 TRAIN = (*BASE, "data")  # from SFT on, a recipe's datasets may replace the world's
 STAGES = [
     Stage("world", run_world, ("world",), parallel=False),
     Stage("pretrain", run_pretrain_stage, BASE),
+    Stage("classifier", run_classifier_stage, (*BASE, "classifier"), optional=True),
     Stage("sft", run_sft_stage, (*TRAIN, "sft")),
     Stage("reward", run_reward_stage, (*TRAIN, "sft", "reward")),
     Stage("ppo", run_ppo_stage, (*TRAIN, "sft", "reward", "ppo"), resumable=True),
     Stage("dpo", run_dpo_stage, (*TRAIN, "sft", "reward", "dpo")),  # the pairs and RM are reward's
     Stage("grpo", run_grpo_stage, (*TRAIN, "sft", "reward", "grpo")),
+    Stage("orpo", run_orpo_stage, (*TRAIN, "sft", "reward", "orpo")),  # last: a comparison
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
 
-def base_model_path(cfg: LabConfig, run_dir: Path) -> str:
-    """Where the base model lives: the hub id of a real profile, or the pretrained folder."""
-    return cfg.model.name_or_path or str(run_dir / "pretrain" / "model")
+def wanted(cfg: LabConfig, stage: Stage, until: str) -> bool:
+    """Whether `run_stages(..., until)` runs `stage`: the stages `cfg.stages` names (empty: all
+    but the optional ones), and `until` itself."""
+    if stage.name == until:
+        return True
+    named = [n.strip() for n in cfg.stages.split(",") if n.strip()]
+    return stage.name in named if named else not stage.optional
+
+
+def last_stage(cfg: LabConfig) -> str:
+    """Where `python -m lab pipeline` stops: the last stage this config runs."""
+    return [s.name for s in STAGES if wanted(cfg, s, until="")][-1]
 
 
 def fingerprint(cfg: LabConfig, sections: tuple[str, ...]) -> str:
@@ -132,6 +159,8 @@ def run_stages(
     if is_main():  # under `accelerate launch` only one process writes files
         write_json(run_dir / CONFIG_FILE, to_dict(cfg))  # the settings of the latest stages run
     for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
+        if not wanted(cfg, stage, until):
+            continue
         out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
         stale = is_done(out) and read_metrics(out).get(M.STAGE_FINGERPRINT) != fp
         if is_done(out) and not (rerun or stale or (force and stage.name == until)):

@@ -29,10 +29,21 @@ MODEL_TABLES = {
     "ppo": ("ppo", GOLD_TABLE),
     "dpo": ("dpo", GOLD_TABLE),
     "grpo": ("grpo", GOLD_TABLE),
+    "orpo": ("orpo", GOLD_TABLE),
 }
-KL_KEYS = {"ppo": M.PPO_EVAL_KL, "dpo": M.DPO_EVAL_KL, "grpo": M.GRPO_EVAL_KL}
+KL_KEYS = {
+    "ppo": M.PPO_EVAL_KL,
+    "dpo": M.DPO_EVAL_KL,
+    "grpo": M.GRPO_EVAL_KL,
+    "orpo": M.ORPO_EVAL_KL,
+}
 # ...and its reward-model score of fresh samples (the yardstick when there is no gold judge).
-RM_KEYS = {"ppo": M.PPO_EVAL_REWARD, "dpo": M.DPO_EVAL_REWARD, "grpo": M.GRPO_EVAL_REWARD}
+RM_KEYS = {
+    "ppo": M.PPO_EVAL_REWARD,
+    "dpo": M.DPO_EVAL_REWARD,
+    "grpo": M.GRPO_EVAL_REWARD,
+    "orpo": M.ORPO_EVAL_REWARD,
+}
 # The numbers that say whether a stage did its job, in the order printed.
 KEY_METRICS = {
     "world": [M.WORLD_N_PAIRS_TRAIN, M.WORLD_PAIRS_TRAIN_AGREEMENT],
@@ -42,6 +53,7 @@ KEY_METRICS = {
     "ppo": [M.PPO_EVAL_REWARD, M.PPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
     "dpo": [M.DPO_EVAL_ACCURACY, M.DPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
     "grpo": [M.GRPO_EVAL_REWARD, M.GRPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
+    "orpo": [M.ORPO_EVAL_LOG_ODDS_RATIO, M.ORPO_EVAL_KL, M.EVAL_GOLD_MEAN, M.EVAL_WIN_RATE],
 }
 CURVES = {
     "pretrain": [M.PRETRAIN_LOSS, M.PRETRAIN_EVAL_LOSS],
@@ -50,6 +62,7 @@ CURVES = {
     "ppo": [M.PPO_REWARD, M.PPO_KL, M.PPO_GOLD],
     "dpo": [M.DPO_LOSS, M.DPO_ACCURACY],
     "grpo": [M.GRPO_REWARD, M.GRPO_KL],
+    "orpo": [M.ORPO_LOSS, M.ORPO_NLL, M.ORPO_LOG_ODDS_RATIO],
 }
 
 
@@ -202,6 +215,9 @@ HEADLINES = {
     "grpo": "GRPO reached a reward-model score of {m[grpo/eval_reward]:.2f} at a KL of "
     "{m[grpo/eval_kl]:.2f} nats from SFT; gold {m[eval/gold_mean]:.2f}, and it beats SFT on "
     "{m[eval/win_rate]:.0%} of prompts.",
+    "orpo": "ORPO, with no reference model, brought the held-out pairs' log odds ratio (chosen over "
+    "rejected) to {m[orpo/eval_log_odds_ratio]:.2f} at a KL of {m[orpo/eval_kl]:.2f} nats from SFT; "
+    "gold {m[eval/gold_mean]:.2f}, and it beats SFT on {m[eval/win_rate]:.0%} of prompts.",
 }
 # The model table's columns as the report shows them, each with its definition.
 COLUMNS = {

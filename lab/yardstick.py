@@ -11,19 +11,23 @@ from pathlib import Path
 
 import pandas as pd
 
+from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig
 from lab.evaluation import (
     GOLD_TABLE,
     compute_kl_and_reward,
+    compute_sentence_counts,
     evaluate_model,
     save_gold_table,
     summarize_gold,
     win_metrics,
 )
 from lab.models import load_causal_lm, save_model
-from lab.reward_model import load_reward_model
+from lab.reward_sources import Scorer, load_scorer
 from lab.trainers import causal_lm_loader, trained_model
+
+START_GOLD_TABLE = "eval_start.jsonl"  # the start model's answers, when it is not the SFT model
 
 
 def evaluate_policy(
@@ -34,40 +38,89 @@ def evaluate_policy(
     out_dir: Path,
     names: dict[str, str],
     reward_model: Path | None = None,
+    start: str | None = None,
+    scorer: Scorer | None = None,
 ) -> dict:
-    """Gold against SFT, KL to SFT and reward-model score on the held-out prompts.
+    """Gold against the start model, KL to it and the reward on the held-out prompts.
 
     `names` maps `kl`, `reward`, `eos_rate` and `win_tie_loss` to the stage's metric names;
-    `reward_model` is the reward model the policy trained against (default: the run's).
+    `reward_model` is the reward model the policy trained against (default: the run's), or
+    `scorer` the reward it trained on. `start` is the model the policy started from (default:
+    the run's SFT model); another start (the base) is measured too, as the "before" numbers.
     """
     world, prompts = recipes.gold_judge(cfg), recipes.eval_prompts(cfg, run_dir / "world")
+    sft = str(run_dir / "sft" / "model")
+    start = str(start or sft)
 
-    # Gold: the same prompts and decoding as the SFT stage's table, prompt by prompt.
+    # Gold: the same prompts and decoding as the start model's table, prompt by prompt.
     table = evaluate_model(policy, tokenizer, world, prompts)
     save_gold_table(table, out_dir / GOLD_TABLE)
-    sft_table = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)
+    reference = load_causal_lm(start, cfg.model.dtype, cfg.device)
+    if start == sft:
+        start_table = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)
+    else:
+        start_table = evaluate_model(reference, tokenizer, world, prompts)
+        save_gold_table(start_table, out_dir / START_GOLD_TABLE)
 
-    # KL to the SFT model and reward-model score, on fresh samples with the same decoding.
-    reference = load_causal_lm(str(run_dir / "sft" / "model"), cfg.model.dtype, cfg.device)
-    rm, rm_tokenizer = load_reward_model(
-        reward_model or run_dir / "reward" / "model", policy.device
-    )
-    drift = compute_kl_and_reward(policy, reference, tokenizer, rm, rm_tokenizer, prompts)
-    return {
+    # KL to the start model and the reward, on fresh samples with the same decoding.
+    scorer = scorer or load_scorer("model", run_dir, policy.device, reward_model)
+    drift = compute_kl_and_reward(policy, reference, tokenizer, None, None, prompts, scorer=scorer)
+    out = {
         **summarize_gold(table),
-        **win_metrics(table, sft_table, names["win_tie_loss"]),
+        **win_metrics(table, start_table, names["win_tie_loss"]),
         **{names[k]: v for k, v in drift.items()},
     }
+    if start != sft:
+        out |= before_and_after(reference, tokenizer, scorer, prompts, world, table, start_table)
+    return out
+
+
+def before_and_after(reference, tokenizer, scorer, prompts, world, table, start_table) -> dict:
+    """The start model's reward, and polite / toxic / garbled sentences per answer before and after."""
+    before = compute_kl_and_reward(
+        reference, reference, tokenizer, None, None, prompts, scorer=scorer
+    )
+    out = {M.EVAL_REWARD_START: before["reward"]}
+    if world is None:
+        return out
+    names = {"polite": M.EVAL_POLITE, "rude_unsafe": M.EVAL_RUDE_UNSAFE, "garbled": M.EVAL_GARBLED}
+    start_names = {
+        "polite": M.EVAL_START_POLITE,
+        "rude_unsafe": M.EVAL_START_RUDE_UNSAFE,
+        "garbled": M.EVAL_START_GARBLED,
+    }
+    out |= {names[k]: v for k, v in compute_sentence_counts(world, table).items()}
+    out |= {start_names[k]: v for k, v in compute_sentence_counts(world, start_table).items()}
+    return out
+
+
+BEFORE_AFTER = {  # measure -> (metric before, metric after); the reward's is the stage's own
+    "polite per answer": (M.EVAL_START_POLITE, M.EVAL_POLITE),
+    "rude + unsafe per answer": (M.EVAL_START_RUDE_UNSAFE, M.EVAL_RUDE_UNSAFE),
+    "garbled per answer": (M.EVAL_START_GARBLED, M.EVAL_GARBLED),
+}
+
+
+def compute_before_after(metrics: dict, reward_metric: str = M.PPO_EVAL_REWARD) -> pd.DataFrame:
+    """The start model's numbers beside the policy's (a stage's metrics from `before_and_after`):
+    one row per measure, columns `before` and `after`."""
+    pairs = {"reward": (M.EVAL_REWARD_START, reward_metric), **BEFORE_AFTER}
+    rows = [
+        {"measure": name, "before": metrics[b], "after": metrics[a]}
+        for name, (b, a) in pairs.items()
+        if b in metrics and a in metrics
+    ]
+    return pd.DataFrame(rows).set_index("measure")
 
 
 def finish_policy(
-    cfg: LabConfig, trainer, start: str, tokenizer, run_dir: Path, out_dir: Path, names
+    cfg: LabConfig, trainer, start: str, tokenizer, run_dir: Path, out_dir: Path, names, scorer=None
 ) -> tuple:
     """A TRL stage's end: the trained policy saved as a plain model folder, then measured.
 
     `start` is the model the policy was loaded from (`causal_lm_loader`), where LoRA adapters go
-    back on; returns `(policy, the yardstick's metrics under the stage's names)`.
+    back on; `scorer` the reward it trained on (default: the run's reward model); returns `(policy, the yardstick's metrics under the stage's names)`.
     """
     policy = trained_model(trainer, causal_lm_loader(cfg), start, out_dir)
     save_model(policy, tokenizer, out_dir / "model")
-    return policy, evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, names)
+    return policy, evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, names, scorer=scorer)

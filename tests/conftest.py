@@ -32,6 +32,7 @@ SMALL = {
     "ppo.batch_size": 32,
     "ppo.checkpoint_every": 4,
     "dpo.max_train_pairs": 640,
+    "orpo.max_train_pairs": 640,
     "grpo.max_prompts": 256,
 }
 

@@ -269,6 +269,11 @@ CASES = {
         lambda ns: ex.check_taste_wins(ns["old"], ns["new"], ns["my_wins"]),
         {"my_wins": 0.5},  # a tie counted as half a win
     ),
+    "08.1": (
+        lambda: {},
+        lambda ns: ex.check_tone_reward(ns["my_reward"]),
+        {"my_reward": lambda prompts, completions: [1.0] * len(completions)},
+    ),
 }
 TRY_IT = {"03.3", "04.1", "04.2", "04.3"}  # train a variant; their checks are tested above
 

@@ -11,6 +11,7 @@ from lab.evaluation import GOLD_TABLE, compute_win_rate
 from lab.grpo import REWARD_NAME, reward_function, run_grpo
 from lab.profiles import load_config
 from lab.reward_model import load_reward_model, score
+from lab.reward_sources import model_scorer
 from lab.runlog import read_log
 from tests.conftest import SMALL
 from tests.test_dpo import copy_run
@@ -29,7 +30,7 @@ def grpo_run(small_reward_run, tmp_path_factory):
 def test_reward_function_reads_trl_completions_through_score(small_reward_run):
     rm, rm_tokenizer = load_reward_model(small_reward_run / "reward" / "model")
     eos = rm_tokenizer.eos_token_id
-    fn = reward_function(rm, rm_tokenizer, eos, missing_eos_penalty=1.5)
+    fn = reward_function(model_scorer(rm, rm_tokenizer), eos, missing_eos_penalty=1.5)
     assert fn.__name__ == REWARD_NAME  # TRL logs rewards/<name>/mean
     prompts = ["What is 2 plus 3?", "Tell me the capital of Shoos."]
     answers = ["2 plus 3 is 5.", "The capital of Shoos is Grilo."]

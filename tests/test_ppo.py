@@ -215,6 +215,55 @@ def test_token_stats_in_chunks_equal_one_pass(small_reward_run):
         assert a.shape == (5, 4) and torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.parametrize("lora_r, checkpointing", [(0, False), (4, False), (4, True)])
+def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpointing):
+    """The rollout's log-probs and the update's forwards before its first step agree to the
+    last bit (ratio 1, approx KL 0), however much padding each minibatch carries."""
+    from lab.ppo import Rollout, add_advantages, ppo_update, token_stats
+
+    overrides = {"ppo.lora_r": lora_r, "ppo.ppo_epochs": 1, "ppo.mini_batch_size": 3}
+    cfg = load_config("tiny", {**SMALL, **overrides})
+    cfg.ppo.lr = 0.0  # no step: every minibatch of the epoch is a "first" one
+    ac = actor_critic(small_reward_run, lora_r, checkpointing)
+    torch.manual_seed(1)
+    ids = torch.randint(5, 100, (6, 14))  # 8 prompt columns, 6 response columns
+    mask = torch.ones_like(ids)
+    for row, (pad, cut) in enumerate([(0, 0), (5, 0), (2, 3), (7, 4), (0, 5), (4, 1)]):
+        mask[row, :pad], mask[row, 14 - cut :] = 0, 0  # left padding, tokens after EOS
+    ids = ids * mask
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(6, generator=gen)  # as `rollout` draws the first epoch's minibatches
+    stats = token_stats(ac, ids, mask, ids[:, -6:], cfg.ppo.temperature, 3, order)
+    r = Rollout(
+        prompts=list("abcdef"), texts=list("uvwxyz"), ids=ids, mask=mask,
+        response_mask=mask[:, -6:].float(), has_eos=torch.ones(6, dtype=torch.bool),
+        score=torch.linspace(-1, 1, 6), logprobs=stats[0], ref_logprobs=stats[1],
+        values=stats[2], entropy=stats[3], order=order,
+    )  # fmt: skip
+    add_advantages(r, 0.05, cfg)
+    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.ppo.lr)
+    losses = ppo_update(ac, optimizer, r, cfg, gen)
+    assert losses[M.PPO_RATIO] == 1.0 and losses[M.PPO_APPROX_KL] == 0.0
+    assert losses[M.PPO_CLIPFRAC] == 0.0 and losses[M.PPO_VALUE_CLIPFRAC] == 0.0
+
+
+def test_padding_changes_no_logit(small_reward_run):
+    """Step 4 and the update move padding out of the forward (`align_left`): the same numbers
+    (to float rounding) as the forward over the padded batch, and as the row alone."""
+    from lab.responses import position_ids
+
+    ac = actor_critic(small_reward_run, 0)
+    ids = torch.tensor([[0, 0, 7, 8, 9, 10, 0], [3, 4, 5, 6, 7, 8, 9]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        logits = ac.response_logits(ids, mask, 3)
+        padded = ac.policy(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+        alone = ac.response_logits(ids[:1, 2:6], mask[:1, 2:6], 2)
+    assert torch.allclose(logits[:, :2], padded.logits[:, -4:-2], atol=1e-5)
+    assert torch.allclose(logits[1, 2], padded.logits[1, -2], atol=1e-5)
+    assert torch.allclose(alone, logits[:1, :2], atol=1e-5)
+
+
 def actor_critic(run, lora_r: int, checkpointing: bool = False, moved: bool = True) -> ActorCritic:
     """PPO's models on the small run; `moved`: adapters and head nudged off their zero init."""
     torch.manual_seed(0)  # the same LoRA initialisation and nudges every time

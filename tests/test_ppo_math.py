@@ -18,8 +18,11 @@ from lab.ppo_math import (
     value_loss,
 )
 from lab.responses import (
+    align_left,
+    at_positions,
     entropy_from_logits,
     kl_exact,
+    logprobs_and_entropy,
     logprobs_of,
     penalize_missing_eos,
     sequence_kl,
@@ -175,3 +178,33 @@ def test_penalize_missing_eos_only_touches_cut_answers():
 def test_sequence_kl_sums_real_tokens_only():
     kl, mask = T([[0.5, -0.25, 9.0], [1.0, 2.0, 3.0]]), T([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     assert sequence_kl(kl, mask).tolist() == [0.25, 6.0]
+
+
+def test_logprobs_and_entropy_equal_the_two_separate_functions():
+    """One log-softmax for both, bit for bit what `logprobs_of` and `entropy_from_logits` give."""
+    torch.manual_seed(0)
+    logits, tokens = 3 * torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
+    logprobs, entropy = logprobs_and_entropy(logits, tokens, temperature=0.7)
+    assert torch.equal(logprobs, logprobs_of(logits, tokens, 0.7))
+    assert torch.equal(entropy, entropy_from_logits(logits / 0.7))
+
+
+def test_align_left_by_hand():
+    """Left padding goes, the batch ends after its longest row, and each response token's
+    prediction is read one position before it (past a row's end: its last position)."""
+    ids = T([[0, 0, 5, 6, 7, 8, 0], [3, 4, 5, 6, 7, 8, 9], [0, 0, 0, 5, 7, 0, 0]])
+    mask = (ids != 0).long()  # prompts of 2, 4 and 1 tokens; responses: the last 3 columns
+    aligned, aligned_mask, index = align_left(ids, mask, 3)
+    assert aligned.tolist() == [[5, 6, 7, 8, 0, 0, 0], [3, 4, 5, 6, 7, 8, 9], [5, 7, 0, 0, 0, 0, 0]]
+    assert torch.equal(aligned_mask, (aligned != 0).long())
+    assert index.tolist() == [[1, 2, 3], [3, 4, 5], [0, 1, 2]]
+    short = align_left(ids[[0, 2]], mask[[0, 2]], 3)  # without the long row: cut after 4
+    assert short[0].tolist() == [[5, 6, 7, 8], [5, 7, 0, 0]]
+    assert short[2].tolist() == [[1, 2, 3], [0, 1, 2]]
+
+
+def test_at_positions_reads_each_rows_own_positions():
+    x = torch.arange(2 * 4 * 3).view(2, 4, 3)  # (B, L, V)
+    index = T([[0, 3], [2, 2]])
+    assert torch.equal(at_positions(x, index), torch.stack([x[0, [0, 3]], x[1, [2, 2]]]))
+    assert torch.equal(at_positions(x[..., 0], index), T([[0, 9], [18, 18]]))

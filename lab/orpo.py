@@ -1,0 +1,105 @@
+"""Stage 6: ORPO. The SFT model learns from the same preference pairs as DPO, with no reference.
+
+ORPO's loss on a pair is the SFT loss on the chosen answer plus λ · -log σ(log odds(chosen) -
+log odds(rejected)) (`lab.preference_math.odds_ratio_loss`): nothing is frozen, so it needs one
+model in memory where DPO needs two. TRL ships it as `trl.experimental.orpo.ORPOTrainer`.
+Then the same yardstick as DPO and GRPO: gold on the held-out prompts against SFT, and KL to
+SFT and the reward model's score on fresh samples (`lab.yardstick.finish_policy`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from lab import metrics as M
+from lab.config import LabConfig
+from lab.models import load_tokenizer, num_params
+from lab.pairs import as_conversational, load_pairs
+from lab.runlog import RunLog
+from lab.trainers import (
+    ForwardLogs,
+    causal_lm_loader,
+    check_launch,
+    last_logged,
+    lora_config,
+    trainer_args,
+)
+from lab.yardstick import finish_policy
+
+with warnings.catch_warnings():  # known: TRL 1.x moved ORPO to `trl.experimental`
+    warnings.simplefilter("ignore")
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+TRAINER_LOGS = {  # the trainer's log keys -> the lab's metric names
+    "loss": M.ORPO_LOSS,
+    "learning_rate": M.ORPO_LR,
+    "nll_loss": M.ORPO_NLL,
+    "log_odds_chosen": M.ORPO_LOG_ODDS_RATIO,  # TRL's name for the mean log odds ratio
+    "rewards/accuracies": M.ORPO_ACCURACY,
+    "rewards/margins": M.ORPO_MARGIN,
+    "eval_loss": M.ORPO_EVAL_LOSS,
+    "eval_nll_loss": M.ORPO_EVAL_NLL,
+    "eval_log_odds_chosen": M.ORPO_EVAL_LOG_ODDS_RATIO,
+    "eval_rewards/accuracies": M.ORPO_EVAL_ACCURACY,
+    "eval_rewards/margins": M.ORPO_EVAL_MARGIN,
+}
+EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
+    "kl": M.ORPO_EVAL_KL,
+    "reward": M.ORPO_EVAL_REWARD,
+    "eos_rate": M.ORPO_EVAL_EOS_RATE,
+    "win_tie_loss": M.ORPO_WIN_TIE_LOSS,
+}
+
+
+def run_orpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
+    """Train the SFT model on the reward stage's preference pairs with ORPO; save and evaluate it."""
+    o, log = cfg.orpo, RunLog(out_dir, report_to=cfg.log.targets())
+    sft = str(run_dir / "sft" / "model")
+
+    # 1. Data: DPO's pairs, as conversations (the chat format SFT taught).
+    train, held_out = load_pairs(cfg, run_dir / "world")
+    if o.max_train_pairs:
+        train = train.select(range(min(o.max_train_pairs, len(train))))
+    train, held_out = as_conversational(train), as_conversational(held_out)
+
+    # 2. Model: the policy starts as the SFT model, and there is no reference model at all.
+    tokenizer = load_tokenizer(sft)
+    policy = causal_lm_loader(cfg)(sft)
+
+    # 3. Train: NLL(chosen) + beta * -log sigmoid(log odds(chosen) - log odds(rejected)).
+    args = ORPOConfig(
+        **trainer_args(cfg, o, out_dir),
+        beta=o.beta,
+        max_length=cfg.model.max_length,
+        eval_on_start=True,  # the SFT model's own odds on the held-out pairs: ORPO's baseline
+    )
+    trainer = ORPOTrainer(
+        model=policy,
+        args=args,
+        train_dataset=train,
+        eval_dataset=held_out,
+        processing_class=tokenizer,
+        peft_config=lora_config(o.lora_r, o.lora_alpha, "CAUSAL_LM"),
+        callbacks=[ForwardLogs(log, TRAINER_LOGS)],
+    )
+    check_launch(trainer)  # before training, not after it
+    trainer.train()
+
+    # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
+    policy, evals = finish_policy(cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    return log.finish(
+        {
+            M.NUM_PARAMS: num_params(policy),
+            M.ORPO_LOSS: last_logged(trainer, "loss"),
+            M.ORPO_NLL: last_logged(trainer, "nll_loss"),
+            M.ORPO_EVAL_LOSS: last_logged(trainer, "eval_loss"),
+            M.ORPO_EVAL_ACCURACY: last_logged(trainer, "eval_rewards/accuracies"),
+            M.ORPO_EVAL_LOG_ODDS_RATIO: last_logged(trainer, "eval_log_odds_chosen"),
+            **evals,
+            M.ORPO_TRAIN_PAIRS: len(train),
+            M.ORPO_EVAL_PAIRS: len(held_out),
+            M.ORPO_STEPS: trainer.state.global_step,
+            M.STAGE_SECONDS: log.elapsed,
+        }
+    )
