@@ -15,7 +15,7 @@ def test_tiny_is_the_defaults():
 
 def test_profiles_are_small_diffs():
     """A profile is the shared GPU (and LoRA) diff plus a few fields of its own."""
-    assert len(GPU) <= 16 and len(LORA) <= 12
+    assert len(GPU) <= 18 and len(LORA) <= 12  # a few lines per trained stage (ORPO's included)
     for name, diff in PROFILES.items():
         own = {k for k in diff if k not in GPU and k not in LORA}
         assert len(own) <= 4, f"profile {name} should be a small diff, has its own {sorted(own)}"
