@@ -13,7 +13,8 @@ alike; the table gives each side's mean and the lab's samples/s and peak memory 
 
 Each side runs in a fresh subprocess (TRL's with PYTHONPATH=--trl-path) and reports per-update
 times (from after model loading to the end of each update) and mean RM scores (minus the
-missing-EOS penalty, as both log them), peak RSS minus RSS after imports (training only), and
+missing-EOS penalty, as both log them), peak memory (training only: GPU memory allocated on a
+GPU, else peak RSS minus RSS after imports), and
 on the tiny world the gold score of the final policy on the held-out prompts.
 """
 
@@ -86,6 +87,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def memory_mark() -> float:
+    """Where training's peak memory counts from: on a GPU, an empty allocator; else RSS now."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return rss_mb()
+
+
+def peak_mb(mark: float) -> float:
+    """Peak memory since `mark`: GPU memory allocated on a GPU, else resident memory."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20 - mark
+    return peak_rss_mb() - mark
+
+
 def prepare(shape: str, folder: Path) -> Path:
     """A run folder (world, sft, reward, config.json): the tiny run's, or random 135M weights."""
     shutil.copytree(TINY_RUN / "world", folder / "world")
@@ -114,7 +130,7 @@ def gold_mean(policy, tokenizer, run_dir: Path) -> float:
 
 def run_lab(s: Settings, run_dir: Path) -> dict:
     """The lab's `run_ppo`; its final evaluation (200 held-out rollouts) is replaced by ours."""
-    base, result = rss_mb(), {}
+    base, result = memory_mark(), {}
     cfg = load_run_config(run_dir)
     overrides = {
         "ppo.updates": s.updates,
@@ -130,7 +146,7 @@ def run_lab(s: Settings, run_dir: Path) -> dict:
     apply_overrides(cfg, overrides | parse_set_args(s.lab_set))
 
     def finish(cfg, ac, tokenizer, log, out_dir, run_dir, *rest):  # lab.ppo.finish's arguments
-        result["peak_mb"] = peak_rss_mb() - base
+        result["peak_mb"] = peak_mb(base)
         if lab.recipes.gold_judge(cfg) is not None:
             result["gold"] = gold_mean(ac.merged_policy(), tokenizer, run_dir)
         return {}
@@ -186,7 +202,7 @@ def trl_config(s: Settings, p: PPOStageConfig, output_dir: Path):
         lr_scheduler_type="constant",  # the lab: constant lr, AdamW(eps=1e-5), torch's decay
         adam_epsilon=1e-5,
         weight_decay=0.01,
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
         bf16=False,
         gradient_checkpointing=False,
         num_sample_generations=0,
@@ -206,7 +222,7 @@ def run_trl(s: Settings, run_dir: Path) -> dict:
     from trl.experimental.ppo import PPOTrainer
 
     assert trl.__version__ == "1.12.0", f"need TRL 1.12.0 on PYTHONPATH, got {trl.__version__}"
-    base, p = rss_mb(), load_run_config(run_dir).ppo
+    base, p = memory_mark(), load_run_config(run_dir).ppo
     sft, reward = str(run_dir / "sft" / "model"), str(run_dir / "reward" / "model")
     tokenizer = load_tokenizer(sft)  # left padding: TRL generates from the collated queries
     prompts = load_prompts(run_dir / "world" / FILES["ppo_prompts"])["prompt"]
@@ -226,7 +242,7 @@ def run_trl(s: Settings, run_dir: Path) -> dict:
         peft_config=lora if s.lora_r else None,
     )
     trainer.train()
-    peak = peak_rss_mb() - base
+    peak = peak_mb(base)
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
     gold = gold_mean(policy, tokenizer, run_dir) if s.shape == "tiny" else None
     return {"peak_mb": peak, "gold": gold, "times": clock.times, "scores": clock.scores}
@@ -237,8 +253,8 @@ def spawn(impl: str, s: Settings, folder: Path, python_path: str | None) -> dict
     first on its import path: TRL 1.12, or another copy of the lab); its result."""
     run_dir = prepare(s.shape, folder / f"{impl}-{s.lora_r}-{len(list(folder.glob('*')))}")
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    if python_path:
-        env["PYTHONPATH"] = python_path
+    if python_path:  # first on the path, before whatever the caller's PYTHONPATH holds
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [python_path, env.get("PYTHONPATH")]))
     cmd = [sys.executable, __file__, "--worker", impl, "--run-dir", str(run_dir)]
     log = run_dir / "worker.log"
     with log.open("w") as out:

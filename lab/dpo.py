@@ -17,7 +17,7 @@ import trl
 from lab import metrics as M
 from lab.config import LabConfig
 from lab.models import load_tokenizer, num_params
-from lab.pairs import as_conversational, load_pairs
+from lab.pairs import policy_pairs
 from lab.runlog import RunLog
 from lab.trainers import (
     ForwardLogs,
@@ -54,10 +54,7 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     sft = str(run_dir / "sft" / "model")
 
     # 1. Data: the reward model's pairs, as conversations (the chat format SFT taught).
-    train, held_out = load_pairs(cfg, run_dir / "world")
-    if d.max_train_pairs:
-        train = train.select(range(min(d.max_train_pairs, len(train))))
-    train, held_out = as_conversational(train), as_conversational(held_out)
+    train, held_out = policy_pairs(cfg, run_dir / "world", d.max_train_pairs)
 
     # 2. Model: the policy starts as the SFT model. ref_model=None: TRL loads a frozen copy of
     #    it as the reference (full fine-tuning), or turns the adapters off (LoRA).

@@ -68,3 +68,15 @@ def load_pairs(
         both = [as_conversational(train), as_conversational(extra_pairs)]
         train = datasets.concatenate_datasets(both, info=info)
     return train, held_out
+
+
+def policy_pairs(
+    cfg: LabConfig, world_dir: Path, max_pairs: int = 0
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The pairs a policy trains on directly (DPO, ORPO): the reward model's training and
+    held-out pairs, the training ones cut to `max_pairs` (0: all), both as conversations
+    (the chat format SFT taught)."""
+    train, held_out = load_pairs(cfg, world_dir)
+    if max_pairs:
+        train = train.select(range(min(max_pairs, len(train))))
+    return as_conversational(train), as_conversational(held_out)

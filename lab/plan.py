@@ -24,7 +24,7 @@ from lab.plan_memory import (
     matmul_params,
 )
 
-STAGES = ("pretrain", "sft", "reward", "ppo", "dpo", "grpo")
+STAGES = ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "orpo")
 CUDA_CONTEXT_GB = 0.75  # CUDA context and kernels: on the card, outside the allocator
 HEADROOM = 1.10  # allocator fragmentation: a plan fits when peak x this + context <= memory
 
@@ -97,6 +97,8 @@ def stage_work(cfg: LabConfig, s: Setup) -> Work:
     if s.stage == "dpo":
         n = 2 * pairs(cfg.dpo.max_train_pairs) * cfg.dpo.epochs * seq
         return Work(n, n, 0)
+    if s.stage == "orpo":  # no reference model: chosen and rejected through the policy only
+        return Work(2 * pairs(cfg.orpo.max_train_pairs) * cfg.orpo.epochs * seq, 0, 0)
     if s.stage == "ppo":
         p = cfg.ppo
         n = p.updates * p.batch_size * seq  # rollout: policy, reference, value, reward model

@@ -46,7 +46,7 @@ class Setup:
     """One stage's knobs that set its memory: batch, lengths, LoRA, precision, checkpointing."""
 
     stage: str
-    """Stage name (pretrain, sft, reward, ppo, dpo, grpo)."""
+    """Stage name (pretrain, sft, reward, ppo, dpo, grpo, orpo)."""
     batch: int
     """Sequences per forward/backward (per device); pairs count as two."""
     seq: int
@@ -269,14 +269,24 @@ def reward_peak(a: Arch, s: Setup) -> Memory:
     return peak(t.weights, t.optimizer, train_phases(t, act, 0.0, s, fused=True))
 
 
-def dpo_peak(a: Arch, s: Setup) -> Memory:
-    """TRL DPOTrainer: policy + frozen reference (LoRA: adapters off), 2 x batch sequences."""
+def preference_peak(a: Arch, s: Setup, frozen: float) -> Memory:
+    """A TRL preference trainer: chosen and rejected through the policy together (2 x batch
+    sequences), beside `frozen` bytes of weights that never train."""
     t = trainable(a, s)
     tokens = 2 * s.batch * s.seq
-    reference = 0 if s.lora_r else count_params(a) * s.dtype_bytes
     head = fused_head_bytes(a, tokens, s, trainable_head=not s.lora_r)
     phases = train_phases(t, training_activations(a, tokens, s), head, s, fused=True)
-    return peak(t.weights + reference, t.optimizer, phases)
+    return peak(t.weights + frozen, t.optimizer, phases)
+
+
+def dpo_peak(a: Arch, s: Setup) -> Memory:
+    """TRL DPOTrainer: policy + frozen reference (LoRA: adapters off)."""
+    return preference_peak(a, s, 0 if s.lora_r else count_params(a) * s.dtype_bytes)
+
+
+def orpo_peak(a: Arch, s: Setup) -> Memory:
+    """TRL ORPOTrainer: the policy alone, no reference model."""
+    return preference_peak(a, s, 0.0)
 
 
 def generation_bytes(a: Arch, s: Setup) -> float:
@@ -339,6 +349,7 @@ PEAKS = {
     "ppo": ppo_peak,
     "dpo": dpo_peak,
     "grpo": grpo_peak,
+    "orpo": orpo_peak,
 }
 
 

@@ -124,11 +124,17 @@ def rl_prompts(cfg: LabConfig, world_dir: Path) -> list:
     return _split_recipe_prompts(cfg)[0]
 
 
+EVAL_SAMPLE_SEED = 0  # every run of a recipe answers the same held-out sample
+
+
 def eval_prompts(cfg: LabConfig, world_dir: Path) -> list:
     """Held-out prompts every model answers: the world's, a recipe's, or the prompts' tail."""
     n = cfg.data.n_eval_prompts
-    if cfg.data.eval_prompts:
-        return list(load_prompts(cfg.data.eval_prompts, max_rows=n)["prompt"])
+    if cfg.data.eval_prompts:  # a seeded sample, not the head: IMDB's test split is by label
+        prompts = load_prompts(cfg.data.eval_prompts)
+        if n < len(prompts):
+            prompts = prompts.shuffle(seed=EVAL_SAMPLE_SEED).select(range(n))
+        return list(prompts["prompt"])
     if cfg.data.prompts:
         return _split_recipe_prompts(cfg)[1]
     return list(load_prompts(world_dir / FILES["eval_prompts"])["prompt"])[:n]

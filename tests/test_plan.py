@@ -123,6 +123,19 @@ def test_checkpointing_and_lora_save_memory():
     assert estimate_memory(arch, dataclasses.replace(s, lora_r=16)).total < full
 
 
+def test_orpo_needs_no_reference_model():
+    # DPO holds a frozen copy of the policy; ORPO does not. With LoRA, DPO's reference is the
+    # base with its adapters off, so the two peaks meet.
+    arch = arch_from_config(twin_config("HuggingFaceTB/SmolLM2-135M"))
+    full = Setup("dpo", batch=8, seq=512, dtype_bytes=2)
+    orpo = dataclasses.replace(full, stage="orpo")
+    weights = count_params(arch) * 2
+    assert estimate_memory(arch, full).weights - estimate_memory(arch, orpo).weights == weights
+    lora = {"lora_r": 16}
+    dpo_lora = estimate_memory(arch, dataclasses.replace(full, **lora)).total
+    assert estimate_memory(arch, dataclasses.replace(orpo, **lora)).total == dpo_lora
+
+
 def test_parse_gb():
     assert parse_gb("16GB") == 16
     assert parse_gb("24") == 24
@@ -134,7 +147,7 @@ def test_parse_gb():
 def test_cli_plan_tiny(capsys):
     assert main(["plan", "--profile", "tiny", "--gpu", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "pretrain" in out and "peak GB" in out and "grpo" in out
+    assert "pretrain" in out and "peak GB" in out and "grpo" in out and "orpo" in out
 
 
 def test_cli_plan_twin_hub_id(capsys):

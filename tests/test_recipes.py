@@ -83,6 +83,17 @@ def test_a_recipe_holds_out_the_tail_of_its_prompts(recipe_files, tmp_path):
             recipes.rl_prompts(cfg, tmp_path)
 
 
+def test_separate_eval_prompts_are_a_fixed_sample_not_the_head(tmp_path):
+    # A split sorted by label (IMDB's test split) must not give held-out prompts of one label.
+    rows = [{"prompt": f"{'bad' if i < 20 else 'good'} review {i}"} for i in range(40)]
+    settings = {"data.eval_prompts": write_jsonl(tmp_path / "test.jsonl", rows)}
+    cfg = load_config("tiny", {**settings, "data.n_eval_prompts": 8})
+    held_out = [recipes.eval_prompts(cfg, tmp_path) for _ in range(2)]
+    texts = [p[-1]["content"] if isinstance(p, list) else p for p in held_out[0]]
+    assert held_out[0] == held_out[1] and len(texts) == 8, "the same 8 prompts every time"
+    assert {t.split()[0] for t in texts} == {"bad", "good"}, texts
+
+
 def test_tiny_model_trains_on_a_tldr_shaped_recipe(small_run, recipe_files, tmp_path):
     run = tmp_path / "run"
     for stage in ("world", "pretrain"):
