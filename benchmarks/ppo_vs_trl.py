@@ -16,6 +16,14 @@ times (from after model loading to the end of each update) and mean RM scores (m
 missing-EOS penalty, as both log them), peak memory (training only: GPU memory allocated on a
 GPU, else peak RSS minus RSS after imports), and
 on the tiny world the gold score of the final policy on the held-out prompts.
+
+Measured on one H100 (torch 2.11, 8 threads; this script, 10 updates, response 48, 4 epochs):
+tiny at batch 8, one minibatch: 19.6 against TRL's 9.3 samples/s (2.10x), 123 vs 165 MB; at
+batch 32, four minibatches: 32.0 against 22.1 (1.45x; the tiny model leaves the GPU waiting on
+kernel launches, and the update's 16 optimizer steps are most of them). SmolLM2-135M shape,
+LoRA r=16 with gradient checkpointing, batch 8: 1,672 MB against TRL's four full models at
+6,748 MB (0.25x) and its LoRA policy at 5,161 MB (0.32x), at 0.49x TRL's full-model speed: LoRA
+decoding is launch-bound there (165 tokens/s, 54% of the update, the same with plain `generate`).
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ def ppo_update(
 ) -> dict[str, float]:
     """Step 7: several epochs of minibatch updates with the clipped policy and value losses."""
     p, n = cfg.ppo, r.response_mask.shape[1]
-    stats: dict[str, list[float]] = {}
+    stats: dict[str, list[torch.Tensor]] = {}  # kept on the device: no sync per minibatch
     ac.train()
     for epoch in range(p.ppo_epochs):
         first = epoch == 0 and r.order is not None  # drawn from `rng` at step 4
@@ -201,10 +201,13 @@ def ppo_update(
                 M.PPO_VALUE_CLIPFRAC: vf_clipfrac,
                 M.PPO_GRAD_NORM: grad_norm,
             }.items():
-                stats.setdefault(name, []).append(float(torch.as_tensor(value).detach()))
-    if any(not torch.isfinite(torch.tensor(v)).all() for v in stats.values()):
-        raise FloatingPointError(f"non-finite PPO losses: { {k: v[-1] for k, v in stats.items()} }")
-    return {k: sum(v) / len(v) for k, v in stats.items()}
+                stats.setdefault(name, []).append(torch.as_tensor(value).detach().float())
+    table = {k: torch.stack(v).cpu() for k, v in stats.items()}  # (steps,) each, one sync
+    if any(not torch.isfinite(v).all() for v in table.values()):
+        raise FloatingPointError(
+            f"non-finite PPO losses: { {k: float(v[-1]) for k, v in table.items()} }"
+        )
+    return {k: float(v.mean()) for k, v in table.items()}
 
 
 def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, float]:
@@ -266,7 +269,9 @@ def make_learner(cfg: LabConfig, ac: ActorCritic, rank: int) -> Learner:
     ac.prepare_for_training()
     check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
     torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers
-    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=p.lr, eps=1e-5)
+    params = ac.trainable_parameters()
+    fused = params[0].is_cuda  # one kernel for the whole step on a GPU (TRL's default there too)
+    optimizer = torch.optim.AdamW(params, lr=p.lr, eps=1e-5, fused=fused)
     kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)
     # Each process draws its own prompts and minibatches; process 0 draws as a lone process does.
     rng, gen = random.Random(cfg.seed + rank), torch.Generator().manual_seed(cfg.seed + rank)
