@@ -311,9 +311,10 @@ def ppo_peak(a: Arch, s: Setup) -> Memory:
 
     Full: policy + value model (trainable), reference + reward model (frozen).
     LoRA: one base with `policy` and `value` adapters + value head, and the frozen reward model.
-    Phases: generation; rollout scoring (logits of policy and reference and their softmaxes, one
-    mini-batch at a time, no grad); the policy's forward/backward (full logits of the response);
-    the value model's forward/backward with the policy's grads alive; the optimizer step.
+    Phases: generation (LoRA: beside merged copies of the block weights, `ActorCritic.sampler`);
+    rollout scoring (logits of policy and reference and their softmaxes, one mini-batch at a
+    time, no grad); the policy's forward/backward (full logits of the response); the value
+    model's forward/backward with the policy's grads alive; the optimizer step.
     """
     d, response = s.dtype_bytes, s.new_tokens + 1
     policy, value = trainable(a, s), trainable(a, s, head="score")
@@ -332,8 +333,10 @@ def ppo_peak(a: Arch, s: Setup) -> Memory:
     # scored a mini-batch at a time (`lab.ppo.token_stats`): policy and reference logits + softmax
     rollout_logits = s.batch * response * a.vocab * (3 * d + 12 + (4 if d < 4 else 0))
     largest = max(policy.largest, value.largest)
+    # LoRA decodes with the policy adapter merged into copies of every block's linear weights.
+    merged = a.layers * sum(i * o for i, o in layer_linears(a)) * d if s.lora_r else 0
     phases = {
-        "generation": (0.0, generation_bytes(a, s)),
+        "generation": (0.0, generation_bytes(a, s) + merged),
         "rollout scoring": (0.0, rollout_logits),
         "policy forward/backward": (0.0, act + logits + head_grad),
         "value forward/backward": (policy.grads, act),

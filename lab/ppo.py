@@ -85,12 +85,10 @@ def rollout(
     p = cfg.ppo
     # 2. Generate with the policy: KV cache, left-padded prompts, stop at EOS.
     query = chat_batch(tokenizer, prompts, ac.policy.device)
-    model = ac.generation_model()
-    model.eval()
     decoding = DecodingConfig(max_new_tokens=p.max_new_tokens, temperature=p.temperature)
-    out = model.generate(
-        **query, **generate_kwargs(decoding, tokenizer)
-    )  # top_p 1: the full policy
+    with ac.sampler() as model:
+        model.eval()
+        out = model.generate(**query, **generate_kwargs(decoding, tokenizer))  # top_p 1
     n_prompt = query["input_ids"].shape[1]
     response = out[:, n_prompt:]  # (B, R)
     resp_mask, has_eos = response_mask(response, tokenizer.eos_token_id)
@@ -296,7 +294,8 @@ def checkpoint(
     """Save the learner at `step`, with the policy's answers to `prompts` (and their gold)."""
     check_in_sync(learner.ac.trainable_parameters())
     if is_main():  # samples drawn from their own seed: the training stream is untouched
-        answers = generate(learner.ac.generation_model(), tokenizer, prompts, SAMPLE_DECODING)
+        with learner.ac.sampler() as model:
+            answers = generate(model, tokenizer, prompts, SAMPLE_DECODING)
         rows = [
             {"prompt": last_content(q, "user"), "answer": a}
             for q, a in zip(prompts, answers, strict=False)

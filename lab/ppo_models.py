@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
@@ -152,9 +153,36 @@ class ActorCritic(nn.Module):
         for p in self.trainable_parameters():
             p.requires_grad_(True)
 
-    def generation_model(self):
-        """The model whose `generate` samples from the current policy."""
-        return self.policy
+    @contextlib.contextmanager
+    def sampler(self) -> Iterator[nn.Module]:
+        """The model whose `generate` samples from the current policy, for this block.
+
+        Full fine-tuning: the policy itself. LoRA: the base with the policy adapter merged into
+        copies of the targeted weights and every adapter off, so that each decoding step runs
+        one matmul per layer instead of base + B·A (on a GPU, decoding a token at a time is
+        mostly kernel launches, and LoRA's extra ones made `generate` 54% of a SmolLM2-135M
+        update). The original weight tensors are put back untouched: no merge-unmerge rounding
+        ever reaches the reference or the value trunk, which share them. The copies live only
+        inside the block. Log-probs are always read unmerged (step 4), so the ratios are exact.
+        """
+        if not self.lora:
+            yield self.policy
+            return
+        originals = []
+        with torch.no_grad():
+            for layer in self.policy.modules():
+                if isinstance(layer, LoraLayer) and "policy" in layer.lora_A:
+                    base = layer.get_base_layer()
+                    delta = layer.get_delta_weight("policy")
+                    merged = (base.weight.float() + delta.float()).to(base.weight.dtype)
+                    originals.append((base, base.weight))
+                    base.weight = nn.Parameter(merged, requires_grad=False)
+        try:
+            with self.policy.disable_adapter():
+                yield self.policy
+        finally:
+            for base, weight in originals:
+                base.weight = weight
 
     def merged_policy(self):
         """A plain causal LM with the policy's weights (adapters merged into a copy for LoRA)."""

@@ -154,9 +154,12 @@ def summarize(run_dir: Path) -> dict:
 def format_summary(summary: dict) -> str:
     """The text the pipeline prints at the end."""
     stages, models = pd.DataFrame(summary["stages"]), pd.DataFrame(summary["models"])
+    against = "win/tie/loss against SFT"
+    if models.empty or "sft" not in set(models["model"]):  # e.g. +sentiment: PPO from the base
+        against = "no SFT model in this run: no win rates, and KL is to PPO's start model"
     return (
         f"Stages (total {summary['total_seconds']:.0f} s):\n{format_stages(stages)}\n\n"
-        f"Models on held-out prompts (gold judge; win/tie/loss against SFT):\n"
+        f"Models on held-out prompts (gold judge; {against}):\n"
         f"{format_table(models)}"
     )
 

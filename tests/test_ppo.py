@@ -154,6 +154,36 @@ def test_lora_mode_shares_one_base(small_reward_run):
     assert torch.allclose(merged(input_ids=ids).logits[:, -4:-1], policy, atol=1e-4)
 
 
+def test_lora_sampler_decodes_the_policy_and_puts_every_weight_back(small_reward_run):
+    # Inside `sampler()` the policy adapter is merged into copies of the base weights; outside,
+    # the base (the reference and the value trunk) is bit for bit what it was.
+    run = small_reward_run
+    ac = ActorCritic(
+        str(run / "sft" / "model"), str(run / "reward" / "model"), 4, 8, "float32", "cpu"
+    )
+    ac.prepare_for_training()
+    ids = torch.tensor([[1, 4, 10, 11, 2, 5, 12, 13]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        for p in ac.trainable_parameters():
+            p.add_(0.05 * torch.randn_like(p))  # pretend training moved the adapters
+        base = {k: v.clone() for k, v in ac.policy.named_parameters() if "lora_" not in k}
+        policy = ac.response_logits(ids, mask, 3)
+        with ac.sampler() as model:
+            merged = model(input_ids=ids, attention_mask=mask).logits[:, -4:-1]
+            merged_base = {k: v for k, v in model.named_parameters() if "lora_" not in k}
+            assert any(not torch.equal(merged_base[k], base[k]) for k in base), "merged"
+            answer = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6,
+                                    do_sample=False)  # fmt: skip
+        after = {k: v for k, v in ac.policy.named_parameters() if "lora_" not in k}
+        unmerged = ac.policy.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6,
+                                      do_sample=False)  # fmt: skip
+    assert torch.allclose(merged, policy, atol=1e-4), "the merged model is the policy"
+    assert torch.equal(answer, unmerged), "greedy decoding picks the same tokens"
+    assert all(torch.equal(after[k], base[k]) for k in base), "the base is exactly restored"
+    assert torch.equal(ac.response_logits(ids, mask, 3), policy)
+
+
 def test_empty_prompt_set_is_a_clear_error(small_reward_run, tmp_path):
     for stage in ("world", "sft", "reward"):
         shutil.copytree(small_reward_run / stage, tmp_path / stage)

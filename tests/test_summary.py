@@ -48,6 +48,15 @@ def test_cli_prints_the_summary_and_writes_the_report(small_ppo_run, tmp_path, c
     assert format_summary(summarize(run)).splitlines()[0].startswith("Stages")
 
 
+def test_a_run_without_sft_does_not_claim_a_comparison_with_it():
+    # +sentiment and +detox train PPO from the base model: there is no SFT row to compare with.
+    summary = {"stages": [], "models": [{"model": "base"}, {"model": "ppo"}], "total_seconds": 1}
+    text = format_summary(summary)
+    assert "against SFT" not in text and "no SFT model in this run" in text
+    summary["models"].append({"model": "sft"})
+    assert "win/tie/loss against SFT" in format_summary(summary)
+
+
 def refuse(constant: str):
     raise ValueError(f"{constant} is not JSON")
 
