@@ -19,15 +19,14 @@ on the tiny world the gold score of the final policy on the held-out prompts.
 
 Measured on one H100 (torch 2.11, 8 threads; this script, 10 updates, response 48, 4 epochs):
 tiny at batch 8, one minibatch: 19.6 against TRL's 9.3 samples/s (2.10x), 123 vs 165 MB; at
-batch 32, four minibatches: 32.0 against 22.1 (1.45x; the tiny model leaves the GPU waiting on
-kernel launches, and the update's 16 optimizer steps are most of them). SmolLM2-135M shape,
-LoRA r=16 with gradient checkpointing, batch 8: 1,672 MB against TRL's four full models at
+batch 32, four minibatches: 32.0 against 22.1 (1.45x; the update is 69% of the time by
+`ppo_throughput.py --run runs/tiny --batch-size 32 --mini-batch-size 8 --ppo-epochs 4`).
+SmolLM2-135M shape, LoRA r=16 with gradient checkpointing, batch 8: 1,672 MB against TRL's four full models at
 6,748 MB (0.25x) and its LoRA policy at 5,161 MB (0.32x), at 0.49x TRL's full-model speed: LoRA
 decoding is launch-bound there (165 tokens/s, 54% of the update, the same with plain `generate`;
 decoding with the adapter merged, `ActorCritic.sampler()`, then took it to 251 tokens/s).
 After the update's statistics stayed on the GPU and AdamW went fused: batch 32 at 32.4
-against 22.3 samples/s (1.45x, unchanged: the tiny model's forwards and backwards are the
-launches that matter).
+against 22.3 samples/s (1.45x, unchanged).
 """
 
 from __future__ import annotations

@@ -169,15 +169,15 @@ class ActorCritic(nn.Module):
             yield self.policy
             return
         originals = []
-        with torch.no_grad():
-            for layer in self.policy.modules():
-                if isinstance(layer, LoraLayer) and "policy" in layer.lora_A:
-                    base = layer.get_base_layer()
-                    delta = layer.get_delta_weight("policy")
-                    merged = (base.weight.float() + delta.float()).to(base.weight.dtype)
-                    originals.append((base, base.weight))
-                    base.weight = nn.Parameter(merged, requires_grad=False)
-        try:
+        try:  # a failure half-way through the swap still puts back what was swapped
+            with torch.no_grad():
+                for layer in self.policy.modules():
+                    if isinstance(layer, LoraLayer) and "policy" in layer.lora_A:
+                        base = layer.get_base_layer()
+                        delta = layer.get_delta_weight("policy")
+                        merged = (base.weight.float() + delta.float()).to(base.weight.dtype)
+                        originals.append((base, base.weight))
+                        base.weight = nn.Parameter(merged, requires_grad=False)
             with self.policy.disable_adapter():
                 yield self.policy
         finally:

@@ -132,7 +132,7 @@ def eval_prompts(cfg: LabConfig, world_dir: Path) -> list:
     n = cfg.data.n_eval_prompts
     if cfg.data.eval_prompts:  # a seeded sample, not the head: IMDB's test split is by label
         prompts = load_prompts(cfg.data.eval_prompts)
-        if n < len(prompts):
+        if 0 < n < len(prompts):  # n = 0: all of them, as `load_prompts(max_rows=0)`
             prompts = prompts.shuffle(seed=EVAL_SAMPLE_SEED).select(range(n))
         return list(prompts["prompt"])
     if cfg.data.prompts:

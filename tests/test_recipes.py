@@ -92,6 +92,8 @@ def test_separate_eval_prompts_are_a_fixed_sample_not_the_head(tmp_path):
     texts = [p[-1]["content"] if isinstance(p, list) else p for p in held_out[0]]
     assert held_out[0] == held_out[1] and len(texts) == 8, "the same 8 prompts every time"
     assert {t.split()[0] for t in texts} == {"bad", "good"}, texts
+    cfg.data.n_eval_prompts = 0  # 0 = every prompt of the source, as for other sources
+    assert len(recipes.eval_prompts(cfg, tmp_path)) == 40
 
 
 def test_tiny_model_trains_on_a_tldr_shaped_recipe(small_run, recipe_files, tmp_path):
