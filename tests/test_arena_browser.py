@@ -66,7 +66,7 @@ def test_prompt_battle_vote_and_leaderboard_in_chromium(arena_server, page, tmp_
     page.locator("#battle-go").click()
     page.locator("#battle-status").filter(has_text="Which is better").wait_for(timeout=60_000)
     page.locator("#battle-a").click()
-    page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=30_000)
+    page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=60_000)  # busy CI
     revealed = page.locator("#battle-status").inner_text()  # "Model A was sft · Model B was ppo"
     # The first line names the models; a second may say the reward model and gold disagree.
     pair = re.findall(r"was (\S+?)(?: ·|$)", revealed.splitlines()[0])
@@ -152,7 +152,7 @@ def join_battle_and_vote(browser, url: str, button: str) -> str:
     page.locator("#battle-go").click()
     page.locator("#battle-status").filter(has_text="Which is better").wait_for(timeout=60_000)
     page.locator(button).click()
-    page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=30_000)
+    page.locator("#battle-status").filter(has_text="Vote #").wait_for(timeout=60_000)  # busy CI
     expect(page.locator("#battle-stats-0")).to_contain_text("gold")  # the gold judge, revealed
     revealed = page.locator("#battle-status").inner_text()
     page.reload()  # the same student: still joined, the box stays folded
