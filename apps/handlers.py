@@ -48,6 +48,8 @@ MAX_SEED = 2**32 - 1  # torch.manual_seed overflows above 2**64 - 1; a smaller b
 ALREADY_VOTED = "You have already voted on these answers: ask again for a new vote."
 MAX_COMPARE = 6  # answers side by side on the Compare tab: base, SFT, PPO, DPO, GRPO, ORPO
 BATTLE_NAMES = ("Model A", "Model B")
+BATTLE_DRAWS = 3  # pairs a battle may draw before it keeps two identical answers
+REDRAWING = "Both models wrote the same answer, so there is nothing to choose: asking another pair…"
 logger = logging.getLogger(__name__)
 
 
@@ -162,6 +164,14 @@ def answer_all(
         yield texts, stats
 
 
+def compare_answers(
+    arena: Arena, prompt: str, names: list[str], decoding: DecodingConfig
+) -> Iterator[tuple[list[str], list[str], list[AnswerStats | None], str]]:
+    """The chosen models' answers as they grow: (names, texts, stats, message)."""
+    for texts, stats in answer_all(arena, prompt, names, decoding):
+        yield names, texts, stats, "Answering…"
+
+
 def ask(
     arena: Arena,
     mode: str,
@@ -180,19 +190,21 @@ def ask(
     decoding, problem = parse_decoding(settings)
     problem = check_prompt(prompt) or problem
     if mode == "battle":
-        names = pick_pair(arena.pool.available, arena.rng)
-        problem = problem or ("" if names else "The arena needs two working models for a battle.")
+        enough = len(arena.pool.available) >= 2
+        problem = problem or ("" if enough else "The arena needs two working models for a battle.")
+        answers = battle_answers(arena, prompt, decoding, arena.rng)
     else:
         names = pick_models(names, arena.pool.available)
         problem = problem or ("" if names else "Pick at least one available model.")
+        answers = compare_answers(arena, prompt, names, decoding)
     if problem:
         yield session, [], [], [], problem
         return
-    texts, stats, lines = [], [], []
+    names, texts, stats, lines = [], [], [], []
     try:
-        for texts, stats in answer_all(arena, prompt, names, decoding):
+        for names, texts, stats, message in answers:
             lines = [format_stats(s) if s else "" for s in stats]
-            yield session, names, texts, (lines if mode == "compare" else []), "Answering…"
+            yield session, names, texts, (lines if mode == "compare" else []), message
     except Exception:  # noqa: BLE001 - the client gets one line, the server log the traceback
         logger.exception("answering %r failed", names)
         yield session, [], [], [], "The models could not answer that prompt; please try another."
@@ -229,9 +241,43 @@ def compare_choices(arena: Arena, selected: list[str] | None) -> tuple[list[str]
     return available, kept or available[:MAX_COMPARE]
 
 
-def pick_pair(names: list[str], rng: random.Random) -> list[str]:
-    """Two different models, every ordered pair equally likely; [] when fewer than two."""
-    return rng.sample(names, 2) if len(names) >= 2 else []
+def pick_pair(
+    names: list[str], rng: random.Random, avoid: set[frozenset[str]] | None = None
+) -> list[str]:
+    """Two different models, every ordered pair equally likely; [] when fewer than two.
+
+    `avoid`: pairs already tried in this battle, left out while any other pair remains."""
+    if len(names) < 2:
+        return []
+    pairs = [[a, b] for a in names for b in names if a != b]
+    fresh = [p for p in pairs if frozenset(p) not in (avoid or set())]
+    return rng.choice(fresh or pairs)
+
+
+def same_answers(texts: list[str]) -> bool:
+    """Two answers that are one text (up to surrounding whitespace): a vote on them teaches nothing."""
+    return len(texts) == 2 and texts[0].strip() == texts[1].strip()
+
+
+def battle_answers(
+    arena: Arena, prompt: str, decoding: DecodingConfig, rng: random.Random
+) -> Iterator[tuple[list[str], list[str], list[AnswerStats | None], str]]:
+    """A blind battle's answers as they grow: (names, texts, stats, message).
+
+    Two models often write the very same answer (a quarter of a simulated class's battles on
+    the tiny profile), and a vote on two identical answers is a student's time for no
+    preference. So the battle asks another pair, up to `BATTLE_DRAWS` pairs, and keeps the last
+    answers either way. The first pair is uniform; each draw avoids the pairs already tried.
+    """
+    tried: set[frozenset[str]] = set()
+    for draw in range(BATTLE_DRAWS):
+        names = pick_pair(arena.pool.available, rng, tried)
+        tried.add(frozenset(names))
+        texts: list[str] = []
+        for texts, stats in answer_all(arena, prompt, names, decoding):
+            yield names, texts, stats, (REDRAWING if draw else "Answering…")
+        if not same_answers(texts):
+            return
 
 
 def vote(

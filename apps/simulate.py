@@ -3,8 +3,9 @@
 python -m apps.simulate --run runs/tiny --votes 50
 python -m apps.simulate --run runs/tiny --db data/arena.sqlite --votes 200 --taste terse --group terse
 
-Each vote is a blind battle between two models of the arena's pool, paired as the arena's
-battles are (`apps.handlers.pick_pair`); the vote is stored with mode "simulated".
+Each vote is a blind battle between two models of the arena's pool, drawn and answered as the
+arena's battles are (`apps.handlers.battle_answers`: another pair when two answers are the same
+text); the vote is stored with mode "simulated".
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import dataclasses
 import random
 from pathlib import Path
 
-from apps.handlers import load_arena, pick_pair
+from apps.handlers import battle_answers, load_arena
 from apps.votes import Vote
 from lab.data import load_prompts
 from lab.evaluation import EVAL_DECODING
@@ -69,10 +70,9 @@ def simulate_votes(
     ]
     ids = []
     for _ in range(n):
-        names = pick_pair(arena.pool.available, rng)
         prompt = rng.choice(prompts)
         decoding = dataclasses.replace(EVAL_DECODING, seed=rng.randrange(10**6))
-        answers = [arena.pool.answer(name, prompt, decoding).text for name in names]
+        *_, (names, answers, _, _) = battle_answers(arena, prompt, decoding, rng)
         person = rng.choice(people)
         outcome, winner = judge_battle(arena.world, person, prompt, answers, rng)
         vote = Vote(

@@ -18,7 +18,9 @@ from apps import board, retrain
 from apps.guard import Classroom
 from apps.handlers import (
     ALREADY_VOTED,
+    BATTLE_DRAWS,
     MAX_SEED,
+    REDRAWING,
     Arena,
     ask,
     compare_choices,
@@ -162,6 +164,10 @@ def test_battle_pairs_are_fair():
     counts = collections.Counter(tuple(pick_pair(names, rng)) for _ in range(6000))
     assert len(counts) == 6 and all(900 < n < 1100 for n in counts.values())
     assert pick_pair(["only"], rng) == []
+    tried = {frozenset("ab"), frozenset("bc")}
+    assert all(set(pick_pair(names, rng, tried)) == {"a", "c"} for _ in range(50))
+    everything = tried | {frozenset("ac")}  # nothing new left: any pair again
+    assert len({tuple(pick_pair(names, rng, everything)) for _ in range(200)}) == 6
 
 
 def test_classroom_needs_the_code_and_limits_votes(arena):
@@ -540,3 +546,38 @@ def test_example_prompts_cover_every_task_kind_and_the_dashboard_every_logged_st
     choices, figure = dashboard_event(arena, None)
     assert choices["choices"] and figure.data  # opens on a drawn curve
     assert board.dashboard(arena, "no-such-stage").data == ()
+
+
+def scripted_answers(monkeypatch, answers_per_draw: list[list[str]]) -> list[list[str]]:
+    """Make the arena's models answer draw k with answers_per_draw[k]; returns the pairs asked."""
+    asked = []
+
+    def answer_all(arena, prompt, names, decoding):
+        asked.append(list(names))
+        texts = answers_per_draw[len(asked) - 1]
+        yield [t[:3] for t in texts], [None, None]  # streaming: a part first
+        yield texts, [None, None]
+
+    monkeypatch.setattr("apps.handlers.answer_all", answer_all)
+    return asked
+
+
+def test_a_battle_of_two_identical_answers_asks_another_pair(tiny_arena, monkeypatch):
+    asked = scripted_answers(
+        monkeypatch, [["It is 5.", " It is 5. "], ["It is 5.", "Hi! It is 5."]]
+    )
+    steps = list(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))
+    assert len(asked) == 2 and any(step[-1] == REDRAWING for step in steps)
+    session, names, texts, _, message = steps[-1]
+    assert texts == ["It is 5.", "Hi! It is 5."] and session.answers == texts
+    assert names == asked[-1] and message == "Which is better, A or B?"
+    assert vote(tiny_arena, "win", 1, session)[1].startswith("Vote #")
+    stored = tiny_arena.store.votes().iloc[-1]
+    assert list(stored["responses"]) == texts and list(stored["models"]) == names
+
+
+def test_a_battle_keeps_identical_answers_after_its_last_draw(tiny_arena, monkeypatch):
+    asked = scripted_answers(monkeypatch, [["Same.", "Same."]] * (BATTLE_DRAWS + 1))
+    session, _, texts, _, _ = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, None))
+    assert len(asked) == BATTLE_DRAWS and texts == session.answers == ["Same.", "Same."]
+    assert vote(tiny_arena, "tie", None, session)[1].startswith("Vote #")  # still votable
