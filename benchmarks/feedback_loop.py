@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="FeedbackConfig overrides, e.g. epochs=3 replay=0.5")  # fmt: skip
     parser.add_argument("--ppo", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="the round's PPO settings, e.g. kl_coef=0.02 lr=5e-5")  # fmt: skip
+                        help="the round's PPO settings, e.g. lr=5e-5 (beta: --set ppo_kl_coef=B)")  # fmt: skip
     args = parser.parse_args(argv)
     fb = FeedbackConfig()
     for item in args.set:
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         ppo = arena.cfg.ppo
         for item in args.ppo:
             key, value = item.split("=", 1)
+            if key == "kl_coef":  # the round's beta is FeedbackConfig's, not the profile's
+                parser.error("the round's beta is --set ppo_kl_coef=B, not --ppo kl_coef=B")
             ppo = dataclasses.replace(ppo, **{key: type(getattr(ppo, key))(value)})
         arena.cfg = dataclasses.replace(arena.cfg, ppo=ppo)
         tastes = ["terse", "warm"] if args.groups else ["terse"]
