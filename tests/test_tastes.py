@@ -6,7 +6,7 @@ import pytest
 
 from lab.world import default_world
 from lab.world.judge import GOLD_WEIGHTS, score
-from lab.world.tastes import TASTES, make_class, taste_weights
+from lab.world.tastes import TASTES, make_class, taste_weights, terse_reward, warm_reward
 
 PROMPT = "What is 2 plus 3?"
 PLAIN = "2 plus 3 is 5."
@@ -62,3 +62,15 @@ def test_an_unknown_taste_names_itself_and_the_known_ones():
         make_class("grumpy", 5, seed=0)
     with pytest.raises(ValueError, match="n >= 1"):
         make_class("terse", 0, seed=0)
+
+
+def test_a_taste_as_a_reward_function_scores_as_the_taste():
+    from lab.reward_sources import load_scorer
+
+    answers = [PLAIN, POLITE, WRONG]
+    terse = terse_reward([PROMPT] * 3, answers)
+    assert terse == [utility("terse", a) for a in answers] and terse[0] > terse[1] > terse[2]
+    warm = warm_reward([PROMPT] * 3, answers)
+    assert warm[1] > warm[0] > warm[2]
+    scorer = load_scorer("function:lab.world.tastes.terse_reward", run_dir=".")
+    assert scorer([PROMPT], [PADDED]) == [utility("terse", PADDED)]

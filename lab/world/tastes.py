@@ -14,7 +14,7 @@ import random
 
 import pandas as pd
 
-from lab.world import World
+from lab.world import World, default_world
 from lab.world.annotators import Annotator
 from lab.world.judge import GOLD_WEIGHTS, Weights, score
 
@@ -64,3 +64,20 @@ def compute_answer_style(world: World, table: pd.DataFrame, taste: str) -> pd.Da
             "utility": [score(f, weights) for f in feats],
         }
     )
+
+
+def taste_utility(taste: str, prompts: list, completions: list[str]) -> list[float]:
+    """Each completion's utility under `taste` in the default (tiny profile's) world."""
+    world, weights = default_world(), taste_weights(taste)
+    return [score(world.features(p, c), weights) for p, c in zip(prompts, completions, strict=True)]
+
+
+def terse_reward(prompts: list, completions: list[str]) -> list[float]:
+    """The `terse` taste itself as an RL reward (`ppo.reward=function:lab.world.tastes.terse_reward`):
+    what a perfect reward model of a terse class would give a policy round, to compare with a learned one."""
+    return taste_utility("terse", prompts, completions)
+
+
+def warm_reward(prompts: list, completions: list[str]) -> list[float]:
+    """The `warm` taste itself as an RL reward, as `terse_reward`."""
+    return taste_utility("warm", prompts, completions)
