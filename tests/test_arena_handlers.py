@@ -581,3 +581,14 @@ def test_a_battle_keeps_identical_answers_after_its_last_draw(tiny_arena, monkey
     session, _, texts, _, _ = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, None))
     assert len(asked) == BATTLE_DRAWS and texts == session.answers == ["Same.", "Same."]
     assert vote(tiny_arena, "tie", None, session)[1].startswith("Vote #")  # still votable
+
+
+def test_simulated_votes_take_the_battle_path_and_skip_identical_answers(arena, monkeypatch):
+    # Last in the file: it adds one vote to the module's shared store.
+    asked = scripted_answers(monkeypatch, [["It is 5.", "It is 5."], ["It is 5.", "It is 6."]])
+    before = arena.store.count()
+    retrain.simulate_votes(arena, 1, seed=5)
+    stored = arena.store.votes().iloc[-1]
+    assert len(asked) == 2 and arena.store.count() == before + 1
+    assert list(stored["responses"]) == ["It is 5.", "It is 6."]
+    assert list(stored["models"]) == asked[-1] and stored["mode"] == "simulated"
