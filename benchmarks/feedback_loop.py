@@ -3,7 +3,9 @@
 A class with taste `terse` casts battle votes in the arena; one `lab feedback` round with the
 defaults adapts the reward model and runs PPO from the current policy. Printed: agreement with
 the class on held-out votes (and the ceiling the class's own noise allows), gold accuracy on
-the world's held-out pairs, the new policy against the previous one on held-out prompts, time.
+the world's held-out pairs, two probes of what the reward model learnt (padding; whether it can
+tell a right fact from a wrong one), the new policy against the previous one on held-out
+prompts, time.
 `--groups`: a `terse` and a `warm` class, one round per group; the two policies' lengths.
 
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200
@@ -26,6 +28,7 @@ from apps.simulate import simulate_votes
 from lab import metrics as M
 from lab.feedback import FeedbackConfig, current_models, feedback_round
 from lab.group_compare import answers_of
+from lab.intervals import wilson_interval
 from lab.reward_model import load_reward_model
 from lab.reward_model import score as rm_score
 from lab.votes_db import to_preferences
@@ -65,6 +68,32 @@ def pleasantry_probe(reward_model: Path, table: pd.DataFrame) -> str:
     return f"prefers the answer without them on {prefers:.0%} of {len(rows)} padded answers"
 
 
+def grounding_probe(world, reward_model: Path, table: pd.DataFrame) -> str:
+    """Whether a reward model can tell a right answer from a wrong one of the same form: each
+    of the policy's answers the judge credits against the next credited answer of the same
+    kind, which is not right for this prompt (another country's capital, another sum)."""
+    right = [r for r in table.itertuples() if world.features(r.prompt, r.answer).credit >= 1]
+    rows = []
+    for i, r in enumerate(right):
+        others = right[i + 1 :] + right[:i]  # the next ones first: the pairing is deterministic
+        wrong = next((o.answer for o in others if o.kind == r.kind
+                      and world.features(r.prompt, o.answer).credit < 1), None)  # fmt: skip
+        if wrong is not None:
+            rows.append((r.prompt, r.answer, wrong))
+    if not rows:
+        return "n/a (no credited answers)"
+    rm, tokenizer = load_reward_model(reward_model, "cpu")
+    prompts = [r[0] for r in rows]
+    good = rm_score(rm, tokenizer, prompts, [r[1] for r in rows])
+    bad = rm_score(rm, tokenizer, prompts, [r[2] for r in rows])
+    hits = sum(g > b for g, b in zip(good, bad, strict=True))
+    low, high = wilson_interval(hits, len(rows))
+    return (
+        f"prefers the right answer to a wrong one of the same form on {hits / len(rows):.0%} "
+        f"[{low:.0%}, {high:.0%}] of {len(rows)} pairs (chance: 50%)"
+    )
+
+
 def ci(m: dict, name: str, ci_name: str) -> str:
     """'0.812 [0.780, 0.840]'."""
     if m.get(name) is None:
@@ -96,6 +125,7 @@ def report_group(world, run: Path, folder: Path, m: dict, pairs, taste: str, old
         print(
             f"  reward model {label}, polite/filler sentences: {pleasantry_probe(model, old_table)}"
         )
+        print(f"  reward model {label}, facts: {grounding_probe(world, model, old_table)}")
     new_table = pd.read_json(answers_of(folder / m[M.FEEDBACK_POLICY_DIR]), lines=True)
     old, new = (
         compute_answer_style(world, old_table, taste),
