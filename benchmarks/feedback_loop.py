@@ -49,6 +49,15 @@ def noise_ceiling(world, pairs: list[dict], taste: str) -> float:
     return sum(agree) / len(agree)
 
 
+def prefers_second(reward_model: Path, rows: list[tuple]) -> int:
+    """How many (prompt, first, second) rows the reward model scores the second answer higher in."""
+    rm, tokenizer = load_reward_model(reward_model, "cpu")
+    prompts = [r[0] for r in rows]
+    first = rm_score(rm, tokenizer, prompts, [r[1] for r in rows])
+    second = rm_score(rm, tokenizer, prompts, [r[2] for r in rows])
+    return sum(b > a for a, b in zip(first, second, strict=True))
+
+
 def pleasantry_probe(reward_model: Path, table: pd.DataFrame) -> str:
     """What a reward model learned about padding: on the policy's own answers that have polite
     or filler sentences, how often it scores the answer higher with them taken out."""
@@ -60,11 +69,7 @@ def pleasantry_probe(reward_model: Path, table: pd.DataFrame) -> str:
             rows.append((prompt, answer, " ".join(kept)))
     if not rows:
         return "n/a (no padded answers)"
-    rm, tokenizer = load_reward_model(reward_model, "cpu")
-    prompts = [r[0] for r in rows]
-    with_it = rm_score(rm, tokenizer, prompts, [r[1] for r in rows])
-    without = rm_score(rm, tokenizer, prompts, [r[2] for r in rows])
-    prefers = sum(b > a for a, b in zip(with_it, without, strict=True)) / len(rows)
+    prefers = prefers_second(reward_model, rows) / len(rows)
     return f"prefers the answer without them on {prefers:.0%} of {len(rows)} padded answers"
 
 
@@ -79,14 +84,10 @@ def grounding_probe(world, reward_model: Path, table: pd.DataFrame) -> str:
         wrong = next((o.answer for o in others if o.kind == r.kind
                       and world.features(r.prompt, o.answer).credit < 1), None)  # fmt: skip
         if wrong is not None:
-            rows.append((r.prompt, r.answer, wrong))
+            rows.append((r.prompt, wrong, r.answer))
     if not rows:
         return "n/a (no credited answers)"
-    rm, tokenizer = load_reward_model(reward_model, "cpu")
-    prompts = [r[0] for r in rows]
-    good = rm_score(rm, tokenizer, prompts, [r[1] for r in rows])
-    bad = rm_score(rm, tokenizer, prompts, [r[2] for r in rows])
-    hits = sum(g > b for g, b in zip(good, bad, strict=True))
+    hits = prefers_second(reward_model, rows)
     low, high = wilson_interval(hits, len(rows))
     return (
         f"prefers the right answer to a wrong one of the same form on {hits / len(rows):.0%} "
