@@ -74,7 +74,7 @@ def pleasantry_probe(reward_model: Path, table: pd.DataFrame) -> str:
 
 
 def grounding_probe(world, reward_model: Path, table: pd.DataFrame) -> str:
-    """Whether a reward model can tell a right answer from a wrong one of the same form: each
+    """Whether a reward model can tell a right answer from a wrong one of the same kind: each
     of the policy's answers the judge credits against the next credited answer of the same
     kind, which is not right for this prompt (another country's capital, another sum)."""
     right = [r for r in table.itertuples() if world.features(r.prompt, r.answer).credit >= 1]
@@ -90,7 +90,7 @@ def grounding_probe(world, reward_model: Path, table: pd.DataFrame) -> str:
     hits = prefers_second(reward_model, rows)
     low, high = wilson_interval(hits, len(rows))
     return (
-        f"prefers the right answer to a wrong one of the same form on {hits / len(rows):.0%} "
+        f"prefers the right answer to a wrong one of the same kind on {hits / len(rows):.0%} "
         f"[{low:.0%}, {high:.0%}] of {len(rows)} pairs (chance: 50%)"
     )
 
