@@ -8,6 +8,7 @@ module; it imports no stage.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from lab.responses import (
 )
 from lab.reward_model import score
 from lab.world import World, last_content
+from lab.world.build import CHECKABLE
+from lab.world.responses import ResponseSpec, compose
 
 # Fixed for every model, so that differences come from the model, not the sampler.
 EVAL_DECODING = DecodingConfig(max_new_tokens=64, temperature=0.7, top_p=1.0, seed=1234)
@@ -236,3 +239,20 @@ def compute_gold_win_matrix(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 rate = compute_win_rate(list(tables[a]["gold"]), list(tables[b]["gold"]))
                 matrix.loc[a, b] = rate.win_or_half_tie
     return matrix
+
+
+def compute_fact_checks(model, tokenizer, world: World, prompts: Sequence) -> pd.DataFrame:
+    """Can a reward model check a fact? For each prompt of a kind with a right answer, the score
+    of that answer and of the same words with a wrong value (`kind`, `right`, `wrong`)."""
+    tasks = [t for t in map(world.task, prompts) if t is not None and t.kind in CHECKABLE]
+    rng = random.Random(0)  # the same wrong values for every model
+    right = [compose(world.kb, t, ResponseSpec(core="correct"), t, rng) for t in tasks]
+    wrong = [compose(world.kb, t, ResponseSpec(core="wrong"), t, rng) for t in tasks]
+    asked = [t.prompt for t in tasks]
+    return pd.DataFrame(
+        {
+            "kind": [t.kind for t in tasks],
+            "right": score(model, tokenizer, asked, right),
+            "wrong": score(model, tokenizer, asked, wrong),
+        }
+    )

@@ -83,7 +83,8 @@ def stage_work(cfg: LabConfig, s: Setup) -> Work:
     """
     w, seq = cfg.world, s.seq
     n_sft = cfg.data.max_examples if cfg.data.sft and cfg.data.max_examples else w.n_sft
-    n_pairs = cfg.reward.max_train_pairs if cfg.reward.train_data else w.n_pairs_train
+    n_world_pairs = w.n_pairs_train + w.n_fact_check_pairs
+    n_pairs = cfg.reward.max_train_pairs if cfg.reward.train_data else n_world_pairs
 
     def pairs(limit: int) -> int:
         return min(n_pairs, limit or n_pairs)

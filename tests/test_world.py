@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import random
@@ -8,7 +9,7 @@ import pytest
 from lab.config import WorldConfig
 from lab.world import World, gold_score, last_content
 from lab.world.annotators import bt_probability, make_annotators
-from lab.world.build import FILES, balanced_counts, build_world
+from lab.world.build import FILES, balanced_counts, build_world, fact_check_pairs
 from lab.world.judge import (
     GOLD_WEIGHTS,
     Features,
@@ -25,6 +26,7 @@ SMALL_WORLD = WorldConfig(
     n_pretrain_docs=300,
     n_sft=100,
     n_pairs_train=200,
+    n_fact_check_pairs=60,
     n_pairs_test=50,
     n_ppo_prompts=50,
     n_eval_prompts=40,
@@ -56,12 +58,39 @@ def test_files_have_the_promised_sizes_and_shapes(tmp_path):
     stats = build_world(SMALL_WORLD, tmp_path)
     assert stats["world/n_sft"] == 100 and stats["world/n_pairs_test"] == 50
     rows = [json.loads(line) for line in (tmp_path / FILES["pairs_train"]).open()]
-    assert len(rows) == 200
+    assert len(rows) == 200 + 60  # ordinary pairs and fact-check pairs
     r = rows[0]
     assert r["prompt"][-1]["role"] == "user"
     assert r["chosen"][0]["role"] == r["rejected"][0]["role"] == "assistant"
     assert r["chosen"] != r["rejected"]
     assert {"annotator_id", "gold_chosen", "gold_rejected", "kind"} <= set(r)
+
+
+def test_fact_check_pairs_differ_only_in_being_right(world):
+    tasks = all_tasks(world.kb, random.Random(0), n_summaries=50)
+    pool = {kind: [t for t in tasks if t.kind == kind] for kind in KINDS}
+    people = make_annotators(0, 5, 0.6)
+    rows = fact_check_pairs(world, pool, 120, people, seed=0)
+    assert len(rows) == 120 and {r["kind"] for r in rows} == {"fact", "math", "summary"}
+    for r in rows:
+        fc, fr = (world.features(r["prompt"], r[side]) for side in ("chosen", "rejected"))
+        style = ("polite", "polite_excess", "rude", "garbled", "empty")
+        assert all(getattr(fc, f) == getattr(fr, f) for f in style), r  # the same tone
+        assert fc.filler + fc.repeats == fr.filler + fr.repeats, r  # as much padding (a filler
+        # sentence drawn twice counts as a repeat)
+        assert sorted((fc.credit, fr.credit)) == [0.0, 1.0], r  # one right, one wrong or off topic
+    right_chosen = sum(world.features(r["prompt"], r["chosen"]).credit == 1.0 for r in rows)
+    assert right_chosen / len(rows) > 0.9  # a wrong answer costs so much that annotators see it
+
+
+def test_fact_check_pairs_leave_every_other_file_as_it_was(tmp_path):
+    build_world(SMALL_WORLD, tmp_path / "with")
+    build_world(dataclasses.replace(SMALL_WORLD, n_fact_check_pairs=0), tmp_path / "without")
+    with_, without = _digest(tmp_path / "with"), _digest(tmp_path / "without")
+    changed = {name for name in with_ if with_[name] != without[name]}
+    assert changed == {FILES["pairs_train"]}
+    ordinary = {line for line in (tmp_path / "without" / FILES["pairs_train"]).open()}
+    assert ordinary <= set((tmp_path / "with" / FILES["pairs_train"]).open())
 
 
 def test_eval_prompts_never_appear_in_training_files(tmp_path):

@@ -6,6 +6,7 @@ evaluation never sees a training prompt. Then each file is drawn from its pool.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import statistics
@@ -33,6 +34,7 @@ HELD_OUT = {"eval": 0.15, "test": 0.15}
 MAX_EVAL_SHARE = 1 / 3  # of a kind's prompts held out, when an even spread of kinds needs it
 MIN_GOLD_GAP = 0.1  # pairs closer than this in gold score are redrawn: no true preference
 P_NEAR_PAIR = 0.7  # share of pairs whose answers differ in one or two parts only
+CHECKABLE = ("fact", "math", "summary")  # kinds whose answer is right or wrong, not better or worse
 
 
 def build_world(cfg: WorldConfig, out_dir: Path) -> dict:
@@ -46,7 +48,11 @@ def build_world(cfg: WorldConfig, out_dir: Path) -> dict:
     rows = {
         "pretrain": pretrain_docs(world, pools["train"], cfg.n_pretrain_docs, rng),
         "sft": [demo(world, t, pools["train"], rng) for t in draw(pools["train"], cfg.n_sft, rng)],
-        "pairs_train": pairs(world, pools["train"], cfg.n_pairs_train, people, rng),
+        "pairs_train": with_fact_checks(
+            pairs(world, pools["train"], cfg.n_pairs_train, people, rng),
+            fact_check_pairs(world, pools["train"], cfg.n_fact_check_pairs, people, cfg.seed),
+            cfg.seed,
+        ),
         "pairs_test": pairs(world, pools["test"], cfg.n_pairs_test, people, rng),
         "ppo_prompts": [prompt_row(t) for t in draw(pools["train"], cfg.n_ppo_prompts, rng)],
         "eval_prompts": [
@@ -171,21 +177,55 @@ def pairs(
                 break
         else:
             raise RuntimeError(f"could not draw two distinguishable answers to {task.prompt!r}")
-        person = rng.choice(people)
-        if not person.prefers_first(fa, fb, rng):
-            (a, fa), (b, fb) = (b, fb), (a, fa)
-        out.append(
-            {
-                "prompt": [user(task.prompt)],
-                "chosen": [assistant(a)],
-                "rejected": [assistant(b)],
-                "kind": task.kind,
-                "annotator_id": person.annotator_id,
-                "gold_chosen": round(score(fa), 4),
-                "gold_rejected": round(score(fb), 4),
-            }
-        )
+        out.append(vote(world, task, a, b, rng.choice(people), rng))
     return out
+
+
+def vote(world: World, task: Task, a: str, b: str, person: Annotator, rng: random.Random) -> dict:
+    """One preference row: answers `a` and `b` to `task`, ordered by `person`'s vote."""
+    fa, fb = world.features(task.prompt, a), world.features(task.prompt, b)
+    if not person.prefers_first(fa, fb, rng):
+        (a, fa), (b, fb) = (b, fb), (a, fa)
+    return {
+        "prompt": [user(task.prompt)],
+        "chosen": [assistant(a)],
+        "rejected": [assistant(b)],
+        "kind": task.kind,
+        "annotator_id": person.annotator_id,
+        "gold_chosen": round(score(fa), 4),
+        "gold_rejected": round(score(fb), 4),
+    }
+
+
+def fact_check_pairs(
+    world: World, pool: dict, n: int, people: list[Annotator], seed: int
+) -> list[dict]:
+    """`n` pairs whose answers differ only in whether the answer is right: a correct answer
+    against the same tone and padding with a wrong value, or with another question's answer.
+
+    Ordinary pairs rarely contrast a right fact with a wrong one in the same words, so a reward
+    model learns style from them and cannot check facts. These pairs make it look at the fact.
+    They have a random stream of their own: every other file is the same with or without them.
+    """
+    rng, out = random.Random(f"fact-check-{seed}"), []
+    while len(out) < n:
+        kind = rng.choice(CHECKABLE)
+        task, other = rng.choice(pool[kind]), rng.choice(pool[kind])  # `other`: the same kind
+        spec = sample_spec("pair", rng)
+        wrong = rng.choice(("wrong", "off_topic"))
+        specs = (dataclasses.replace(spec, core="correct"), dataclasses.replace(spec, core=wrong))
+        a, b = (compose(world.kb, task, s, other, rng) for s in specs)
+        if a == b:  # `other` was the same question
+            continue
+        out.append(vote(world, task, a, b, rng.choice(people), rng))
+    return out
+
+
+def with_fact_checks(ordinary: list[dict], checks: list[dict], seed: int) -> list[dict]:
+    """The training pairs: ordinary and fact-check pairs mixed, so that a cap on pairs keeps both."""
+    both = ordinary + checks
+    random.Random(f"fact-check-mix-{seed}").shuffle(both)
+    return both
 
 
 def prompt_row(task: Task) -> dict:
