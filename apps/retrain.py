@@ -15,7 +15,8 @@ from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
 from apps.votes import to_preferences
 from lab import metrics as M
-from lab.feedback import FeedbackConfig, feedback_round, next_round, rounds, select_group
+from lab.feedback import FeedbackConfig, select_group
+from lab.feedback_round import feedback_round, next_round, rounds
 from lab.group_compare import (
     STYLE_COLUMNS,
     compute_group_styles,
@@ -102,7 +103,7 @@ def work(
     report: Progress,
     per_group: bool = False,
 ) -> dict:
-    """Run the round (the same `lab.feedback.feedback_round` as `python -m lab feedback`), add
+    """Run the round (the same `lab.feedback_round.feedback_round` as `python -m lab feedback`), add
     its policies to the pool; a one-group round also swaps its reward model in. The summary."""
     folder, summary = feedback_round(
         arena.cfg, arena.run_dir, pairs, fb, group, per_group=per_group, progress=report

@@ -26,7 +26,8 @@ import pandas as pd
 from apps.handlers import load_arena
 from apps.simulate import simulate_votes
 from lab import metrics as M
-from lab.feedback import FeedbackConfig, current_models, feedback_round
+from lab.feedback import FeedbackConfig
+from lab.feedback_round import current_models, feedback_round
 from lab.group_compare import answers_of
 from lab.intervals import wilson_interval
 from lab.reward_model import load_reward_model

@@ -1,7 +1,7 @@
 """`python -m lab <stage> [--profile tiny] [--out DIR] [--set k=v ...] [--config FILE] [--force]`.
 
 `python -m lab feedback --run RUN --db VOTES.sqlite [--ppo-updates K] [--per-group] [--group G]`
-runs one feedback round on the arena's votes (see `lab.feedback`).
+runs one feedback round on the arena's votes (see `lab.feedback_round`).
 `python -m lab sweep --seeds 5 [--profile tiny]` runs the pipeline once per seed (see `lab.sweep`).
 """
 
@@ -124,7 +124,8 @@ def run_feedback(args: argparse.Namespace) -> int:
     """`python -m lab feedback`: one round on the votes in `--db`; errors are one line, exit 2."""
     import dataclasses
 
-    from lab.feedback import FeedbackConfig, feedback_round
+    from lab.feedback import FeedbackConfig
+    from lab.feedback_round import feedback_round
     from lab.stages import load_run_config
     from lab.votes_db import read_votes, to_preferences
 

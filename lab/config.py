@@ -30,9 +30,9 @@ class WorldConfig:
     """SFT demonstrations (good but imperfect answers, as real demonstrators write)."""
     n_pairs_train: int = 4_000
     """Preference pairs for reward-model training, labelled by simulated annotators."""
-    n_fact_check_pairs: int = 3_000
-    """Extra training pairs whose two answers differ only in being right or wrong: without them
-    a reward model learns style, not facts (notebook 03)."""
+    n_fact_check_pairs: int = 0
+    """Extra training pairs whose two answers differ only in being right or wrong, which teach a
+    reward model to check facts (notebook 03, section 7: off by default, and why)."""
     n_pairs_test: int = 600
     """Held-out preference pairs (prompts never seen in the training pairs)."""
     n_ppo_prompts: int = 2_000

@@ -1,6 +1,6 @@
 """Groups side by side: how each group's policy answers the same held-out prompts.
 
-A per-group feedback round (`lab.feedback.feedback_round(per_group=True)`) gives every group of
+A per-group feedback round (`lab.feedback_round.feedback_round(per_group=True)`) gives every group of
 voters its own reward model and policy. Each policy's answers to the run's held-out prompts are
 saved with it (a gold table: prompt, kind, answer, gold, length), so comparing the groups needs
 no generation: the same prompts, answered by each group's policy, measured by the gold judge.

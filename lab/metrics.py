@@ -79,7 +79,7 @@ PPO_WIN_TIE_LOSS = "ppo/win_tie_loss_vs_sft"
 PPO_PROCESSES = "ppo/processes"  # data-parallel processes (accelerate launch)
 PPO_UPDATES = "ppo/updates"
 
-# Feedback: the reward model adapted to a class's votes (lab.feedback), then a PPO round
+# Feedback: the reward model adapted to a class's votes (lab.feedback), then a PPO round (lab.feedback_round)
 FEEDBACK_ACCURACY_BEFORE = "feedback/accuracy_before"  # the world's held-out pairs, vs labels
 FEEDBACK_ACCURACY_AFTER = "feedback/accuracy_after"
 FEEDBACK_GOLD_ACCURACY_BEFORE = "feedback/gold_accuracy_before"  # the same pairs, vs gold

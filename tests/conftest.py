@@ -21,7 +21,6 @@ SMALL = {
     "world.n_pretrain_docs": 8000,
     "world.n_sft": 600,
     "world.n_pairs_train": 1200,
-    "world.n_fact_check_pairs": 900,
     "world.n_pairs_test": 400,
     "world.n_ppo_prompts": 200,
     "world.n_eval_prompts": 60,

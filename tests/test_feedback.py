@@ -17,12 +17,11 @@ from lab.data import load_preferences
 from lab.feedback import (
     FeedbackConfig,
     assign_folds,
-    current_models,
-    next_round,
     retrain_reward,
     select_group,
     validate_votes,
 )
+from lab.feedback_round import current_models, next_round, ppo_round
 from lab.intervals import wilson_interval
 from lab.recipes import gold_judge
 from lab.runlog import read_log
@@ -211,9 +210,9 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(small_ppo_run, tmp_pat
 
 def test_a_policy_round_needs_a_retrained_reward_model(small_cfg, small_reward_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="retrain the reward model before a policy round"):
-        feedback.ppo_round(small_cfg, small_reward_run, tmp_path / "missing", tmp_path / "out", 2)
+        ppo_round(small_cfg, small_reward_run, tmp_path / "missing", tmp_path / "out", 2)
     with pytest.raises(ValueError, match="at least 1 update"):
-        feedback.ppo_round(small_cfg, small_reward_run, tmp_path, tmp_path / "out", 0)
+        ppo_round(small_cfg, small_reward_run, tmp_path, tmp_path / "out", 0)
 
 
 def test_rounds_are_numbered_and_partial_ones_ignored(tmp_path):

@@ -10,14 +10,14 @@ import trl
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from lab import metrics as M
-from lab.data import load_preferences, load_prompts
+from lab.data import load_preferences
 from lab.evaluation import compute_fact_checks
 from lab.pairs import as_conversation
 from lab.reward import PAIRS_FILE, run_reward
-from lab.reward_model import encode, gold_accuracy, pair_accuracy, score
+from lab.reward_model import encode, gold_accuracy, load_reward_model, pair_accuracy, score
 from lab.runlog import read_log, read_metrics
-from lab.world import World
-from lab.world.build import FILES
+from lab.world import World, last_content
+from lab.world.build import FILES, build_world
 from tests.conftest import SHARED_DATA, SMALL
 
 HH = SHARED_DATA / "hh-rlhf-harmless-base-test.jsonl.gz"
@@ -80,16 +80,30 @@ def test_reward_model_agrees_with_gold(small_reward_run):
     assert losses[-1] < losses[0]
 
 
-def test_reward_model_checks_facts_on_held_out_prompts(reward_model, small_cfg, small_reward_run):
-    """Trained with fact-check pairs, it scores a right answer above the same words with a
-    wrong value, on prompts it never saw (without them: 52% on the tiny run's facts)."""
+def test_fact_check_pairs_teach_the_reward_model_to_check_facts(
+    reward_model, small_cfg, small_reward_run, tmp_path
+):
+    """On held-out prompts, a right answer against the same words with a wrong value: the
+    reward model trained without fact-check pairs is near chance, one trained with them is not."""
+    from lab.profiles import load_config
+
+    cfg = load_config("tiny", {**SMALL, "world.n_fact_check_pairs": 2000})
+    build_world(cfg.world, tmp_path / "world")  # the same files, plus 2,000 fact-check pairs
+    run_reward(cfg, str(small_reward_run / "sft" / "model"), tmp_path / "world", tmp_path / "rm")
+    checked = load_reward_model(tmp_path / "rm" / "model", "cpu")
     world = World.from_seed(small_cfg.world.seed, small_cfg.world.n_countries)
-    prompts = load_prompts(small_reward_run / "world" / FILES["eval_prompts"])["prompt"]
-    checks = compute_fact_checks(*reward_model, world, prompts)
-    assert set(checks["kind"]) == {"fact", "summary", "math"}
-    facts = checks[checks["kind"] != "math"]  # sums need arithmetic the small model lacks
-    share = (facts["right"] > facts["wrong"]).mean()
-    assert len(facts) >= 20 and share >= 0.7, share
+    held_out = load_preferences(small_reward_run / "world" / FILES["pairs_test"])["prompt"]
+    prompts = sorted({last_content(p, "user") for p in held_out})  # never trained on
+
+    def share_right(model) -> float:
+        checks = compute_fact_checks(*model, world, prompts)
+        facts = checks[checks["kind"] != "math"]  # sums need arithmetic the small model lacks
+        assert len(facts) >= 50
+        return (facts["right"] > facts["wrong"]).mean()
+
+    # Measured: 0.46 without, 0.73 with.
+    plain, taught = share_right(reward_model), share_right(checked)
+    assert taught >= 0.65 and taught - plain >= 0.15, (plain, taught)
 
 
 def test_per_pair_scores_back_the_metrics(small_reward_run):
@@ -201,8 +215,8 @@ def test_reward_trains_on_real_hh_pairs(small_sft_run, tmp_path):
 def test_lora_reward_model_saves_a_plain_merged_model(small_sft_run, tmp_path):
     from lab.profiles import load_config
 
-    cfg = load_config(  # 448 pairs: about 256 ordinary ones, the rest fact-check pairs
-        "tiny", {**SMALL, "reward.lora_r": 4, "reward.max_train_pairs": 448, "reward.lr": 3e-3}
+    cfg = load_config(
+        "tiny", {**SMALL, "reward.lora_r": 4, "reward.max_train_pairs": 256, "reward.lr": 3e-3}
     )
     metrics = run_reward(
         cfg, str(small_sft_run / "sft" / "model"), small_sft_run / "world", tmp_path

@@ -223,6 +223,8 @@ def fact_check_pairs(
 
 def with_fact_checks(ordinary: list[dict], checks: list[dict], seed: int) -> list[dict]:
     """The training pairs: ordinary and fact-check pairs mixed, so that a cap on pairs keeps both."""
+    if not checks:
+        return ordinary  # without them, the world is what it always was, byte for byte
     both = ordinary + checks
     random.Random(f"fact-check-mix-{seed}").shuffle(both)
     return both
