@@ -56,7 +56,7 @@ from lab.config import LabConfig, ModelConfig
 from lab.data import load_prompts
 from lab.generation import DecodingConfig, chat_batch, generate_kwargs
 from lab.models import load_tokenizer, resolve_device, tiny_llama_config
-from lab.ppo import add_advantages, ppo_update, rollout
+from lab.ppo import add_advantages, make_learner, ppo_update, rollout
 from lab.ppo_models import ActorCritic
 from lab.responses import response_mask
 from lab.reward_sources import model_scorer
@@ -117,8 +117,7 @@ def timed(phases: dict[str, float], name: str, fn):
 def time_updates(ac, scorer, tokenizer, prompts, cfg, updates: int) -> tuple[dict, int]:
     """Mean seconds per phase of one PPO update (after a warm-up), and response tokens per update."""
     p, phases = cfg.ppo, {}
-    ac.prepare_for_training()
-    optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=1e-5)
+    optimizer = make_learner(cfg, ac, rank=0).optimizer  # the optimizer PPO itself builds
     gen = torch.Generator().manual_seed(0)
     ac.policy.generate = timed(phases, "2 generate", ac.policy.generate)  # what sampler() yields
     scorer = timed(phases, "3 score", scorer)

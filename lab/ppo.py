@@ -187,7 +187,9 @@ def ppo_update(
                 )
                 (p.vf_coef * vf_loss).backward()
             average_gradients(ac.trainable_parameters())  # data parallel: the mean over processes
-            grad_norm = torch.nn.utils.clip_grad_norm_(ac.trainable_parameters(), p.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                ac.trainable_parameters(), p.max_grad_norm, foreach=True
+            )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             for name, value in {
@@ -268,8 +270,9 @@ def make_learner(cfg: LabConfig, ac: ActorCritic, rank: int) -> Learner:
     check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
     torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers
     params = ac.trainable_parameters()
-    fused = params[0].is_cuda  # one kernel for the whole step on a GPU (TRL's default there too)
-    optimizer = torch.optim.AdamW(params, lr=p.lr, eps=1e-5, fused=fused)
+    # Fused: one pass over every tensor (a GPU kernel; a vectorised loop on the CPU) instead of
+    # a dozen small ops per tensor: 15% of a tiny update on the CPU went to AdamW's for-loop.
+    optimizer = torch.optim.AdamW(params, lr=p.lr, eps=1e-5, fused=True)
     kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)
     # Each process draws its own prompts and minibatches; process 0 draws as a lone process does.
     rng, gen = random.Random(cfg.seed + rank), torch.Generator().manual_seed(cfg.seed + rank)

@@ -20,6 +20,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from lab.models import DTYPES, load_causal_lm
+from lab.packing import packed_hidden, packed_logits, use_packed_attention
 from lab.responses import align_left, at_positions, next_token_logits, position_ids
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -47,10 +48,12 @@ class ActorCritic(nn.Module):
         device,
         gradient_checkpointing: bool = False,
         fresh_value_head: bool = False,
+        packed: bool | None = None,
     ):
         """`reward_path` holds the critic's starting weights: the reward model, or, with
         `fresh_value_head` (a function or classifier reward), the policy's start model with a
-        new value head at zero, so that V starts at 0 everywhere (as LoRA's head does)."""
+        new value head at zero, so that V starts at 0 everywhere (as LoRA's head does).
+        `packed`: forwards over real tokens only (`lab.packing`); by default on a CPU alone."""
         super().__init__()
         self.lora = lora_r > 0
         if self.lora:
@@ -77,6 +80,14 @@ class ActorCritic(nn.Module):
             if fresh_value_head:
                 nn.init.zeros_(self.value_head.weight)
         disable_dropout(self)  # PPO's ratios and values must not depend on dropout noise
+        # On a CPU every forward runs over real tokens only (`lab.packing`): a third less work
+        # in a tiny update, 1.3x its speed. On a GPU a tiny model is bound by kernel launches,
+        # and packing's extra index ops made batch 32 slower on an H100 (0.88x): rows there are
+        # only moved to start at position 0 and cut after the longest (`align_left`).
+        self.packed = torch.device(device).type == "cpu" if packed is None else packed
+        for model in (self.policy, self.value_trunk, getattr(self, "reference", None)):
+            if self.packed and model is not None:
+                use_packed_attention(model)
         if gradient_checkpointing:  # recompute each block in backward (train mode only)
             kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
             self.policy.activation_checkpointing_enable(**kwargs)
@@ -94,7 +105,10 @@ class ActorCritic(nn.Module):
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
     ) -> torch.Tensor:
         """Policy logits that predict the last `n_response` tokens of `ids`: (B, R, V)."""
-        return next_token_logits(self.policy, ids, mask, n_response)
+        return self._logits(self.policy, ids, mask, n_response)
+
+    def _logits(self, model, ids: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+        return (packed_logits if self.packed else next_token_logits)(model, ids, mask, n)
 
     @torch.no_grad()
     def reference_logits(
@@ -103,8 +117,8 @@ class ActorCritic(nn.Module):
         """The same from the frozen reference (the SFT model): (B, R, V)."""
         if self.lora:
             with self.policy.disable_adapter():
-                return next_token_logits(self.policy, ids, mask, n_response)
-        return next_token_logits(self.reference, ids, mask, n_response)
+                return self._logits(self.policy, ids, mask, n_response)
+        return self._logits(self.reference, ids, mask, n_response)
 
     def values(self, ids: torch.Tensor, mask: torch.Tensor, n_response: int) -> torch.Tensor:
         """V(state before each response token): (B, R).
@@ -112,13 +126,16 @@ class ActorCritic(nn.Module):
         With LoRA, call this and the backward of its loss inside `critic()`: under gradient
         checkpointing backward recomputes the layers with whichever adapter is active then.
         """
-        ids, mask, index = align_left(ids, mask, n_response)  # no padding in the forward
-        with self.critic():
-            hidden = self.value_trunk(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
-            ).last_hidden_state
-        # The state before response token t is the prefix ending at position P + t - 1.
-        states = at_positions(hidden, index).to(self.value_head.weight.dtype)  # LoRA: fp32 head
+        with self.critic():  # the state before response token t: the prefix up to P + t - 1
+            if self.packed:
+                states = packed_hidden(self.value_trunk, ids, mask, n_response)
+            else:
+                ids, mask, index = align_left(ids, mask, n_response)  # no padding on the left
+                hidden = self.value_trunk(
+                    input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
+                ).last_hidden_state
+                states = at_positions(hidden, index)
+        states = states.to(self.value_head.weight.dtype)  # LoRA: fp32 head
         return self.value_head(states).squeeze(-1).float()
 
     @contextlib.contextmanager

@@ -245,8 +245,11 @@ def test_token_stats_in_chunks_equal_one_pass(small_reward_run):
         assert a.shape == (5, 4) and torch.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("lora_r, checkpointing", [(0, False), (4, False), (4, True)])
-def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpointing):
+@pytest.mark.parametrize(
+    "lora_r, checkpointing, packed",
+    [(0, False, True), (4, False, True), (4, True, True), (0, False, False)],
+)
+def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpointing, packed):
     """The rollout's log-probs and the update's forwards before its first step agree to the
     last bit (ratio 1, approx KL 0), however much padding each minibatch carries."""
     from lab.ppo import Rollout, add_advantages, ppo_update, token_stats
@@ -254,7 +257,7 @@ def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpoi
     overrides = {"ppo.lora_r": lora_r, "ppo.ppo_epochs": 1, "ppo.mini_batch_size": 3}
     cfg = load_config("tiny", {**SMALL, **overrides})
     cfg.ppo.lr = 0.0  # no step: every minibatch of the epoch is a "first" one
-    ac = actor_critic(small_reward_run, lora_r, checkpointing)
+    ac = actor_critic(small_reward_run, lora_r, checkpointing, packed=packed)
     torch.manual_seed(1)
     ids = torch.randint(5, 100, (6, 14))  # 8 prompt columns, 6 response columns
     mask = torch.ones_like(ids)
@@ -277,12 +280,14 @@ def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpoi
     assert losses[M.PPO_CLIPFRAC] == 0.0 and losses[M.PPO_VALUE_CLIPFRAC] == 0.0
 
 
-def test_padding_changes_no_logit(small_reward_run):
-    """Step 4 and the update move padding out of the forward (`align_left`): the same numbers
-    (to float rounding) as the forward over the padded batch, and as the row alone."""
+@pytest.mark.parametrize("packed", [True, False])
+def test_padding_changes_no_logit(small_reward_run, packed):
+    """Step 4 and the update keep padding out of the forward (packed on a CPU, `align_left`
+    on a GPU): the same logits and values (to float rounding) as the forward over the padded
+    batch, and as the row alone."""
     from lab.responses import position_ids
 
-    ac = actor_critic(small_reward_run, 0)
+    ac = actor_critic(small_reward_run, 0, packed=packed)
     ids = torch.tensor([[0, 0, 7, 8, 9, 10, 0], [3, 4, 5, 6, 7, 8, 9]])
     mask = (ids != 0).long()
     with torch.no_grad():
@@ -292,14 +297,22 @@ def test_padding_changes_no_logit(small_reward_run):
     assert torch.allclose(logits[:, :2], padded.logits[:, -4:-2], atol=1e-5)
     assert torch.allclose(logits[1, 2], padded.logits[1, -2], atol=1e-5)
     assert torch.allclose(alone, logits[:1, :2], atol=1e-5)
+    with torch.no_grad():
+        values = ac.values(ids, mask, 3)
+        hidden = ac.value_trunk(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask))
+        expected = ac.value_head(hidden.last_hidden_state[:, -4:-1]).squeeze(-1)
+    assert torch.allclose(values[:, :2], expected[:, :2], atol=1e-5)
+    assert torch.allclose(values[1], expected[1], atol=1e-5)
 
 
-def actor_critic(run, lora_r: int, checkpointing: bool = False, moved: bool = True) -> ActorCritic:
+def actor_critic(
+    run, lora_r: int, checkpointing: bool = False, moved: bool = True, packed: bool | None = None
+) -> ActorCritic:
     """PPO's models on the small run; `moved`: adapters and head nudged off their zero init."""
     torch.manual_seed(0)  # the same LoRA initialisation and nudges every time
     ac = ActorCritic(
         str(run / "sft" / "model"), str(run / "reward" / "model"), lora_r, 8,
-        "float32", "cpu", gradient_checkpointing=checkpointing,
+        "float32", "cpu", gradient_checkpointing=checkpointing, packed=packed,
     )  # fmt: skip
     ac.prepare_for_training()
     if moved:
