@@ -27,6 +27,15 @@ decoding is launch-bound there (165 tokens/s, 54% of the update, the same with p
 decoding with the adapter merged, `ActorCritic.sampler()`, then took it to 251 tokens/s).
 After the update's statistics stayed on the GPU and AdamW went fused: batch 32 at 32.4
 against 22.3 samples/s (1.45x, unchanged).
+
+Packed forwards on the CPU (`lab.packing`; issue #19), with fused AdamW and foreach clipping,
+this script with `--repeats 3`, 1 thread, on 2 cores (load ~1), `--baseline` the commit before:
+batch 32, four minibatches: 19.7 samples/s against TRL's 11.0 (1.80x; the commit before: 14.7,
+1.34x); batch 8, one minibatch: 16.7 against 7.1 (2.35x; before: 14.0, 1.97x). The same first
+and last RM scores and gold as the commit before: the same computation, less of it. On a GPU
+packing lost (batch 32 on an H100: 25.1 against 28.4 samples/s without it), so CUDA keeps
+`align_left`; on an H200 (2 repeats): batch 8 at 18.7 against 9.2 (2.04x), batch 32 at 33.3
+against 24.5 (1.36x).
 """
 
 from __future__ import annotations

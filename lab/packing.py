@@ -1,8 +1,7 @@
 """Packed forwards: a batch's real tokens as one sequence, so no layer pays for padding.
 
-A batch of prompts and answers is mostly padding on the right of its short rows once the
-left padding is gone (`responses.align_left`): about a third of the PPO update's tokens on
-the tiny run. Here every row's real tokens are laid end to end in one row of N tokens, each
+Once a batch's left padding is gone (`responses.align_left`), its short rows still carry
+padding on the right, up to the longest: a third of the PPO update's tokens on the tiny run. Here every row's real tokens are laid end to end in one row of N tokens, each
 row's positions starting at 0. Every linear layer, norm and MLP then runs on the N real
 tokens only. Attention alone must keep the rows apart: `packed_attention` (registered with
 transformers as `ATTENTION`) lays the packed queries, keys and values back out as rows (B,
@@ -104,18 +103,21 @@ AttentionInterface.register(ATTENTION, packed_attention)
 ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)  # unpacked calls: SDPA's own mask
 
 
-def use_packed_attention(model: nn.Module) -> None:
-    """Give `model` (and every config inside it) the packed attention; plain SDPA when unpacked."""
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if config is not None and getattr(config, "_attn_implementation", None) == "sdpa":
+def use_packed_attention(model: nn.Module) -> bool:
+    """Give `model` (every config inside it) the packed attention where it runs SDPA; unpacked
+    calls stay plain SDPA. True when every config inside now has it (False: eager attention,
+    say, which a packed forward must not use)."""
+    configs = [m.config for m in model.modules() if hasattr(m, "config")]
+    for config in configs:
+        if getattr(config, "_attn_implementation", None) == "sdpa":
             config._attn_implementation = ATTENTION
+    return all(getattr(c, "_attn_implementation", None) == ATTENTION for c in configs)
 
 
-def uses_packed_attention(model: nn.Module) -> bool:
-    """Whether `model`'s attention is `ATTENTION` (set by `use_packed_attention`)."""
-    config = getattr(model, "config", None)
-    return getattr(config, "_attn_implementation", None) == ATTENTION
+def check_packed(model: nn.Module) -> None:
+    """Refuse a packed forward through attention that would let the packed rows see each other."""
+    if getattr(getattr(model, "config", None), "_attn_implementation", None) != ATTENTION:
+        raise ValueError("a packed forward needs the packed attention: use_packed_attention(model)")
 
 
 def packed_inputs(packing: Packing) -> dict:
@@ -135,6 +137,7 @@ def packed_logits(
 
     The language-model head runs only at the positions that predict a response token.
     """
+    check_packed(model)
     packing = pack(ids, mask, n_response)
     keep, where = packing.predicts.flatten().unique(return_inverse=True)
     logits = model(**packed_inputs(packing), logits_to_keep=keep).logits  # (1, K, V)
@@ -145,6 +148,7 @@ def packed_hidden(
     trunk: nn.Module, ids: torch.Tensor, mask: torch.Tensor, n_response: int
 ) -> torch.Tensor:
     """The trunk's last hidden state at each position that predicts a response token: (B, R, H)."""
+    check_packed(trunk)
     packing = pack(ids, mask, n_response)
     hidden = trunk(**packed_inputs(packing)).last_hidden_state  # (1, N, H)
     return hidden[0].index_select(0, packing.predicts.flatten()).view(*packing.predicts.shape, -1)

@@ -85,9 +85,9 @@ class ActorCritic(nn.Module):
         # and packing's extra index ops made batch 32 slower on an H100 (0.88x): rows there are
         # only moved to start at position 0 and cut after the longest (`align_left`).
         self.packed = torch.device(device).type == "cpu" if packed is None else packed
-        for model in (self.policy, self.value_trunk, getattr(self, "reference", None)):
-            if self.packed and model is not None:
-                use_packed_attention(model)
+        if self.packed:  # every role's attention must take packed rows, or none packs
+            roles = [self.policy, self.value_trunk, getattr(self, "reference", None)]
+            self.packed = all([use_packed_attention(m) for m in roles if m is not None])
         if gradient_checkpointing:  # recompute each block in backward (train mode only)
             kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
             self.policy.activation_checkpointing_enable(**kwargs)

@@ -89,5 +89,10 @@ def test_a_packed_model_still_generates_and_saves_as_before(tmp_path):
     after = model.generate(input_ids=prompt, attention_mask=prompt_mask, **kwargs)
     assert torch.equal(before, after)  # left-padded prompts: plain SDPA, mask and all
     model.save_pretrained(tmp_path)
+    eager = small_model("HuggingFaceTB/SmolLM2-135M")
+    eager.config._attn_implementation = "eager"
+    assert not use_packed_attention(eager)  # attention that cannot take packed rows
+    with pytest.raises(ValueError, match="packed attention"):
+        packed_logits(eager, ids, mask, 2)
     assert "lab_packed" not in (tmp_path / "config.json").read_text()
     assert AutoModelForCausalLM.from_pretrained(tmp_path).config._attn_implementation == "sdpa"
