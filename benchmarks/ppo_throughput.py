@@ -32,7 +32,7 @@ rows), AdamW runs fused and gradient clipping foreach: the update went from 1.14
 0.87-0.89 s (2 threads, interleaved runs), the tiny pipeline's PPO stage from 74 s to 43 s with
 the same samples and gold. What is left per update (1 thread): matrix products ~32%, SDPA
 forward and backward ~15%, small element-wise ops and dispatch the rest; generate is ~15% of
-an update, a third of it the KV cache's concatenation (a static cache was no faster).
+an update, a third of it in `cat` (a static KV cache gave the same tokens, no faster).
 
 LoRA r=16 on the SmolLM2-135M shape (batch 8, one minibatch, response 48, 4 epochs): the peak
 comes in the update, whose activations (30 layers x 8 x ~84 tokens) and the heap that glibc
