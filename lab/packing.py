@@ -132,16 +132,19 @@ def packed_inputs(packing: Packing) -> dict:
 
 def packed_logits(
     model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, n_response: int
-) -> torch.Tensor:
-    """Logits that predict the last `n_response` tokens of `ids`, from a packed forward: (B, R, V).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict the last `n_response` tokens of `ids`, from a packed forward:
+    (K, V) at the K distinct positions that predict one, and (B, R) the row each token reads.
 
-    The language-model head runs only at the positions that predict a response token.
+    The language-model head runs only at those K positions; a response's masked tokens after
+    EOS all read its last real position, so K is about the batch's real response tokens.
+    `logits.index_select(0, rows.flatten()).view(B, R, V)` lays them out as (B, R, V).
     """
     check_packed(model)
     packing = pack(ids, mask, n_response)
-    keep, where = packing.predicts.flatten().unique(return_inverse=True)
+    keep, rows = packing.predicts.flatten().unique(return_inverse=True)
     logits = model(**packed_inputs(packing), logits_to_keep=keep).logits  # (1, K, V)
-    return logits[0].index_select(0, where).view(*packing.predicts.shape, -1)
+    return logits[0], rows.view_as(packing.predicts)
 
 
 def packed_hidden(

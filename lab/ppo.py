@@ -35,13 +35,7 @@ from lab.ppo_math import (
 )
 from lab.ppo_models import ActorCritic
 from lab.progress import Progress
-from lab.responses import (
-    logprobs_and_entropy,
-    logprobs_of,
-    penalize_missing_eos,
-    response_mask,
-    sequence_kl,
-)
+from lab.responses import penalize_missing_eos, response_mask, sequence_kl
 from lab.reward_sources import Scorer, load_scorer, parse_spec
 from lab.runlog import RunLog, truncate_log
 from lab.world import World, last_content
@@ -130,7 +124,7 @@ def token_stats(
 ) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """Step 4, `chunk` responses at a time: policy and reference log-probs, values, entropy.
 
-    Each is (B, R). The full-vocabulary logits (chunk, R, V) are the rollout's largest
+    Each is (B, R). The full-vocabulary logits (about chunk x R, V) are the rollout's largest
     tensors; going through the batch in chunks keeps only one chunk's alive. Rows go in
     `order` (default: as they are): the update's first minibatches, whose forwards then see
     the very same batches, so its first ratio is exactly 1.
@@ -138,12 +132,8 @@ def token_stats(
     n, parts = response.shape[1], []
     order = torch.arange(len(ids)) if order is None else order  # (B,)
     for rows in order.split(chunk):
-        logits = ac.response_logits(ids[rows], mask[rows], n)
-        logprobs, entropy = logprobs_and_entropy(logits, response[rows], temperature)
-        del logits  # one chunk's (chunk, R, V) alive at a time
-        ref_logits = ac.reference_logits(ids[rows], mask[rows], n)
-        ref_logprobs = logprobs_of(ref_logits, response[rows], temperature)
-        del ref_logits
+        logprobs, entropy = ac.response_logprobs(ids[rows], mask[rows], n, temperature, True)
+        ref_logprobs = ac.reference_logprobs(ids[rows], mask[rows], n, temperature)
         parts.append((logprobs, ref_logprobs, ac.values(ids[rows], mask[rows], n), entropy))
     unsort = order.argsort()  # back to the batch's own order
     return tuple(torch.cat(columns)[unsort] for columns in zip(*parts, strict=True))
@@ -175,11 +165,10 @@ def ppo_update(
         order = r.order if first else torch.randperm(len(r.texts), generator=rng)
         for idx in order.split(p.mini_batch_size):
             m = r.response_mask[idx]
-            logits = ac.response_logits(r.ids[idx], r.mask[idx], n)
-            logprobs = logprobs_of(logits, r.ids[idx, -n:], p.temperature)
+            logprobs = ac.response_logprobs(r.ids[idx], r.mask[idx], n, p.temperature)
             pg_loss, pg = policy_loss(logprobs, r.logprobs[idx], r.advantages[idx], m, p.clip)
             pg_loss.backward()  # policy and value run on different adapters: one backward each
-            del logits, logprobs  # the value pass below need not share memory with (mb, R, V)
+            del logprobs  # the value pass below need not share memory with the (K, V) logits
             with ac.critic():  # LoRA: the value adapter stays active through its backward
                 values = ac.values(r.ids[idx], r.mask[idx], n)
                 vf_loss, vf_clipfrac = value_loss(

@@ -21,7 +21,13 @@ from transformers import AutoModelForSequenceClassification
 
 from lab.models import DTYPES, load_causal_lm
 from lab.packing import packed_hidden, packed_logits, use_packed_attention
-from lab.responses import align_left, at_positions, next_token_logits, position_ids
+from lab.responses import (
+    align_left,
+    at_positions,
+    logprobs_at_rows,
+    next_token_logits,
+    position_ids,
+)
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -33,6 +39,11 @@ def disable_dropout(model: nn.Module) -> None:
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
+
+
+def as_response_layout(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(K, V) logits and the (B, R) row each response token reads -> (B, R, V)."""
+    return logits.index_select(0, rows.flatten()).view(*rows.shape, -1)
 
 
 class ActorCritic(nn.Module):
@@ -105,20 +116,46 @@ class ActorCritic(nn.Module):
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
     ) -> torch.Tensor:
         """Policy logits that predict the last `n_response` tokens of `ids`: (B, R, V)."""
-        return self._logits(self.policy, ids, mask, n_response)
+        return as_response_layout(*self._logits(self.policy, ids, mask, n_response))
 
-    def _logits(self, model, ids: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
-        return (packed_logits if self.packed else next_token_logits)(model, ids, mask, n)
+    def response_logprobs(
+        self, ids: torch.Tensor, mask: torch.Tensor, n_response: int, temperature: float,
+        entropy: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The policy's log-prob of each of the last `n_response` tokens of `ids` at
+        `temperature`: (B, R); with `entropy`, also its entropy there. The same numbers as
+        `logprobs_of(response_logits(...))`, with one log-softmax per distinct position."""
+        logits, rows = self._logits(self.policy, ids, mask, n_response)
+        return logprobs_at_rows(logits, rows, ids[:, -n_response:], temperature, entropy)
+
+    def _logits(self, model, ids: torch.Tensor, mask: torch.Tensor, n: int) -> tuple:
+        """(K, V) logits and the (B, R) row each response token reads in them."""
+        if self.packed:
+            return packed_logits(model, ids, mask, n)
+        logits = next_token_logits(model, ids, mask, n)  # (B, R, V): a row per token
+        rows = torch.arange(logits.shape[0] * n, device=logits.device).view(-1, n)
+        return logits.flatten(0, 1), rows
 
     @torch.no_grad()
     def reference_logits(
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
     ) -> torch.Tensor:
         """The same from the frozen reference (the SFT model): (B, R, V)."""
+        return as_response_layout(*self._reference(ids, mask, n_response))
+
+    @torch.no_grad()
+    def reference_logprobs(
+        self, ids: torch.Tensor, mask: torch.Tensor, n_response: int, temperature: float
+    ) -> torch.Tensor:
+        """`response_logprobs` of the frozen reference: (B, R)."""
+        logits, rows = self._reference(ids, mask, n_response)
+        return logprobs_at_rows(logits, rows, ids[:, -n_response:], temperature)
+
+    def _reference(self, ids: torch.Tensor, mask: torch.Tensor, n: int) -> tuple:
         if self.lora:
             with self.policy.disable_adapter():
-                return self._logits(self.policy, ids, mask, n_response)
-        return self._logits(self.reference, ids, mask, n_response)
+                return self._logits(self.policy, ids, mask, n)
+        return self._logits(self.reference, ids, mask, n)
 
     def values(self, ids: torch.Tensor, mask: torch.Tensor, n_response: int) -> torch.Tensor:
         """V(state before each response token): (B, R).

@@ -113,6 +113,27 @@ def logprobs_and_entropy(
     return logprobs, -(logp.exp() * logp).sum(-1)
 
 
+def logprobs_at_rows(
+    logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
+    entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """`logprobs_of` (and with `entropy`, `logprobs_and_entropy`) where response token (b, t)
+    reads logits row `rows[b, t]`: (K, V), (B, T), (B, T) -> (B, T) [, (B, T)].
+
+    The log-softmax runs once per row of `logits`, not once per response token: positions
+    past a response's EOS read its last real row, so K is about the batch's real tokens, and
+    the (B, T, V) tensor is never made. Every value is the one `logprobs_of` gives on the
+    logits laid out as (B, T, V); the gradient too, for a loss that ignores masked tokens.
+    """
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (K, V)
+    flat = (rows * logp.shape[-1] + tokens).flatten()  # index_select: a fast backward on CPU
+    logprobs = logp.flatten().index_select(0, flat).view_as(tokens)
+    if not entropy:
+        return logprobs
+    per_row = -(logp.exp() * logp).sum(-1)  # (K,)
+    return logprobs, per_row.index_select(0, rows.flatten()).view_as(tokens)
+
+
 def kl_exact(
     logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:

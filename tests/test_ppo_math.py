@@ -23,6 +23,7 @@ from lab.responses import (
     entropy_from_logits,
     kl_exact,
     logprobs_and_entropy,
+    logprobs_at_rows,
     logprobs_of,
     penalize_missing_eos,
     sequence_kl,
@@ -187,6 +188,26 @@ def test_logprobs_and_entropy_equal_the_two_separate_functions():
     logprobs, entropy = logprobs_and_entropy(logits, tokens, temperature=0.7)
     assert torch.equal(logprobs, logprobs_of(logits, tokens, 0.7))
     assert torch.equal(entropy, entropy_from_logits(logits / 0.7))
+
+
+def test_logprobs_at_rows_equal_the_laid_out_logits_and_their_gradient():
+    """Positions sharing a row (after EOS) share one log-softmax; values and gradients are
+    what `logprobs_and_entropy` gives on the (B, T, V) layout, for a loss off masked tokens."""
+    torch.manual_seed(0)
+    rows = T([[0, 1, 2, 2], [3, 4, 5, 6]])  # row 0 ended: its last two tokens read row 2
+    mask = T([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    tokens, weights = torch.randint(0, 11, (2, 4)), torch.randn(2, 4)
+    compact = (3 * torch.randn(7, 11)).requires_grad_()
+    laid_out = compact.detach().index_select(0, rows.flatten()).view(2, 4, 11).requires_grad_()
+
+    logprobs, entropy = logprobs_at_rows(compact, rows, tokens, 0.7, entropy=True)
+    expected, expected_entropy = logprobs_and_entropy(laid_out, tokens, 0.7)
+    assert torch.equal(logprobs, expected) and torch.equal(entropy, expected_entropy)
+    assert torch.equal(logprobs_at_rows(compact, rows, tokens, 0.7), expected)
+    (logprobs * weights * mask).sum().backward()
+    (expected * weights * mask).sum().backward()
+    by_row = torch.zeros_like(compact).index_add_(0, rows.flatten(), laid_out.grad.flatten(0, 1))
+    assert torch.allclose(compact.grad, by_row, atol=1e-7)
 
 
 def test_align_left_by_hand():
