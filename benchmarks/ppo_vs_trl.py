@@ -36,6 +36,14 @@ and last RM scores and gold as the commit before: the same computation, less of 
 packing lost (batch 32 on an H100: 25.1 against 28.4 samples/s without it), so CUDA keeps
 `align_left`; on an H200 (2 repeats): batch 8 at 18.7 against 9.2 (2.04x), batch 32 at 33.3
 against 24.5 (1.36x).
+
+One log-softmax per distinct position (`responses.logprobs_at_rows`; the (B, R, V) layout
+is never made), on a slower day of the same 2-core VM (`--repeats 3`, 1 thread, `--baseline`
+the commit before): batch 32 at 15.4 against TRL's 8.6 samples/s (1.80x; the commit before
+14.5, 1.70x); batch 8 at 11.7 against 6.4 (1.84x; the commit before 12.5, 1.95x: single runs
+spread from 10.3 to 13.3, and interleaved update-only timings showed no difference). With
+`OMP_NUM_THREADS=2` (2 repeats), batch 32: 20.5 against 12.4 (1.65x). The same RM scores and
+gold as the commit before, and the same losses to the last printed digit.
 """
 
 from __future__ import annotations
