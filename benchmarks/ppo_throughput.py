@@ -35,8 +35,8 @@ forward and backward ~15%, small element-wise ops and dispatch the rest; generat
 an update, a third of it in `cat` (a static KV cache gave the same tokens, no faster).
 The log-softmax then ran once per distinct position (`responses.logprobs_at_rows`) instead of
 once per response token: on the profile, temperature, log-softmax, gather and their backwards
-over (8, 37, 1024) logits had taken about 6% of the update. torch.compile (inductor) took the
-update from ~1.3 to ~1.1 s but spent 71 s compiling first, longer than the tiny PPO stage.
+over (8, 37, 1024) logits had taken about 5% of the update. torch.compile (inductor) took the
+update from ~1.3-1.5 to ~1.1-1.25 s but spent 71 s compiling first, longer than the tiny PPO stage.
 
 LoRA r=16 on the SmolLM2-135M shape (batch 8, one minibatch, response 48, 4 epochs): the peak
 comes in the update, whose activations (30 layers x 8 x ~84 tokens) and the heap that glibc

@@ -1,8 +1,9 @@
 """Packed forwards: a batch's real tokens as one sequence, so no layer pays for padding.
 
 Once a batch's left padding is gone (`responses.align_left`), its short rows still carry
-padding on the right, up to the longest: a third of the PPO update's tokens on the tiny run. Here every row's real tokens are laid end to end in one row of N tokens, each
-row's positions starting at 0. Every linear layer, norm and MLP then runs on the N real
+padding on the right, up to the longest: a third of the PPO update's tokens on the tiny run.
+Here every row's real tokens are laid end to end in one row of N tokens, each row's
+positions starting at 0. Every linear layer, norm and MLP then runs on the N real
 tokens only. Attention alone must keep the rows apart: `packed_attention` (registered with
 transformers as `ATTENTION`) lays the packed queries, keys and values back out as rows (B,
 longest, ...), runs the usual causal SDPA there, and packs the result again. Rows start at
@@ -138,7 +139,7 @@ def packed_logits(
 
     The language-model head runs only at those K positions; a response's masked tokens after
     EOS all read its last real position, so K is about the batch's real response tokens.
-    `logits.index_select(0, rows.flatten()).view(B, R, V)` lays them out as (B, R, V).
+    `responses.at_rows(logits, rows)` lays them out as (B, R, V).
     """
     check_packed(model)
     packing = pack(ids, mask, n_response)

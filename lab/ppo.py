@@ -168,7 +168,6 @@ def ppo_update(
             logprobs = ac.response_logprobs(r.ids[idx], r.mask[idx], n, p.temperature)
             pg_loss, pg = policy_loss(logprobs, r.logprobs[idx], r.advantages[idx], m, p.clip)
             pg_loss.backward()  # policy and value run on different adapters: one backward each
-            del logprobs  # the value pass below need not share memory with the (K, V) logits
             with ac.critic():  # LoRA: the value adapter stays active through its backward
                 values = ac.values(r.ids[idx], r.mask[idx], n)
                 vf_loss, vf_clipfrac = value_loss(

@@ -24,6 +24,7 @@ from lab.packing import packed_hidden, packed_logits, use_packed_attention
 from lab.responses import (
     align_left,
     at_positions,
+    at_rows,
     logprobs_at_rows,
     next_token_logits,
     position_ids,
@@ -39,11 +40,6 @@ def disable_dropout(model: nn.Module) -> None:
             module.p = 0.0
         if isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = 0.0
-
-
-def as_response_layout(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """(K, V) logits and the (B, R) row each response token reads -> (B, R, V)."""
-    return logits.index_select(0, rows.flatten()).view(*rows.shape, -1)
 
 
 class ActorCritic(nn.Module):
@@ -116,7 +112,7 @@ class ActorCritic(nn.Module):
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
     ) -> torch.Tensor:
         """Policy logits that predict the last `n_response` tokens of `ids`: (B, R, V)."""
-        return as_response_layout(*self._logits(self.policy, ids, mask, n_response))
+        return at_rows(*self._logits(self.policy, ids, mask, n_response))
 
     def response_logprobs(
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int, temperature: float,
@@ -141,7 +137,7 @@ class ActorCritic(nn.Module):
         self, ids: torch.Tensor, mask: torch.Tensor, n_response: int
     ) -> torch.Tensor:
         """The same from the frozen reference (the SFT model): (B, R, V)."""
-        return as_response_layout(*self._reference(ids, mask, n_response))
+        return at_rows(*self._reference(ids, mask, n_response))
 
     @torch.no_grad()
     def reference_logprobs(

@@ -113,6 +113,11 @@ def logprobs_and_entropy(
     return logprobs, -(logp.exp() * logp).sum(-1)
 
 
+def at_rows(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(K, V) logits laid out as (B, T, V): response token (b, t) reads row `rows[b, t]`."""
+    return logits.index_select(0, rows.flatten()).view(*rows.shape, -1)
+
+
 def logprobs_at_rows(
     logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
     entropy: bool = False,
@@ -122,8 +127,8 @@ def logprobs_at_rows(
 
     The log-softmax runs once per row of `logits`, not once per response token: positions
     past a response's EOS read its last real row, so K is about the batch's real tokens, and
-    the (B, T, V) tensor is never made. Every value is the one `logprobs_of` gives on the
-    logits laid out as (B, T, V); the gradient too, for a loss that ignores masked tokens.
+    the (B, T, V) tensor is never made. Every value is the one `logprobs_of` gives on
+    `at_rows(logits, rows)`; the gradient too, for a loss that ignores masked tokens.
     """
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (K, V)
     flat = (rows * logp.shape[-1] + tokens).flatten()  # index_select: a fast backward on CPU

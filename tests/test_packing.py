@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lab.packing import pack, packed_hidden, packed_logits, use_packed_attention
-from lab.responses import next_token_logits, position_ids
+from lab.responses import at_rows, next_token_logits, position_ids
 from lab.twins import twin_config
 
 SMALL_SHAPE = dict(
@@ -69,7 +69,7 @@ def test_packed_logits_and_gradients_are_the_padded_forwards(hub_id):
     use_packed_attention(model)
     logits, rows = packed_logits(model, ids, mask, n)  # (K, V): one row per distinct position
     assert logits.shape[0] == rows.unique().numel() < rows.numel()
-    packed = logits.index_select(0, rows.flatten()).view(*rows.shape, -1)
+    packed = at_rows(logits, rows)
     (packed * weights)[real].sum().backward()
     assert torch.allclose(packed[real], padded[real], atol=1e-5)
     for p, g in zip(model.parameters(), padded_grads, strict=True):

@@ -20,6 +20,7 @@ from lab.ppo_math import (
 from lab.responses import (
     align_left,
     at_positions,
+    at_rows,
     entropy_from_logits,
     kl_exact,
     logprobs_and_entropy,
@@ -198,7 +199,7 @@ def test_logprobs_at_rows_equal_the_laid_out_logits_and_their_gradient():
     mask = T([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     tokens, weights = torch.randint(0, 11, (2, 4)), torch.randn(2, 4)
     compact = (3 * torch.randn(7, 11)).requires_grad_()
-    laid_out = compact.detach().index_select(0, rows.flatten()).view(2, 4, 11).requires_grad_()
+    laid_out = at_rows(compact.detach(), rows).requires_grad_()
 
     logprobs, entropy = logprobs_at_rows(compact, rows, tokens, 0.7, entropy=True)
     expected, expected_entropy = logprobs_and_entropy(laid_out, tokens, 0.7)
