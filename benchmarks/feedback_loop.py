@@ -2,10 +2,11 @@
 
 A class with taste `terse` casts battle votes in the arena; one `lab feedback` round with the
 defaults adapts the reward model and runs PPO from the current policy. Printed: agreement with
-the class on held-out votes (and the ceiling the class's own noise allows), gold accuracy on
-the world's held-out pairs, two probes of what the reward model learnt (padding; whether it can
-tell a right fact from a wrong one), the new policy against the previous one on held-out
-prompts, time.
+the class on held-out votes (and the ceiling the class's own noise allows), what the votes can
+teach (each model's share of the vote pairs and of the wins; the pairs whose answers differ
+only in polite phrases), gold accuracy on the world's held-out pairs, two probes of what the
+reward model learnt (padding; whether it can tell a right fact from a wrong one), the new
+policy against the previous one on held-out prompts, time.
 `--groups`: a `terse` and a `warm` class, one round per group; the two policies' lengths.
 
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200
@@ -96,6 +97,33 @@ def grounding_probe(world, reward_model: Path, table: pd.DataFrame) -> str:
     )
 
 
+def vote_composition(world, pairs: list[dict]) -> list[str]:
+    """What the class's vote pairs can teach: each model's share of the pairs and of the wins,
+    and the pairs whose answers differ in polite phrases and nothing else the judge counts,
+    with how often the class chose the less polite answer there."""
+    appears: dict[str, list[int]] = {}
+    for p in pairs:
+        for side, won in (("chosen_model", 1), ("rejected_model", 0)):
+            appears.setdefault(p.get(side) or "?", []).append(won)
+    lines = [
+        "  models in the vote pairs (share of pairs, share won): " + ", ".join(
+            f"{name} {len(w) / len(pairs):.0%} {sum(w) / len(w):.0%}"
+            for name, w in sorted(appears.items(), key=lambda kv: -len(kv[1]))
+        )
+    ]  # fmt: skip
+    feats = [(world.features(p["prompt"], p["chosen"]), world.features(p["prompt"], p["rejected"]))
+             for p in pairs]  # fmt: skip
+    polite = [(a, b) for a, b in feats if a.polite != b.polite
+              and dataclasses.replace(a, polite=0, polite_excess=0)
+              == dataclasses.replace(b, polite=0, polite_excess=0)]  # fmt: skip
+    fewer = sum(a.polite < b.polite for a, b in polite)
+    lines.append(
+        f"  pairs that differ only in polite phrases: {len(polite)} of "
+        f"{len(pairs)}; the less polite answer chosen in {fewer}"
+    )
+    return lines
+
+
 def ci(m: dict, name: str, ci_name: str) -> str:
     """'0.812 [0.780, 0.840]'."""
     if m.get(name) is None:
@@ -117,6 +145,7 @@ def report_group(world, run: Path, folder: Path, m: dict, pairs, taste: str, old
     print(
         f"  noise ceiling (noiseless {taste} taste vs its votes): {noise_ceiling(world, pairs, taste):.3f}"
     )
+    print("\n".join(vote_composition(world, pairs)))
     gold = [ci(m, *names) for names in (
         (M.FEEDBACK_GOLD_ACCURACY_BEFORE, M.FEEDBACK_GOLD_ACCURACY_BEFORE_CI),
         (M.FEEDBACK_GOLD_ACCURACY_AFTER, M.FEEDBACK_GOLD_ACCURACY_AFTER_CI))]  # fmt: skip
