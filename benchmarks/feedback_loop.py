@@ -33,9 +33,9 @@ from lab.group_compare import answers_of
 from lab.intervals import wilson_interval
 from lab.reward_model import load_reward_model
 from lab.reward_model import score as rm_score
-from lab.votes_db import to_preferences
+from lab.votes_db import compute_pair_models, to_preferences
 from lab.world.judge import classify, score, split_sentences
-from lab.world.tastes import compute_answer_style, taste_weights
+from lab.world.tastes import compute_answer_style, compute_style_only_pairs, taste_weights
 
 TARGETS = "agreement >= 0.80 or ceiling - 0.05; gold loss <= 0.03; polite+filler -50%; length -20%"
 
@@ -99,29 +99,15 @@ def grounding_probe(world, reward_model: Path, table: pd.DataFrame) -> str:
 
 def vote_composition(world, pairs: list[dict]) -> list[str]:
     """What the class's vote pairs can teach: each model's share of the pairs and of the wins,
-    and the pairs whose answers differ in polite phrases and nothing else the judge counts,
-    with how often the class chose the less polite answer there."""
-    appears: dict[str, list[int]] = {}
-    for p in pairs:
-        for side, won in (("chosen_model", 1), ("rejected_model", 0)):
-            appears.setdefault(p.get(side) or "?", []).append(won)
-    lines = [
-        "  models in the vote pairs (share of pairs, share won): " + ", ".join(
-            f"{name} {len(w) / len(pairs):.0%} {sum(w) / len(w):.0%}"
-            for name, w in sorted(appears.items(), key=lambda kv: -len(kv[1]))
-        )
-    ]  # fmt: skip
-    feats = [(world.features(p["prompt"], p["chosen"]), world.features(p["prompt"], p["rejected"]))
-             for p in pairs]  # fmt: skip
-    polite = [(a, b) for a, b in feats if a.polite != b.polite
-              and dataclasses.replace(a, polite=0, polite_excess=0)
-              == dataclasses.replace(b, polite=0, polite_excess=0)]  # fmt: skip
-    fewer = sum(a.polite < b.polite for a, b in polite)
-    lines.append(
-        f"  pairs that differ only in polite phrases: {len(polite)} of "
-        f"{len(pairs)}; the less polite answer chosen in {fewer}"
-    )
-    return lines
+    and the pairs whose answers differ in polite phrases and nothing else the judge counts."""
+    models = compute_pair_models(pairs)
+    polite = compute_style_only_pairs(world, pairs)
+    return [
+        "  models in the vote pairs (share of pairs, share won): "
+        + ", ".join(f"{r.model} {r.share_of_pairs:.0%} {r.won:.0%}" for r in models.itertuples()),
+        f"  pairs that differ only in polite phrases: {len(polite)} of {len(pairs)}; "
+        f"the less polite answer chosen in {int(polite['chosen_has_less'].sum())}",
+    ]
 
 
 def ci(m: dict, name: str, ci_name: str) -> str:

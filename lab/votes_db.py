@@ -106,3 +106,24 @@ def to_preferences(votes: pd.DataFrame) -> list[dict]:
                 }
             )
     return rows
+
+
+def compute_pair_models(pairs: list[dict]) -> pd.DataFrame:
+    """Who the preference pairs are about: per model, the pairs it is in, their share of all
+    pairs, and the share it won. A model that is in most pairs and wins almost none (the base
+    model, say) spends the class's votes on a preference nobody doubted. Most pairs first."""
+    if not pairs:
+        raise ValueError("no preference pairs to count")
+    seen: dict[str, list[int]] = {}
+    for row in pairs:
+        for side, won in (("chosen_model", 1), ("rejected_model", 0)):
+            seen.setdefault(row.get(side) or "(unknown)", []).append(won)
+    table = pd.DataFrame(
+        {
+            "model": list(seen),
+            "pairs": [len(w) for w in seen.values()],
+            "share_of_pairs": [len(w) / len(pairs) for w in seen.values()],
+            "won": [sum(w) / len(w) for w in seen.values()],
+        }
+    )
+    return table.sort_values(["pairs", "model"], ascending=[False, True], ignore_index=True)

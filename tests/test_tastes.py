@@ -6,7 +6,14 @@ import pytest
 
 from lab.world import default_world
 from lab.world.judge import GOLD_WEIGHTS, score
-from lab.world.tastes import TASTES, make_class, taste_weights, terse_reward, warm_reward
+from lab.world.tastes import (
+    TASTES,
+    compute_style_only_pairs,
+    make_class,
+    taste_weights,
+    terse_reward,
+    warm_reward,
+)
 
 PROMPT = "What is 2 plus 3?"
 PLAIN = "2 plus 3 is 5."
@@ -74,3 +81,21 @@ def test_a_taste_as_a_reward_function_scores_as_the_taste():
     assert warm[1] > warm[0] > warm[2]
     scorer = load_scorer("function:lab.world.tastes.terse_reward", run_dir=".")
     assert scorer([PROMPT], [PADDED]) == [utility("terse", PADDED)]
+
+
+def test_style_only_pairs_are_the_pairs_that_differ_in_that_style_alone():
+    polite_first = "Happy to help. 2 plus 3 is 5."
+    pairs = [
+        {"prompt": PROMPT, "chosen": PLAIN, "rejected": polite_first},  # only the opener: kept
+        {"prompt": PROMPT, "chosen": POLITE, "rejected": PLAIN},  # politer won: kept
+        {"prompt": PROMPT, "chosen": PLAIN, "rejected": "Happy to help. " + WRONG},  # and a fact
+        {"prompt": PROMPT, "chosen": PLAIN, "rejected": PADDED},  # and filler
+        {"prompt": PROMPT, "chosen": PLAIN, "rejected": PLAIN + " "},  # the same to the judge
+    ]
+    table = compute_style_only_pairs(default_world(), pairs)
+    assert table["rejected"].tolist() == [polite_first, PLAIN]
+    assert table["chosen_has_less"].tolist() == [True, False]
+    fillers = compute_style_only_pairs(default_world(), pairs, ("polite", "filler"))
+    assert PADDED in fillers["rejected"].tolist() and len(fillers) == 3
+    with pytest.raises(ValueError, match="unknown style feature 'pleasantries'; the judge counts"):
+        compute_style_only_pairs(default_world(), pairs, ("pleasantries",))

@@ -20,7 +20,7 @@ from apps.votes import (
 )
 from lab.data import load_preferences
 from lab.leaderboard import compute_battles, compute_bt
-from lab.votes_db import read_votes
+from lab.votes_db import compute_pair_models, read_votes
 
 DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64, "seed": 1}
 
@@ -372,3 +372,23 @@ def test_export_round_trips_through_load_preferences(tmp_path):
 def test_export_without_pairs_says_why(tmp_path):
     with pytest.raises(ValueError, match="no preference pairs"):
         export_preferences(stored(tmp_path, vote(outcome="tie", winner=None)), tmp_path / "x")
+
+
+def test_pair_models_count_each_models_pairs_and_wins():
+    def pair(chosen: str, rejected: str) -> dict:
+        return {
+            "prompt": "p",
+            "chosen": "a",
+            "rejected": "b",
+            "chosen_model": chosen,
+            "rejected_model": rejected,
+        }
+
+    pairs = [pair("sft", "base"), pair("ppo", "base"), pair("base", "ppo"), pair("ppo", "sft")]
+    table = compute_pair_models(pairs)
+    assert table["model"].tolist() == ["base", "ppo", "sft"]  # most pairs first
+    assert table["pairs"].tolist() == [3, 3, 2]
+    assert table["share_of_pairs"].tolist() == [0.75, 0.75, 0.5]
+    assert table["won"].round(3).tolist() == [0.333, 0.667, 0.5]
+    with pytest.raises(ValueError, match="no preference pairs"):
+        compute_pair_models([])

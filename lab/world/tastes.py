@@ -16,7 +16,7 @@ import pandas as pd
 
 from lab.world import World, default_world
 from lab.world.annotators import Annotator
-from lab.world.judge import GOLD_WEIGHTS, Weights, score
+from lab.world.judge import GOLD_WEIGHTS, Features, Weights, score
 
 TASTES: dict[str, tuple[Weights, str]] = {
     "terse": (
@@ -64,6 +64,26 @@ def compute_answer_style(world: World, table: pd.DataFrame, taste: str) -> pd.Da
             "utility": [score(f, weights) for f in feats],
         }
     )
+
+
+def compute_style_only_pairs(
+    world: World, pairs: list[dict], style: tuple[str, ...] = ("polite", "polite_excess")
+) -> pd.DataFrame:
+    """The preference pairs whose two answers differ in `style` (features of the judge) and in
+    nothing else the judge counts: the only pairs that show a class's taste for that style
+    alone. One row each: prompt, chosen, rejected, and `chosen_has_less` (of that style)."""
+    known = [f.name for f in dataclasses.fields(Features)]
+    if unknown := [name for name in style if name not in known]:
+        raise ValueError(
+            f"unknown style feature {unknown[0]!r}; the judge counts {', '.join(known)}"
+        )
+    blank, rows = dict.fromkeys(style, 0), []
+    for row in pairs:
+        a, b = (world.features(row["prompt"], row[side]) for side in ("chosen", "rejected"))
+        if a != b and dataclasses.replace(a, **blank) == dataclasses.replace(b, **blank):
+            less = sum(getattr(a, n) for n in style) < sum(getattr(b, n) for n in style)
+            rows.append([row["prompt"], row["chosen"], row["rejected"], less])
+    return pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "chosen_has_less"])
 
 
 def taste_utility(taste: str, prompts: list, completions: list[str]) -> list[float]:
