@@ -3,10 +3,10 @@
 A class with taste `terse` casts battle votes in the arena; one `lab feedback` round with the
 defaults adapts the reward model and runs PPO from the current policy. Printed: agreement with
 the class on held-out votes (and the ceiling the class's own noise allows), what the votes can
-teach (each model's share of the vote pairs and of the wins; the pairs whose answers differ
-only in polite phrases), gold accuracy on the world's held-out pairs, two probes of what the
-reward model learnt (padding; whether it can tell a right fact from a wrong one), the new
-policy against the previous one on held-out prompts, time.
+teach (each model's share of the vote pairs and the share of them it won; the pairs whose
+answers differ only in polite phrases), gold accuracy on the world's held-out pairs, two probes
+of what the reward model learnt (padding; whether it can tell a right fact from a wrong one),
+the new policy against the previous one on held-out prompts, time.
 `--groups`: a `terse` and a `warm` class, one round per group; the two policies' lengths.
 
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200
@@ -31,9 +31,10 @@ from lab.feedback import FeedbackConfig
 from lab.feedback_round import current_models, feedback_round
 from lab.group_compare import answers_of
 from lab.intervals import wilson_interval
+from lab.leaderboard import compute_model_counts
 from lab.reward_model import load_reward_model
 from lab.reward_model import score as rm_score
-from lab.votes_db import compute_pair_models, to_preferences
+from lab.votes_db import pairs_to_battles, to_preferences
 from lab.world.judge import classify, score, split_sentences
 from lab.world.tastes import compute_answer_style, compute_style_only_pairs, taste_weights
 
@@ -98,13 +99,16 @@ def grounding_probe(world, reward_model: Path, table: pd.DataFrame) -> str:
 
 
 def vote_composition(world, pairs: list[dict]) -> list[str]:
-    """What the class's vote pairs can teach: each model's share of the pairs and of the wins,
-    and the pairs whose answers differ in polite phrases and nothing else the judge counts."""
-    models = compute_pair_models(pairs)
+    """What the class's vote pairs can teach: each model's share of the pairs and the share of
+    them it won, and the pairs whose answers differ in polite phrases and nothing else."""
+    models = compute_model_counts(pairs_to_battles(pairs))
     polite = compute_style_only_pairs(world, pairs)
     return [
         "  models in the vote pairs (share of pairs, share won): "
-        + ", ".join(f"{r.model} {r.share_of_pairs:.0%} {r.won:.0%}" for r in models.itertuples()),
+        + ", ".join(
+            f"{r.model} {r.battles / len(pairs):.0%} {r.wins / r.battles:.0%}"
+            for r in models.itertuples()
+        ),
         f"  pairs that differ only in polite phrases: {len(polite)} of {len(pairs)}; "
         f"the less polite answer chosen in {int(polite['chosen_has_less'].sum())}",
     ]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lab.leaderboard import BATTLE_COLUMNS
+
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: before votes had a group
 COLUMNS = (
@@ -20,6 +22,7 @@ COLUMNS = (
     "decoding", "group",
 )  # fmt: skip
 JSON_COLUMNS = ("models", "responses", "decoding")
+UNKNOWN_MODEL = "(unknown)"  # a pair that does not say which model wrote an answer
 
 
 def quoted(columns: tuple[str, ...]) -> str:
@@ -108,22 +111,19 @@ def to_preferences(votes: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def compute_pair_models(pairs: list[dict]) -> pd.DataFrame:
-    """Who the preference pairs are about: per model, the pairs it is in, their share of all
-    pairs, and the share it won. A model that is in most pairs and wins almost none (the base
-    model, say) spends the class's votes on a preference nobody doubted. Most pairs first."""
+def pairs_to_battles(pairs: list[dict]) -> pd.DataFrame:
+    """Preference pairs as the leaderboard's battles (the chosen answer's model beats the
+    rejected one's), so that `leaderboard.compute_model_counts` says who the pairs are about:
+    a model in most pairs that wins almost none (the base model, say) spends the class's votes
+    on a preference nobody doubted."""
     if not pairs:
         raise ValueError("no preference pairs to count")
-    seen: dict[str, list[int]] = {}
-    for row in pairs:
-        for side, won in (("chosen_model", 1), ("rejected_model", 0)):
-            seen.setdefault(row.get(side) or "(unknown)", []).append(won)
-    table = pd.DataFrame(
-        {
-            "model": list(seen),
-            "pairs": [len(w) for w in seen.values()],
-            "share_of_pairs": [len(w) / len(pairs) for w in seen.values()],
-            "won": [sum(w) / len(w) for w in seen.values()],
-        }
-    )
-    return table.sort_values(["pairs", "model"], ascending=[False, True], ignore_index=True)
+    rows = [
+        (
+            row.get("chosen_model") or UNKNOWN_MODEL,
+            row.get("rejected_model") or UNKNOWN_MODEL,
+            "model_a",
+        )
+        for row in pairs
+    ]
+    return pd.DataFrame(rows, columns=BATTLE_COLUMNS)

@@ -19,8 +19,8 @@ from apps.votes import (
     to_preferences,
 )
 from lab.data import load_preferences
-from lab.leaderboard import compute_battles, compute_bt
-from lab.votes_db import compute_pair_models, read_votes
+from lab.leaderboard import compute_battles, compute_bt, compute_model_counts
+from lab.votes_db import pairs_to_battles, read_votes
 
 DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64, "seed": 1}
 
@@ -374,7 +374,7 @@ def test_export_without_pairs_says_why(tmp_path):
         export_preferences(stored(tmp_path, vote(outcome="tie", winner=None)), tmp_path / "x")
 
 
-def test_pair_models_count_each_models_pairs_and_wins():
+def test_pairs_become_battles_that_the_chosen_model_wins():
     def pair(chosen: str, rejected: str) -> dict:
         return {
             "prompt": "p",
@@ -385,10 +385,10 @@ def test_pair_models_count_each_models_pairs_and_wins():
         }
 
     pairs = [pair("sft", "base"), pair("ppo", "base"), pair("base", "ppo"), pair("ppo", "sft")]
-    table = compute_pair_models(pairs)
-    assert table["model"].tolist() == ["base", "ppo", "sft"]  # most pairs first
-    assert table["pairs"].tolist() == [3, 3, 2]
-    assert table["share_of_pairs"].tolist() == [0.75, 0.75, 0.5]
-    assert table["won"].round(3).tolist() == [0.333, 0.667, 0.5]
+    pairs.append({"prompt": "p", "chosen": "a", "rejected": "b"})  # exported without models
+    table = compute_model_counts(pairs_to_battles(pairs)).set_index("model")
+    assert table["battles"].to_dict() == {"base": 3, "ppo": 3, "(unknown)": 2, "sft": 2}
+    assert table["wins"].to_dict() == {"base": 1, "ppo": 2, "(unknown)": 1, "sft": 1}
+    assert table["ties"].sum() == 0
     with pytest.raises(ValueError, match="no preference pairs"):
-        compute_pair_models([])
+        pairs_to_battles([])
