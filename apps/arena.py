@@ -315,6 +315,7 @@ def retrain_tab(arena: Arena) -> None:
             retrain.FeedbackConfig().ppo_updates, precision=0, minimum=0, maximum=200,
             label="PPO updates after (0 = reward model only)",
         )  # fmt: skip
+    vote_content_view(arena, password, group)
     button = gr.Button("Retrain", variant="primary", elem_id="retrain-go")
     message = gr.Markdown(elem_id="retrain-message")  # stays until the next click
     progress = gr.Textbox(label="Progress", interactive=False, elem_id="retrain-progress")
@@ -333,6 +334,18 @@ def retrain_tab(arena: Arena) -> None:
         api_visibility="private",
     )
     groups_view(arena, password)
+
+
+def vote_content_view(arena: Arena, password: gr.Textbox, group: gr.Textbox) -> None:
+    """Before a round: who the votes so far are about, and what they can teach it."""
+    with gr.Accordion("What can these votes teach? (before you retrain)", open=False):
+        show = gr.Button("Count the vote pairs", elem_id="votes-content-show")
+        note = gr.Markdown(elem_id="votes-content-note")
+        table = gr.Dataframe(
+            label="Models in the vote pairs", interactive=False, elem_id="votes-content"
+        )
+    show.click(partial(retrain.vote_content, arena), [password, group], [note, table],
+               api_name="vote_content")  # fmt: skip
 
 
 def groups_view(arena: Arena, password: gr.Textbox) -> None:

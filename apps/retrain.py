@@ -24,11 +24,14 @@ from lab.group_compare import (
     read_answers,
     round_policies,
 )
+from lab.leaderboard import compute_model_counts
 from lab.plots import plot_before_after, plot_group_styles
-from lab.world.tastes import TASTES
+from lab.votes_db import pairs_to_battles
+from lab.world.tastes import TASTES, compute_style_only_pairs
 
 MAX_SIMULATED = 500
 MAX_PPO_UPDATES = 200
+CLEAR_WINS = 0.15  # a model that wins (or loses) all but this share of its pairs: little to learn
 RETRAIN_HELP = "\n".join(
     [
         "**A feedback round**: the reward model the arena uses now is fine-tuned on the class's "
@@ -245,6 +248,55 @@ def group_view(
     shown = styles.round({c: 2 for c in STYLE_COLUMNS})
     message = f"{done[-1].name}: {len(tables) - 1} new policies beside the one they started from."
     return message, plot_group_styles(styles), shown, compute_side_by_side(tables)
+
+
+def compute_vote_content(pairs: list[dict]) -> pd.DataFrame:
+    """Who the vote pairs are about: per model, the pairs it is in, their share of all pairs, and
+    the share of its pairs it won; most pairs first. An empty list raises."""
+    counts = compute_model_counts(pairs_to_battles(pairs))
+    return pd.DataFrame(
+        {
+            "model": counts["model"],
+            "pairs": counts["battles"],
+            "share of pairs": (counts["battles"] / len(pairs)).round(2),
+            "won": (counts["wins"] / counts["battles"]).round(2),
+        }
+    )
+
+
+def vote_content(arena: Arena, password: str = "", group: str = "") -> tuple[str, pd.DataFrame]:
+    """What the votes so far can teach a round (instructor only): who the pairs are about and,
+    in the tiny world, how many pairs show the class's taste for polite phrases alone."""
+    problem = check_instructor(arena.classroom, password)
+    if problem:
+        return problem, pd.DataFrame()
+    if not isinstance(group, str):
+        return "Group: type a group name, or leave it empty for every vote.", pd.DataFrame()
+    try:
+        pairs = select_group(to_preferences(arena.store.votes()), group.strip() or None)
+    except ValueError as error:
+        return str(error), pd.DataFrame()
+    if not pairs:
+        return "No preference pairs yet: votes with a winner make pairs.", pd.DataFrame()
+    table = compute_vote_content(pairs)
+    top = table.iloc[0]
+    lines = [
+        f"Vote pairs: {len(pairs)}. `{top['model']}` is in {top['share of pairs']:.0%} of them "
+        f"and won {top['won']:.0%} of those."
+        + (
+            " A pair whose winner nobody doubts teaches a round little the reward model did not know."
+            if min(top["won"], 1 - top["won"]) <= CLEAR_WINS
+            else ""
+        )
+    ]
+    if arena.world is not None:
+        alone = compute_style_only_pairs(arena.world, pairs)
+        lines.append(
+            f"Pairs that differ only in polite phrases: {len(alone)} (the less polite answer "
+            f"chosen in {int(alone['chosen_has_less'].sum()) if len(alone) else 0}). What a round can "
+            "learn about this class's taste for pleasantries rests on those."
+        )
+    return "\n\n".join(lines), table
 
 
 def simulate(arena: Arena, password: str, n: float, taste: str = "", group: str = "") -> str:

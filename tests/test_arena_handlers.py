@@ -9,6 +9,7 @@ import random
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -30,10 +31,11 @@ from apps.handlers import (
     pick_pair,
     vote,
 )
-from apps.votes import VoteStore
+from apps.votes import Vote, VoteStore
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
 from lab.reward_model import score
+from lab.world import default_world
 from tests.conftest import untrained_pool
 
 SETTINGS = (0.7, 1.0, 24, 1234)  # temperature, top-p, max tokens, seed
@@ -592,3 +594,45 @@ def test_simulated_votes_take_the_battle_path_and_skip_identical_answers(arena, 
     assert len(asked) == 2 and arena.store.count() == before + 1
     assert list(stored["responses"]) == ["It is 5.", "It is 6."]
     assert list(stored["models"]) == asked[-1] and stored["mode"] == "simulated"
+
+
+def test_the_retrain_tab_says_who_the_votes_are_about_and_what_they_show_alone(tmp_path):
+    store = VoteStore(tmp_path / "votes.sqlite")
+    base, polite, plain = "2 plus", "Sure! 2 plus 3 is 5.", "2 plus 3 is 5."
+    for models, answers, winner, group in [
+        (("ppo", "base"), (polite, base), 0, ""),
+        (("base", "sft"), (base, plain), 1, ""),
+        (("ppo", "sft"), (polite, plain), 1, ""),  # the less polite answer wins: taste alone
+        (("grpo", "base"), ("Sure! 2 plus 3 is 6.", base), 0, "g"),
+    ]:
+        store.add(Vote("s1", "battle", "What is 2 plus 3?", models, answers, "win", winner,
+                       group=group))  # fmt: skip
+    store.add(Vote("s2", "battle", "What is 2 plus 3?", ("ppo", "sft"), (polite, plain), "tie"))
+    arena = SimpleNamespace(store=store, world=default_world(), classroom=Classroom())
+
+    message, table = retrain.vote_content(arena)
+    assert table.set_index("model").loc["base"].tolist() == [3, 0.75, 0.0]
+    assert table["model"].tolist() == ["base", "ppo", "sft", "grpo"]
+    assert table.set_index("model").loc["sft", "won"] == 1.0
+    assert message.startswith("Vote pairs: 4. `base` is in 75% of them and won 0% of those.")
+    assert "nobody doubts" in message
+    assert "only in polite phrases: 1 (the less polite answer chosen in 1)" in message
+
+    message, table = retrain.vote_content(arena, "", " g ")
+    assert message.startswith("Vote pairs: 1.") and "polite phrases: 0 (" in message
+    assert "nobody doubts" in message  # grpo won its only pair
+    even = SimpleNamespace(store=store, world=None, classroom=Classroom())
+    store.add(Vote("s3", "battle", "What is 2 plus 3?", ("base", "ppo"), (base, polite), "win", 0))
+    store.add(Vote("s3", "battle", "What is 2 plus 3?", ("base", "sft"), (base, plain), "win", 0))
+    message = retrain.vote_content(even)[0]  # base now won 2 of its 5 pairs
+    assert message.startswith("Vote pairs: 6. `base` is in 83%") and "doubts" not in message
+    assert "no votes of group 'h'" in retrain.vote_content(arena, "", "h")[0]
+    without_world = SimpleNamespace(store=store, world=None, classroom=Classroom())
+    assert "polite" not in retrain.vote_content(without_world)[0]
+    locked = SimpleNamespace(store=store, world=default_world(), classroom=Classroom(password="pw"))
+    assert "password" in retrain.vote_content(locked, "nope")[0]
+    assert retrain.vote_content(locked, "nope")[1].empty
+    empty = SimpleNamespace(
+        store=VoteStore(tmp_path / "empty.sqlite"), world=None, classroom=Classroom()
+    )
+    assert retrain.vote_content(empty)[0].startswith("No preference pairs yet")
