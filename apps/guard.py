@@ -10,16 +10,16 @@ import hashlib
 import hmac
 import math
 import numbers
-import re
 import secrets
 import threading
 import unicodedata
 from dataclasses import dataclass, field
 
+from lab.votes_db import GROUP_NAME, GROUP_RULE
+
 MAX_PROMPT_CHARS = 1000
 JUNK_SHARE = 0.1  # above this share of control / unassigned characters, a paste is binary junk
 FREE_TRIES = 3  # wrong join codes a client may type before it has to wait
-GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")  # a group as votes store it
 MAX_WAIT_S = 60.0  # the longest wait between two tries, however many were wrong
 
 
@@ -121,10 +121,19 @@ def parse_groups(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     for name in names:
         if not GROUP_NAME.fullmatch(name):
-            raise ValueError(f"--groups: {name!r} is not a group name (letters, digits, - or _)")
+            raise ValueError(f"--groups: {name!r} is not a group name ({GROUP_RULE})")
     if len(set(names)) != len(names):
         raise ValueError(f"--groups: a group is named twice in {text!r}")
     return names
+
+
+def check_group(group: object) -> str | None:
+    """None when `group` is empty or a group's name (spaces around it are dropped)."""
+    if not isinstance(group, str):
+        return "Group: type a group name, or leave it empty."
+    if group.strip() and not GROUP_NAME.fullmatch(group.strip()):
+        return f"Group: a group's name is {GROUP_RULE}; or leave it empty."
+    return None
 
 
 def check_instructor(classroom: Classroom, password: str) -> str | None:

@@ -9,13 +9,13 @@ import dataclasses
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.guard import check_instructor, whole_number
+from apps.guard import check_group, check_instructor, whole_number
 from apps.handlers import Arena
 from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
 from apps.votes import to_preferences
 from lab import metrics as M
-from lab.feedback import FeedbackConfig, select_group
+from lab.feedback import FeedbackConfig
 from lab.feedback_round import feedback_round, next_round, rounds
 from lab.group_compare import (
     STYLE_COLUMNS,
@@ -26,7 +26,7 @@ from lab.group_compare import (
 )
 from lab.leaderboard import compute_model_counts
 from lab.plots import plot_before_after, plot_group_styles
-from lab.votes_db import pairs_to_battles
+from lab.votes_db import GROUP_NAME, GROUP_RULE, pairs_to_battles
 from lab.world.tastes import TASTES, compute_style_only_pairs
 
 MAX_SIMULATED = 500
@@ -63,9 +63,10 @@ def start(
     updates = whole_number(ppo_updates, 0, MAX_PPO_UPDATES)
     if updates is None:
         return f"PPO updates: choose a whole number from 0 to {MAX_PPO_UPDATES}."
-    group = group.strip() if isinstance(group, str) else None
-    if group is None:
-        return "Group: type a group name, or leave it empty for every vote."
+    problem = check_group(group)
+    if problem:
+        return problem
+    group = group.strip()
     if per_group not in (True, False):
         return "One round per group: tick the box or leave it empty."
     if per_group and group:
@@ -77,11 +78,14 @@ def start(
     pairs = to_preferences(arena.store.votes())
     if not pairs:
         return "No preference pairs yet: votes with a winner make pairs."
-    try:
-        pairs = select_group(pairs, group or None)
-        groups = vote_groups(pairs) if per_group else []
-    except ValueError as error:
-        return str(error)
+    pairs, problem = group_pairs(pairs, group)
+    if problem:
+        return problem
+    groups = sorted({row.get("group", "") for row in pairs} - {""})
+    if per_group and not groups:
+        return "No vote carries a group: one round per group needs grouped votes."
+    if per_group and not all(GROUP_NAME.fullmatch(g) for g in groups):
+        return f"Some votes carry a group that cannot name a round's folders ({GROUP_RULE})."
     fb = dataclasses.replace(FeedbackConfig(), ppo_updates=updates)
     folder = next_round(arena.run_dir)
     job = lambda report: work(arena, pairs, fb, group or None, report, per_group)  # noqa: E731
@@ -90,12 +94,20 @@ def start(
     return f"Retraining on {len(pairs)} vote pairs in {folder.name}{each} …"
 
 
-def vote_groups(pairs: list[dict]) -> list[str]:
-    """The groups the vote pairs carry; none raises (a per-group round needs them)."""
-    groups = sorted({row.get("group", "") for row in pairs} - {""})
-    if not groups:
-        raise ValueError("No vote carries a group: one round per group needs grouped votes.")
-    return groups
+def group_pairs(pairs: list[dict], group: str) -> tuple[list[dict], str | None]:
+    """One group's vote pairs ('' = every pair), or a message when it has none. The message names
+    the groups that have votes only when they are group names: stored text is never echoed."""
+    if not group:
+        return pairs, None
+    chosen = [row for row in pairs if row.get("group", "") == group]
+    if chosen:
+        return chosen, None
+    known = sorted(
+        {row.get("group", "") for row in pairs if GROUP_NAME.fullmatch(row.get("group", ""))}
+    )
+    return [], "No votes of that group yet. Groups with votes: " + (
+        ", ".join(known) or "none"
+    ) + "."
 
 
 def work(
@@ -270,14 +282,15 @@ def vote_content(arena: Arena, password: str = "", group: str = "") -> tuple[str
     problem = check_instructor(arena.classroom, password)
     if problem:
         return problem, pd.DataFrame()
-    if not isinstance(group, str):
-        return "Group: type a group name, or leave it empty for every vote.", pd.DataFrame()
-    try:
-        pairs = select_group(to_preferences(arena.store.votes()), group.strip() or None)
-    except ValueError as error:
-        return str(error), pd.DataFrame()
+    problem = check_group(group)
+    if problem:
+        return problem, pd.DataFrame()
+    pairs = to_preferences(arena.store.votes())
     if not pairs:
         return "No preference pairs yet: votes with a winner make pairs.", pd.DataFrame()
+    pairs, problem = group_pairs(pairs, group.strip())
+    if problem:
+        return problem, pd.DataFrame()
     table = compute_vote_content(pairs)
     top = table.iloc[0]
     lines = [
@@ -309,8 +322,9 @@ def simulate(arena: Arena, password: str, n: float, taste: str = "", group: str 
         return f"Choose between 1 and {MAX_SIMULATED} simulated votes."
     if not isinstance(taste, str) or (taste and taste not in TASTES):
         return f"Unknown taste: choose one of {', '.join(TASTES)} (or none)."
-    if not isinstance(group, str):
-        return "Group: type a group name, or leave it empty."
+    problem = check_group(group)
+    if problem:
+        return problem
     if arena.world is None:
         return "Simulated annotators need the tiny world (start the arena with --run runs/tiny)."
     seed = arena.rng.randrange(10**6)

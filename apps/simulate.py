@@ -19,6 +19,7 @@ from apps.handlers import battle_answers, load_arena
 from apps.votes import Vote
 from lab.data import load_prompts
 from lab.evaluation import EVAL_DECODING
+from lab.votes_db import GROUP_NAME, GROUP_RULE
 from lab.world import World, last_content
 from lab.world.annotators import Annotator, make_annotators
 from lab.world.build import FILES
@@ -56,6 +57,8 @@ def simulate_votes(
     """
     if arena.world is None or arena.run_dir is None:
         raise ValueError("simulated annotators need the tiny world's run folder (--run)")
+    if group and not GROUP_NAME.fullmatch(group):
+        raise ValueError(f"--group: not a group's name ({GROUP_RULE})")
     if len(arena.pool.available) < 2:
         raise ValueError("a battle needs two working models in the arena's pool")
     rng = random.Random(seed)
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--taste", choices=list(TASTES), help="a class sharing this taste votes")
     parser.add_argument("--group", default="", help="the group the votes are stored with")
     args = parser.parse_args(argv)
+    if args.group and not GROUP_NAME.fullmatch(args.group):
+        parser.error(f"--group: not a group's name ({GROUP_RULE})")
     arena = load_arena(args.run, {}, args.db)
     ids = simulate_votes(arena, args.votes, args.seed, args.taste, args.group)
     who = f"a {args.taste} class" if args.taste else "the world's annotators"

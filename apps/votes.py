@@ -27,6 +27,8 @@ from lab.leaderboard import OUTCOMES
 # The table's layout and its reading live in the lab, which reads the file without the app.
 from lab.votes_db import (
     COLUMNS,
+    GROUP_NAME,
+    GROUP_RULE,
     SCHEMA_VERSION,
     quoted,
     schema_version,
@@ -124,8 +126,13 @@ class Vote:
         if self.outcome not in OUTCOMES:
             raise _bad("outcome", f"unknown outcome {self.outcome!r}, expected one of {OUTCOMES}")
         self._check_winner()
-        if not isinstance(self.group, str) or self.group != self.group.strip():
-            raise _bad("group", f"expected a string without surrounding spaces, got {self.group!r}")
+        if not isinstance(self.group, str) or not (
+            self.group == "" or GROUP_NAME.fullmatch(self.group)
+        ):
+            raise _bad(
+                "group",
+                f"expected '' or a group's name ({GROUP_RULE}), got {repr(self.group)[:42]}",
+            )
         if not isinstance(self.decoding, dict):
             raise _bad("decoding", f"expected a dict, got {type(self.decoding).__name__}")
         try:

@@ -20,6 +20,7 @@ from lab.feedback import FeedbackConfig, check_fresh, retrain_reward, scaled, se
 from lab.ppo import run_ppo
 from lab.progress import Progress
 from lab.runlog import METRICS_FILE, write_json
+from lab.votes_db import GROUP_NAME, GROUP_RULE
 
 FEEDBACK_DIR = "feedback"  # RUN/feedback/round-NNN/
 ROUND = re.compile(r"round-(\d{3})")
@@ -152,6 +153,9 @@ def feedback_round(
     groups = sorted({row.get("group", "") for row in pairs} - {""}) if per_group else [group]
     if per_group and not groups:
         raise ValueError("--per-group: no vote has a group")
+    for g in groups:  # a group names the round's folders (reward-G/, policy-G/)
+        if g is not None and not GROUP_NAME.fullmatch(g):
+            raise ValueError(f"vote group {g[:40]!r} cannot name a round's folders: {GROUP_RULE}")
     plan = {g: (select_group(pairs, g), *current_models(run_dir, g)) for g in groups}
     for _, reward, policy in plan.values():
         for path in (reward, policy) if fb.ppo_updates else (reward,):

@@ -8,12 +8,17 @@ so a headless feedback round never changes the votes. Schema version 2 added eac
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
 import pandas as pd
 
 from lab.leaderboard import BATTLE_COLUMNS
+
+GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")
+"""A voters' group as votes store it: a feedback round names the group's folders after it."""
+GROUP_RULE = "letters, digits, - or _, at most 24 characters"
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: before votes had a group

@@ -626,7 +626,13 @@ def test_the_retrain_tab_says_who_the_votes_are_about_and_what_they_show_alone(t
     store.add(Vote("s3", "battle", "What is 2 plus 3?", ("base", "sft"), (base, plain), "win", 0))
     message = retrain.vote_content(even)[0]  # base now won 2 of its 5 pairs
     assert message.startswith("Vote pairs: 6. `base` is in 83%") and "doubts" not in message
-    assert "no votes of group 'h'" in retrain.vote_content(arena, "", "h")[0]
+    message = retrain.vote_content(arena, "", "h")[0]
+    assert message == "No votes of that group yet. Groups with votes: g."
+    for bad in ("../../x", "<img src=x>", "x" * 25):  # never echoed, never a folder name
+        message = retrain.vote_content(arena, "", bad)[0]
+        assert message.startswith("Group: a group's name is letters") and bad not in message
+        assert retrain.start(arena, "", 0, bad).startswith("Group: a group's name")
+        assert retrain.simulate(arena, "", 1, "", bad).startswith("Group: a group's name")
     without_world = SimpleNamespace(store=store, world=None, classroom=Classroom())
     assert "polite" not in retrain.vote_content(without_world)[0]
     locked = SimpleNamespace(store=store, world=default_world(), classroom=Classroom(password="pw"))

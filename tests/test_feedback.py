@@ -202,6 +202,13 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(small_ppo_run, tmp_pat
     write_votes(db, [{**GOOD, "group": "terse"}])
     assert cli([*args, "--group", "warm"]) == 2
     assert capsys.readouterr().err == "error: no votes of group 'warm'; groups with votes: terse\n"
+    with sqlite3.connect(db) as conn:  # an older arena stored any text as a group
+        conn.execute("UPDATE votes SET \"group\" = '../../outside'")
+    assert cli([*args, "--per-group"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: vote group '../../outside' cannot name a round's folders: " + (
+        "letters, digits, - or _, at most 24 characters\n"
+    )
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE schema_version SET version = 9")
     assert cli(args) == 2

@@ -73,8 +73,8 @@ def stored(tmp_path, *votes):
         ({"responses": ("a", None, "c")}, "responses", "must be a string"),
         ({"mode": "arena"}, "mode", "unknown mode 'arena'"),
         ({"annotator": ""}, "annotator", "non-empty string"),
-        ({"group": " terse"}, "group", "without surrounding spaces"),
-        ({"group": None}, "group", "expected a string"),
+        ({"group": " terse"}, "group", "a group.s name"),
+        ({"group": None}, "group", "a group.s name"),
         ({"decoding": {"seed": object()}}, "decoding", "not JSON-serialisable"),
     ],
 )
@@ -145,6 +145,9 @@ def test_schema_version_mismatch_is_refused(store):
 def test_a_vote_keeps_its_group(store, tmp_path):
     store.add(vote(group="terse"))
     store.add(vote())
+    for bad in ("../x", "a b", "<b>x</b>", "x" * 25, "\u202e", " terse", 3):
+        with pytest.raises(ValueError, match="group"):  # it would name a round's folders
+            store.add(vote(group=bad))
     table = store.votes()
     assert table["group"].tolist() == ["terse", ""]
     assert [p["group"] for p in to_preferences(table)] == ["terse", "terse", "", ""]
