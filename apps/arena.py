@@ -42,6 +42,7 @@ from apps.handlers import (
     Arena,
     load_arena,
 )
+from apps.inputs import CheckedNumber, CheckedSlider
 from lab import recipes
 from lab.evaluation import EVAL_DECODING
 from lab.threads import set_torch_threads
@@ -68,12 +69,12 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
         join_row, join_status = join_box(arena, session, student_id)
         with gr.Accordion("Decoding settings (shared by every model)", open=False), gr.Row():
             settings = [
-                gr.Slider(0, 2, EVAL_DECODING.temperature, step=0.05, label="temperature"),
-                gr.Slider(0.05, 1, 1.0, step=0.05, label="top-p"),
-                gr.Slider(
+                CheckedSlider(0, 2, EVAL_DECODING.temperature, step=0.05, label="temperature"),
+                CheckedSlider(0.05, 1, 1.0, step=0.05, label="top-p"),
+                CheckedSlider(
                     1, MAX_NEW_TOKENS, EVAL_DECODING.max_new_tokens, step=1, label="max tokens"
                 ),
-                gr.Number(EVAL_DECODING.seed, precision=0, label="seed"),
+                CheckedNumber(EVAL_DECODING.seed, precision=0, label="seed"),
             ]
         with gr.Tabs():
             with gr.Tab("Compare") as compare:
@@ -272,7 +273,7 @@ def data_tab(arena: Arena, instructor_open: bool) -> tuple[gr.Column, gr.Textbox
         password = gr.Textbox(label="Instructor password", type="password")
         with gr.Row():
             export = gr.Button("Export preference dataset")
-            n_sim = gr.Number(20, precision=0, label="simulated votes", minimum=1, maximum=500)
+            n_sim = CheckedNumber(20, precision=0, label="simulated votes", minimum=1, maximum=500)
             taste = gr.Dropdown(retrain.tastes(), value="", label="simulated class's taste")
             group = gr.Textbox(label="group (optional)", max_length=40)
             simulate = gr.Button("Cast simulated votes")
@@ -311,7 +312,7 @@ def retrain_tab(arena: Arena) -> None:
         password = gr.Textbox(label="Instructor password", type="password")
         group = gr.Textbox(label="group (empty: every vote)", max_length=40)
         per_group = gr.Checkbox(label="one round per group (a reward model and policy each)")
-        updates = gr.Number(
+        updates = CheckedNumber(
             retrain.FeedbackConfig().ppo_updates, precision=0, minimum=0, maximum=200,
             label="PPO updates after (0 = reward model only)",
         )  # fmt: skip
@@ -491,8 +492,7 @@ def main(argv: list[str] | None = None) -> None:
         server_port=args.port,
         share=False,
         inbrowser=not args.no_browser,
-        allowed_paths=[str(arena.store.path.parent / "exports")],
-    )
+    )  # no allowed_paths: exports reach the instructor as a copy (`board.export`), never by URL
 
 
 if __name__ == "__main__":

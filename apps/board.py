@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -233,9 +236,27 @@ def export(arena: Arena, password: str, out_root: Path) -> tuple[list[str], str]
     n_pairs = len(to_preferences(votes))
     if n_pairs == 0:
         return [], "No preference pairs yet: only votes with a winner make pairs."
-    paths = export_preferences(votes, out_root / time.strftime("export-%Y%m%d-%H%M%S"))
-    jsonl = str(paths["jsonl"]) if "jsonl" in paths else str(next(iter(paths.values())))
-    return [jsonl], f"Exported {n_pairs} pairs from {len(votes)} votes to {Path(jsonl).parent}."
+    folder = new_folder(Path(out_root), time.strftime("export-%Y%m%d-%H%M%S"))
+    jsonl = export_preferences(votes, folder)["jsonl"]
+    # The download is a copy in a fresh temporary folder: the exports folder itself is never
+    # served, so nobody reaches the class's prompts through a guessable URL.
+    download = Path(tempfile.mkdtemp(prefix="arena-export-")) / jsonl.name
+    shutil.copyfile(jsonl, download)
+    return [str(download)], f"Exported {n_pairs} pairs from {len(votes)} votes to {folder}."
+
+
+def new_folder(root: Path, name: str) -> Path:
+    """A folder `root/name` made now, or `name-2`, `name-3`… when that one exists: two exports
+    in the same second never write over each other."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        folder = root / (name if i == 1 else f"{name}-{i}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def agreement(arena: Arena) -> pd.DataFrame:

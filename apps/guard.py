@@ -51,7 +51,7 @@ def check_prompt(text: object, max_chars: int = MAX_PROMPT_CHARS) -> str | None:
     if not isinstance(text, str):
         return "The prompt must be text."
     stripped = text.strip()
-    if not stripped:
+    if not any(is_visible(c) for c in stripped):  # blank, or only zero-width characters
         return "Please type a prompt first."
     if len(text) > max_chars:
         return f"The prompt is {len(text):,} characters long; the limit is {max_chars:,}."
@@ -61,6 +61,11 @@ def check_prompt(text: object, max_chars: int = MAX_PROMPT_CHARS) -> str | None:
     if junk / len(stripped) > JUNK_SHARE or "\x00" in text:
         return "The prompt looks like binary data, not text; please type or paste plain text."
     return None
+
+
+def is_visible(char: str) -> bool:
+    """False for spaces and for invisible format characters (zero-width space, BOM, marks)."""
+    return not char.isspace() and unicodedata.category(char) != "Cf"
 
 
 def is_encodable(text: str) -> bool:

@@ -330,7 +330,9 @@ def vote(
 
 def check_ballot(outcome: object, winner: object, session: Session, mode: str = "") -> str | None:
     """What is wrong with this vote on this session's answers, before any limit; None if nothing."""
-    if session.voted or not session.answers or not session.battle_id:
+    if session.voted:
+        return ALREADY_VOTED
+    if not session.answers or not session.battle_id:
         return "Ask the models first, then vote on their answers."
     if mode and session.mode != mode:
         return f"Your latest answers came from the {session.mode.title()} tab: vote there."

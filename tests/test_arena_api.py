@@ -48,6 +48,15 @@ def test_compare_over_the_api_reports_bad_input(arena_server):
     out = client.predict(
         "What is 1 plus 1?", ["base", "sft", "ppo"], *SETTINGS, api_name="/compare"
     )
+    prompt = "What is 1 plus 1?"  # values no slider sends reach the handler's own checks
+    for settings, words in [
+        (("abc", 1.0, 16, 3), "must be numbers"),
+        ((5, 1.0, 16, 3), "Temperature must be"),
+        ((0.7, 1.0, 16, 1.5), "The seed must be a whole number"),
+    ]:
+        assert words in client.predict(prompt, ["sft"], *settings, api_name="/compare")[-1]
+    for n in ("abc", 2.5, 0):
+        assert "Choose between 1 and" in client.predict("", n, "", "", api_name="/simulate")
     answers = [value(x) for x in out[:3]]  # the answer slots, then their stats lines
     stats = [value(x) for x in out[MAX_COMPARE : MAX_COMPARE + 3]]
     assert all(answers) and all("reward" in s for s in stats)

@@ -9,6 +9,7 @@ import random
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -138,7 +139,7 @@ def test_a_vote_is_stored_once_and_only_after_answers(arena):
     assert "Choose which" in vote(arena, "win", None, session)[1]
     session, message = vote(arena, "win", 1, session)
     assert message.startswith("Vote #") and arena.store.count() == before + 1
-    assert "Ask the models first" in vote(arena, "win", 1, session)[1]  # no double vote
+    assert vote(arena, "win", 1, session)[1] == ALREADY_VOTED  # no double vote
     row = arena.store.votes().iloc[-1]
     assert row["models"] == ["sft", "ppo"] and row["winner"] == 1 and row["mode"] == "compare"
     assert row["responses"] == session.answers and row["decoding"]["seed"] == 1234
@@ -208,6 +209,17 @@ def test_export_reads_back_as_preferences(arena, tmp_path):
     assert files and "Exported" in message
     pairs = load_preferences(files[0])
     assert len(pairs) > 0 and set(pairs.column_names) >= {"prompt", "chosen", "rejected"}
+    # The download is a copy outside the exports folder (which the server never serves), and
+    # a second export in the same second gets a folder of its own.
+    assert tmp_path not in Path(files[0]).parents
+    again, _ = board.export(arena, "", tmp_path)
+    kept = sorted(tmp_path.glob("export-*/preferences.jsonl"))
+    assert len(kept) == 2 and Path(again[0]).read_text() == kept[0].read_text()
+
+
+def test_exports_in_the_same_second_get_folders_of_their_own(tmp_path):
+    first, second = (board.new_folder(tmp_path / "exports", "export-1") for _ in range(2))
+    assert (first.name, second.name) == ("export-1", "export-1-2") and second.is_dir()
 
 
 def test_agreement_and_dashboard(arena):

@@ -40,6 +40,7 @@ def test_good_prompts_pass(text):
     [
         ("", "type a prompt"),
         ("   \n\t ", "type a prompt"),
+        ("\u200b\ufeff \u200b", "type a prompt"),  # only zero-width characters: invisible
         (None, "must be text"),
         (b"bytes", "must be text"),
         ("x" * (MAX_PROMPT_CHARS + 1), "limit is 1,000"),
