@@ -16,8 +16,6 @@ import gradio as gr
 
 __all__ = ["CheckedNumber", "CheckedSlider"]
 
-from gradio.events import Dependency
-
 class CheckedNumber(gr.Number):
     """`gr.Number` whose value reaches the handler as sent (the handler checks it)."""
 
@@ -26,12 +24,14 @@ class CheckedNumber(gr.Number):
     def preprocess(self, payload: Any) -> Any:
         """The client's value, unchanged."""
         return payload
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
+
     if TYPE_CHECKING:
         from gradio.components import Timer
         from gradio.components.base import Component
-
 
 class CheckedSlider(gr.Slider):
     """`gr.Slider` whose value reaches the handler as sent (the handler checks it)."""
@@ -41,8 +41,11 @@ class CheckedSlider(gr.Slider):
     def preprocess(self, payload: Any) -> Any:
         """The client's value, unchanged."""
         return payload
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
+
     if TYPE_CHECKING:
         from gradio.components import Timer
         from gradio.components.base import Component

@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.group and not GROUP_NAME.fullmatch(args.group):
         parser.error(f"--group: not a group's name ({GROUP_RULE})")
+    if args.votes < 1:
+        parser.error(f"--votes: at least 1, got {args.votes}")
     arena = load_arena(args.run, {}, args.db)
     ids = simulate_votes(arena, args.votes, args.seed, args.taste, args.group)
     who = f"a {args.taste} class" if args.taste else "the world's annotators"

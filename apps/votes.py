@@ -165,6 +165,9 @@ class VoteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and self.path.stat().st_size:
+            with self._connect() as conn:  # reading only: a foreign file is refused untouched
+                schema_version(conn, self.path)
         self._enable_wal()
         with self._write() as conn:  # the write lock: one process creates the schema
             self._check_or_create_schema(conn)
@@ -244,7 +247,7 @@ class VoteStore:
     def votes(self) -> pd.DataFrame:
         """Every vote, oldest first: models/responses as lists, decoding as a dict, winner Int64."""
         with self._connect() as conn:
-            return select_votes(conn, SCHEMA_VERSION)
+            return select_votes(conn, SCHEMA_VERSION, self.path)
 
     def count(self, annotator: str | None = None, since: float | None = None) -> int:
         """Votes in the store, optionally only by `annotator` and/or from unix time `since` on."""

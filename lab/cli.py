@@ -18,7 +18,7 @@ from lab.config import apply_overrides, parse_set_args, to_dict
 from lab.distributed import is_main
 from lab.profiles import PROFILES, load_config
 from lab.recipes import RECIPES
-from lab.stages import STAGE_NAMES, last_stage, run_stages
+from lab.stages import STAGE_NAMES, check_stages, last_stage, run_stages
 from lab.summary import (
     REPORT_FILE,
     SUMMARY_FILE,
@@ -145,11 +145,8 @@ def run_feedback(args: argparse.Namespace) -> int:
         folder, summary = feedback_round(
             cfg, args.run, pairs, fb, group=args.group, per_group=args.per_group
         )
-    except (FileExistsError, FileNotFoundError, KeyError, ValueError) as err:
-        print(
-            f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-            file=sys.stderr,
-        )
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     print(format_round(folder, summary))
     print(format_policies(cfg, folder))
@@ -189,6 +186,12 @@ def print_plan(cfg, gpu: str, gpu_mem: str | None) -> int:
     return 0
 
 
+def one_line(err: BaseException) -> str:
+    """An error as one line: its first line (a KeyError's text without its quotes)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return text.splitlines()[0] if text.strip() else type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -196,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_feedback(args)
     try:
         cfg = load_config(args.profile, parse_set_args(args.overrides), args.config)
+        check_stages(cfg)
     except (KeyError, TypeError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     if args.stage == "config":
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -7,6 +7,7 @@ the CLI's `--set section.field=value` and YAML files go through the same `apply_
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -378,6 +379,29 @@ class LabConfig:
     """Where the curves go besides log.jsonl."""
 
 
+POSITIVE = frozenset(
+    {
+        "steps", "updates", "batch_size", "mini_batch_size", "ppo_epochs", "epochs",
+        "max_new_tokens", "max_completion_length", "num_generations", "seq_len", "max_length",
+        "grad_accum", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+        "intermediate_size", "vocab_size",
+    }
+)  # fmt: skip
+"""Settings that must be above 0 (every number setting must be finite and 0 or more)."""
+CHOICES = {
+    "dtype": ("float32", "bfloat16", "float16"),
+    "kl_estimator": ("k1", "k3"),
+    "report_to": REPORT_TO,
+}
+"""Text settings with a fixed set of values."""
+
+
+class SetText(str):
+    """A `--set` value as typed. A number or flag setting reads it as a YAML scalar (`0`,
+    `1e-3`, `true`); a text setting keeps it as typed, which YAML would change (`0123` -> 83,
+    `yes` -> True, `1.10` -> 1.1)."""
+
+
 def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:
     """Set dotted fields (`"pretrain.lr": 1e-3`) in place, checking names and types."""
     for key, value in overrides.items():
@@ -394,23 +418,43 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:
                 f"unknown config field {key!r}; {'.'.join(path) or 'top level'} has: {known}"
             )
         hint = typing.get_type_hints(type(target))[name]
-        setattr(target, name, _coerce(value, hint, key))
+        value = _coerce(value, hint, key)
+        check_value(key, name, value)
+        setattr(target, name, value)
+
+
+def check_value(key: str, name: str, value: Any) -> None:
+    """Refuse a setting's value that no stage can use, naming the setting (`key`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{key} must be a finite number, 0 or more; got {value}")
+        if name in POSITIVE and value <= 0:
+            raise ValueError(f"{key} must be above 0, got {value}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ValueError(f"{key} must be one of {', '.join(CHOICES[name])}; got {value!r}")
 
 
 def parse_set_args(items: list[str]) -> dict[str, Any]:
-    """Parse CLI `key=value` strings; values are read as YAML scalars (`0`, `1e-3`, `true`)."""
-    out = {}
+    """Parse CLI `key=value` strings; each value is read for its setting's type (`SetText`)."""
+    out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        if key in out:
+            raise ValueError(f"--set {key} is given twice")
+        out[key] = SetText(raw)
     return out
 
 
 def load_yaml_overrides(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of nested sections and flatten it to dotted keys."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: cannot read it as YAML settings ({reason})") from None
     if not isinstance(data, dict):
         raise ValueError(
             f"{path}: expected a mapping of config sections, got {type(data).__name__}"
@@ -447,6 +491,15 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value is None and type(None) in typing.get_args(hint):
             return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if isinstance(value, SetText):  # as typed on the command line
+        if hint is str or not value.strip():
+            return str(value)
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise TypeError(
+                f"{key} expects {getattr(hint, '__name__', hint)}, got {value!r}"
+            ) from None
     if hint in (int, float) and isinstance(value, str):
         # YAML reads "1e-3" (no dot) as a string; numbers written that way are still numbers.
         try:

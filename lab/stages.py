@@ -135,6 +135,13 @@ def wanted(cfg: LabConfig, stage: Stage, until: str) -> bool:
     return stage.name in named if named else not stage.optional
 
 
+def check_stages(cfg: LabConfig) -> None:
+    """Refuse a `stages` setting that names a stage the lab does not have."""
+    named = [n.strip() for n in cfg.stages.split(",") if n.strip()]
+    if unknown := [n for n in named if n not in STAGE_NAMES]:
+        raise ValueError(f"stages: unknown stage {unknown[0]!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
 def last_stage(cfg: LabConfig) -> str:
     """Where `python -m lab pipeline` stops: the last stage this config runs."""
     return [s.name for s in STAGES if wanted(cfg, s, until="")][-1]
@@ -154,32 +161,67 @@ def run_stages(
 
     `resume` continues an interrupted resumable stage (`until`) from its last checkpoint.
     """
+    check_stages(cfg)
     results, rerun = {}, False
     run_dir.mkdir(parents=True, exist_ok=True)
+    config, previous = run_dir / CONFIG_FILE, None
     if is_main():  # under `accelerate launch` only one process writes files
-        write_json(run_dir / CONFIG_FILE, to_dict(cfg))  # the settings of the latest stages run
-    for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
-        if not wanted(cfg, stage, until):
-            continue
-        out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
-        stale = is_done(out) and read_metrics(out).get(M.STAGE_FINGERPRINT) != fp
-        if is_done(out) and not (rerun or stale or (force and stage.name == until)):
-            print(f"[{stage.name}] reusing {out}")
-            results[stage.name] = read_metrics(out)
-            continue
-        resuming = resume and stage.resumable and stage.name == until and not stale
-        if out.exists() and not resuming and is_main():
-            shutil.rmtree(out)
-        barrier()
-        print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
-        extra = {"resume": resuming} if stage.resumable else {}
-        ran = stage.run(cfg, run_dir, **extra) if stage.parallel or is_main() else {}
-        metrics = {**ran, M.STAGE_FINGERPRINT: fp}
-        if is_main():
-            write_json(out / "metrics.json", metrics)
-        barrier()
-        results[stage.name], rerun = metrics, True
+        previous = config.read_bytes() if config.is_file() else None
+        write_json(config, to_dict(cfg))  # the settings of the latest stages run
+    try:
+        for stage in STAGES[: STAGE_NAMES.index(until) + 1]:
+            rerun = run_stage(cfg, run_dir, stage, until, force, resume, rerun, results)
+    except BaseException:
+        if is_main() and previous is not None:  # a failed run leaves the settings it found
+            config.write_bytes(previous)
+        raise
     return results
+
+
+def run_stage(
+    cfg: LabConfig, run_dir: Path, stage: Stage, until: str, force: bool, resume: bool,
+    rerun: bool, results: dict[str, dict],
+) -> bool:  # fmt: skip
+    """One stage of `run_stages`: reused, or run into its folder. A stage that fails leaves its
+    previous finished folder as it was: the old one is moved aside until the new one is done.
+    Returns whether the stages after it must rerun."""
+    if not wanted(cfg, stage, until):
+        return rerun
+    out, fp = run_dir / stage.name, fingerprint(cfg, stage.depends_on)
+    aside = out.with_name(out.name + ".previous")
+    if is_main() and aside.is_dir() and not is_done(out) and not resume:
+        shutil.rmtree(out, ignore_errors=True)  # a run killed mid-stage: the finished one is back
+        aside.rename(out)
+    barrier()
+    stale = is_done(out) and read_metrics(out).get(M.STAGE_FINGERPRINT) != fp
+    if is_done(out) and not (rerun or stale or (force and stage.name == until)):
+        print(f"[{stage.name}] reusing {out}")
+        results[stage.name] = read_metrics(out)
+        return rerun
+    resuming = resume and stage.resumable and stage.name == until and not stale
+    if is_main() and out.exists() and not resuming:
+        shutil.rmtree(aside, ignore_errors=True)
+        if is_done(out):
+            out.rename(aside)
+        else:  # an interrupted run's leftovers
+            shutil.rmtree(out)
+    barrier()
+    print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
+    extra = {"resume": resuming} if stage.resumable else {}
+    try:
+        ran = stage.run(cfg, run_dir, **extra) if stage.parallel or is_main() else {}
+    except BaseException:
+        if is_main() and aside.exists():  # put the finished folder back
+            shutil.rmtree(out, ignore_errors=True)
+            aside.rename(out)
+        raise
+    metrics = {**ran, M.STAGE_FINGERPRINT: fp}
+    if is_main():
+        write_json(out / "metrics.json", metrics)
+        shutil.rmtree(aside, ignore_errors=True)
+    barrier()
+    results[stage.name] = metrics
+    return True
 
 
 def load_run_config(run_dir: Path) -> LabConfig:
@@ -187,7 +229,13 @@ def load_run_config(run_dir: Path) -> LabConfig:
     path = run_dir / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `python -m lab pipeline` first")
-    return from_dict(json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a run's settings ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a run's settings (a {type(data).__name__}, not a mapping)")
+    return from_dict(data)
 
 
 def run_variant(

@@ -51,20 +51,40 @@ def schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
     return found[0]
 
 
-def as_frame(rows: list[tuple]) -> pd.DataFrame:
+def as_frame(rows: list[tuple], path: Path | str = "votes") -> pd.DataFrame:
     """Rows in `COLUMNS` order -> the votes table: JSON columns decoded, winner nullable Int64."""
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in JSON_COLUMNS:
-        table[column] = [json.loads(text) for text in table[column]]
+        table[column] = [decoded(text, path, vote_id, column) for vote_id, text in
+                         zip(table["id"], table[column], strict=True)]  # fmt: skip
     table["winner"] = table["winner"].astype("Int64")  # nullable: <NA> unless a "win"
     return table
 
 
-def select_votes(conn: sqlite3.Connection, version: int) -> pd.DataFrame:
-    """Every vote, oldest first; a version-1 table's votes get group ''."""
+def decoded(text: str, path: Path | str, vote_id: int, column: str):
+    """One JSON cell of the votes table; a broken one raises, naming the vote and column."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{path}: vote {vote_id}, column {column!r}: not JSON: {text!r:.60}"
+        ) from None
+
+
+def select_votes(
+    conn: sqlite3.Connection, version: int, path: Path | str = "votes"
+) -> pd.DataFrame:
+    """Every vote, oldest first; a version-1 table's votes get group ''. A votes table without
+    a column this version has raises, naming it (SQLite would read a quoted unknown column as
+    its own name)."""
     columns = COLUMNS if version >= 2 else COLUMNS[:-1]
+    have = {row[1] for row in conn.execute("PRAGMA table_info(votes)")}
+    if not have:
+        raise ValueError(f"{path}: a vote store without its votes table")
+    if missing := [c for c in columns if c not in have]:
+        raise ValueError(f"{path}: the votes table has no column {missing[0]!r}")
     rows = conn.execute(f"SELECT {quoted(columns)} FROM votes ORDER BY id").fetchall()
-    return as_frame([row if version >= 2 else (*row, "") for row in rows])
+    return as_frame([row if version >= 2 else (*row, "") for row in rows], path)
 
 
 def read_votes(path: str | Path) -> pd.DataFrame:
@@ -77,7 +97,9 @@ def read_votes(path: str | Path) -> pd.DataFrame:
         version = schema_version(conn, path)
         if version is None:
             raise ValueError(f"{path}: an empty file, not a vote store")
-        return select_votes(conn, version)
+        return select_votes(conn, version, path)
+    except sqlite3.DatabaseError as error:
+        raise ValueError(f"{path}: not a readable vote store ({error})") from None
     finally:
         conn.close()
 

@@ -31,12 +31,18 @@ def test_smollm_profile_names_a_hub_model():
     assert cfg.world == LabConfig().world  # same world, different model
 
 
-def test_set_args_are_typed_yaml_scalars():
-    assert parse_set_args(["pretrain.steps=5", "model.name_or_path=x/y", "pretrain.lr=0.5"]) == {
-        "pretrain.steps": 5,
-        "model.name_or_path": "x/y",
-        "pretrain.lr": 0.5,
-    }
+def test_set_args_are_read_for_their_settings_type():
+    cfg = load_config(
+        "tiny", parse_set_args(["pretrain.steps=5", "model.name_or_path=x/y", "pretrain.lr=0.5"])
+    )
+    assert (cfg.pretrain.steps, cfg.model.name_or_path, cfg.pretrain.lr) == (5, "x/y", 0.5)
+    for typed in ("0123", "1:30", "yes", "0x1F", "1.10"):  # YAML would turn these into others
+        cfg = load_config("tiny", parse_set_args([f"model.name_or_path={typed}"]))
+        assert cfg.model.name_or_path == typed
+    with pytest.raises(ValueError, match="--set pretrain.steps is given twice"):
+        parse_set_args(["pretrain.steps=3", "pretrain.steps=4"])
+    with pytest.raises(TypeError, match="pretrain.lr expects float"):
+        load_config("tiny", parse_set_args(["pretrain.lr=[1"]))
     cfg = load_config(
         "tiny", parse_set_args(["pretrain.lr=1", "seed=3", "world.annotator_noise=1e-3"])
     )
@@ -53,6 +59,14 @@ def test_set_args_are_typed_yaml_scalars():
         ({"pretrain.steps": "many"}, TypeError, "pretrain.steps expects int"),
         ({"pretrain.steps": 1.5}, TypeError, "pretrain.steps"),
         ({"pretrain.steps": True}, TypeError, "pretrain.steps"),
+        ({"ppo.updates": -3}, ValueError, "ppo.updates must be a finite number, 0 or more; got -3"),
+        ({"ppo.updates": 0}, ValueError, "ppo.updates must be above 0, got 0"),
+        ({"ppo.lr": float("nan")}, ValueError, "ppo.lr must be a finite number"),
+        ({"ppo.lr": float("inf")}, ValueError, "ppo.lr must be a finite number"),
+        ({"data.max_examples": -1}, ValueError, "data.max_examples must be"),
+        ({"model.dtype": "int8"}, ValueError, "model.dtype must be one of float32, bfloat16"),
+        ({"ppo.kl_estimator": "k9"}, ValueError, "ppo.kl_estimator must be one of k1, k3"),
+        ({"log.report_to": "wandb"}, ValueError, "log.report_to must be one of none"),
     ],
 )
 def test_bad_overrides_name_the_field(overrides, error, words):
@@ -63,6 +77,15 @@ def test_bad_overrides_name_the_field(overrides, error, words):
 def test_bad_set_syntax():
     with pytest.raises(ValueError, match="key=value"):
         parse_set_args(["pretrain.steps"])
+
+
+def test_a_settings_file_that_cannot_be_read_is_named_in_one_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("ppo: [1, 2")
+    (tmp_path / "latin.yaml").write_bytes(b"ppo:\n  lr: \xff\n")
+    for name in ("missing.yaml", "bad.yaml", "latin.yaml", ""):
+        with pytest.raises(ValueError, match=f"{tmp_path / name}: cannot read it as YAML") as err:
+            load_config("tiny", {}, str(tmp_path / name))
+        assert "\n" not in str(err.value)
 
 
 def test_yaml_file_then_set_wins(tmp_path):

@@ -209,11 +209,33 @@ def test_another_version_is_refused_by_reader_and_store_unchanged(store):
         read_votes(store.path.parent / "missing.db")
 
 
-def test_a_foreign_database_is_refused(tmp_path):
+def test_a_foreign_database_is_refused_and_left_as_it_was(tmp_path):
     with sqlite3.connect(tmp_path / "other.db") as conn:
         conn.execute("CREATE TABLE users (name TEXT)")
+    before = (tmp_path / "other.db").read_bytes()
     with pytest.raises(ValueError, match=r"not a vote store \(tables \['users'\]"):
         VoteStore(tmp_path / "other.db")
+    assert (tmp_path / "other.db").read_bytes() == before  # not even switched to WAL
+    (tmp_path / "text.db").write_text("not a database")
+    with pytest.raises(ValueError, match=r"text.db: not a readable vote store \(file is not"):
+        read_votes(tmp_path / "text.db")
+
+
+def test_a_votes_table_without_a_column_names_it(store):
+    store.add(vote(group="terse"))
+    with sqlite3.connect(store.path) as conn:  # a store some other tool rewrote
+        conn.execute('ALTER TABLE votes RENAME COLUMN "group" TO team')
+    with pytest.raises(ValueError, match=r"the votes table has no column 'group'"):
+        read_votes(store.path)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute('ALTER TABLE votes RENAME COLUMN team TO "group"')
+        for trigger in [
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        ]:
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("UPDATE votes SET models = 'oops'")
+    with pytest.raises(ValueError, match=r"vote 1, column 'models': not JSON: 'oops'"):
+        read_votes(store.path)
 
 
 def test_votes_are_append_only_in_the_file_too(store):

@@ -1,0 +1,65 @@
+"""Running stages: a stage that fails leaves the run folder as it found it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import stages
+from lab.config import LabConfig
+
+
+def fake_stages(monkeypatch, fail: set[str]) -> None:
+    """Two quick stages, `a` then `b`, each writing a file of the world seed it ran with."""
+
+    def make(name: str):
+        def run(cfg: LabConfig, run_dir) -> dict:
+            (run_dir / name).mkdir(parents=True, exist_ok=True)
+            (run_dir / name / "made.txt").write_text(str(cfg.world.seed))
+            if name in fail:
+                raise RuntimeError(f"{name} broke")
+            return {"seed": cfg.world.seed}
+
+        return stages.Stage(name, run, ("world",))
+
+    monkeypatch.setattr(stages, "STAGES", [make("a"), make("b")])
+    monkeypatch.setattr(stages, "STAGE_NAMES", ["a", "b"])
+
+
+def test_a_failed_stage_leaves_the_finished_folder_and_the_settings(monkeypatch, tmp_path):
+    fake_stages(monkeypatch, fail=set())
+    cfg = LabConfig()
+    stages.run_stages(cfg, tmp_path, "b")
+    settings = (tmp_path / "config.json").read_text()
+    fake_stages(monkeypatch, fail={"b"})
+    cfg.world.seed = 7  # both stages are stale: `a` reruns, then `b` fails half-way
+    with pytest.raises(RuntimeError, match="b broke"):
+        stages.run_stages(cfg, tmp_path, "b")
+    assert (tmp_path / "b" / "made.txt").read_text() == "0"  # the finished folder is back
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["seed"] == 0
+    assert (tmp_path / "a" / "made.txt").read_text() == "7"  # `a` finished with the new seed
+    assert (tmp_path / "config.json").read_text() == settings
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "config.json"]
+    fake_stages(monkeypatch, fail=set())  # the next run sees `b` stale and runs it
+    assert stages.run_stages(cfg, tmp_path, "b")["b"]["seed"] == 7
+
+
+def test_a_run_killed_mid_stage_gets_its_finished_folder_back(monkeypatch, tmp_path):
+    fake_stages(monkeypatch, fail=set())
+    cfg = LabConfig()
+    stages.run_stages(cfg, tmp_path, "b")
+    (tmp_path / "b").rename(tmp_path / "b.previous")  # as a killed run leaves it
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "half.txt").write_text("")
+    results = stages.run_stages(cfg, tmp_path, "b")
+    assert results["b"]["seed"] == 0 and not (tmp_path / "b" / "half.txt").exists()
+    assert not (tmp_path / "b.previous").exists()
+
+
+def test_an_unknown_stage_name_is_refused_before_anything_runs(monkeypatch, tmp_path):
+    fake_stages(monkeypatch, fail=set())
+    cfg = LabConfig(stages="a,bb")
+    with pytest.raises(ValueError, match="unknown stage 'bb'; stages: a, b"):
+        stages.run_stages(cfg, tmp_path, "b")
+    assert not list(tmp_path.iterdir())
