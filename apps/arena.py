@@ -42,7 +42,7 @@ from apps.handlers import (
     Arena,
     load_arena,
 )
-from apps.inputs import CheckedNumber, CheckedSlider
+from apps.inputs import checked_by_handler
 from lab import recipes
 from lab.evaluation import EVAL_DECODING
 from lab.threads import set_torch_threads
@@ -69,12 +69,16 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
         join_row, join_status = join_box(arena, session, student_id)
         with gr.Accordion("Decoding settings (shared by every model)", open=False), gr.Row():
             settings = [
-                CheckedSlider(0, 2, EVAL_DECODING.temperature, step=0.05, label="temperature"),
-                CheckedSlider(0.05, 1, 1.0, step=0.05, label="top-p"),
-                CheckedSlider(
-                    1, MAX_NEW_TOKENS, EVAL_DECODING.max_new_tokens, step=1, label="max tokens"
+                checked_by_handler(
+                    gr.Slider(0, 2, EVAL_DECODING.temperature, step=0.05, label="temperature")
                 ),
-                CheckedNumber(EVAL_DECODING.seed, precision=0, label="seed"),
+                checked_by_handler(gr.Slider(0.05, 1, 1.0, step=0.05, label="top-p")),
+                checked_by_handler(
+                    gr.Slider(
+                        1, MAX_NEW_TOKENS, EVAL_DECODING.max_new_tokens, step=1, label="max tokens"
+                    )
+                ),
+                checked_by_handler(gr.Number(EVAL_DECODING.seed, precision=0, label="seed")),
             ]
         with gr.Tabs():
             with gr.Tab("Compare") as compare:
@@ -167,8 +171,10 @@ def compare_tab(
     arena: Arena, session: gr.State, settings: list, examples: list[str]
 ) -> gr.CheckboxGroup:
     """Every chosen model answers the same prompt; the student picks the best answer."""
-    names = gr.CheckboxGroup(
-        arena.pool.available, value=arena.pool.available[:MAX_COMPARE], label="Models"
+    names = checked_by_handler(  # `pick_models` keeps the models the pool has now
+        gr.CheckboxGroup(
+            arena.pool.available, value=arena.pool.available[:MAX_COMPARE], label="Models"
+        )
     )
     if arena.pool.unavailable:
         gr.Markdown("Unavailable: " + ", ".join(f"`{n}`" for n in arena.pool.unavailable))
@@ -273,7 +279,9 @@ def data_tab(arena: Arena, instructor_open: bool) -> tuple[gr.Column, gr.Textbox
         password = gr.Textbox(label="Instructor password", type="password")
         with gr.Row():
             export = gr.Button("Export preference dataset")
-            n_sim = CheckedNumber(20, precision=0, label="simulated votes", minimum=1, maximum=500)
+            n_sim = checked_by_handler(
+                gr.Number(20, precision=0, label="simulated votes", minimum=1, maximum=500)
+            )
             taste = gr.Dropdown(retrain.tastes(), value="", label="simulated class's taste")
             group = gr.Textbox(label="group (optional)", max_length=40)
             simulate = gr.Button("Cast simulated votes")
@@ -312,10 +320,10 @@ def retrain_tab(arena: Arena) -> None:
         password = gr.Textbox(label="Instructor password", type="password")
         group = gr.Textbox(label="group (empty: every vote)", max_length=40)
         per_group = gr.Checkbox(label="one round per group (a reward model and policy each)")
-        updates = CheckedNumber(
+        updates = checked_by_handler(gr.Number(
             retrain.FeedbackConfig().ppo_updates, precision=0, minimum=0, maximum=200,
             label="PPO updates after (0 = reward model only)",
-        )  # fmt: skip
+        ))  # fmt: skip
     vote_content_view(arena, password, group)
     button = gr.Button("Retrain", variant="primary", elem_id="retrain-go")
     message = gr.Markdown(elem_id="retrain-message")  # stays until the next click
@@ -431,13 +439,20 @@ def lan_addresses() -> list[str]:
     return sorted(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
 
 
+def port_number(text: str) -> int:
+    """`--port`: a TCP port, 1 to 65535."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The RLHF Lab arena.")
     parser.add_argument("--run", type=Path, help="a pipeline run folder, e.g. runs/tiny")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH_OR_HUB_ID")
     parser.add_argument("--db", type=Path, default=Path("data/arena.sqlite"))
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve a classroom LAN")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=port_number, default=7860)
     parser.add_argument("--classroom", action="store_true", help="join code, password, quotas")
     parser.add_argument("--join-code", default="")
     parser.add_argument(

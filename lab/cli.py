@@ -132,6 +132,8 @@ def run_feedback(args: argparse.Namespace) -> int:
     try:
         if args.run is None or args.db is None:
             raise ValueError("feedback needs --run RUN_DIR and --db VOTES.sqlite")
+        if args.config:
+            raise ValueError("feedback uses the run's own settings (RUN/config.json): use --set")
         cfg = load_run_config(args.run)
         apply_overrides(cfg, parse_set_args(args.overrides))
         fb = FeedbackConfig()
@@ -209,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "plan":
         return print_plan(cfg, args.gpu, args.gpu_mem)
     run_dir = args.out or Path("runs") / args.profile
+    if run_dir.exists() and not run_dir.is_dir():
+        print(f"error: --out {run_dir} is a file, not a run folder", file=sys.stderr)
+        return 2
     if args.stage == "sweep":
         if args.seeds < 2:
             print(

@@ -411,6 +411,10 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:
             if not dataclasses.is_dataclass(target) or not hasattr(target, part):
                 raise KeyError(f"unknown config section {part!r} in {key!r}")
             target = getattr(target, part)
+        if not dataclasses.is_dataclass(target):
+            raise KeyError(
+                f"unknown config field {key!r}: {'.'.join(path)} is a setting, not a section"
+            )
         fields = {f.name: f for f in dataclasses.fields(target)}
         if name not in fields:
             known = ", ".join(sorted(fields))

@@ -142,6 +142,10 @@ def normalize_preference_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     prompt, chosen, rejected = row.get("prompt"), row["chosen"], row["rejected"]
     if chosen == rejected:
         raise _fail(where, "chosen/rejected", "chosen is identical to rejected")
+    if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() == rejected.strip():
+        raise _fail(
+            where, "chosen/rejected", "chosen and rejected differ only in spaces around them"
+        )
     extras = {k: v for k, v in row.items() if k not in PREFERENCE_FIELDS}
     if isinstance(prompt, str):  # 1. standard explicit
         return {f: _check_text(row[f], where, f) for f in PREFERENCE_FIELDS} | extras
@@ -176,6 +180,10 @@ def _split_implicit(chosen: Any, rejected: Any, where: str) -> tuple[list, list,
 def _sft_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     """prompt/completion (strings or messages) or a `messages` conversation -> conversational."""
     extras = {k: v for k, v in row.items() if k not in ("prompt", "completion", "messages")}
+    if row.get("messages") is not None and (
+        row.get("prompt") is not None or row.get("completion") is not None
+    ):
+        raise _fail(where, "messages", "given with prompt/completion: a row has one or the other")
     if row.get("messages") is not None:
         messages = _check_messages(row["messages"], where, "messages")
         if len(messages) < 2 or messages[-1]["role"] != "assistant":
@@ -210,6 +218,8 @@ def _prompt_row(row: dict[str, Any], where: str) -> dict[str, Any]:
         words = str(row["text"]).split()[:TEXT_PROMPT_WORDS]
         row = {k: v for k, v in row.items() if k != "text"} | {"prompt": " ".join(words)}
     extras = {k: v for k, v in row.items() if k not in ("prompt", "messages")}
+    if row.get("prompt") is not None and row.get("messages") is not None:
+        raise _fail(where, "messages", "given with prompt: a row has one or the other")
     if row.get("prompt") is not None:
         prompt = row["prompt"]
         if isinstance(prompt, str):
@@ -340,7 +350,18 @@ def _to_dataset(
         raise ValueError(f"{source}: no rows" + (" left after skipping" if skipped else ""))
     columns = dict.fromkeys(k for row in rows for k in row)
     info = datasets.DatasetInfo(description="".join(f"skipped {s}\n" for s in skipped))
-    return datasets.Dataset.from_dict({k: [row.get(k) for row in rows] for k in columns}, info=info)
+    data = {k: [row.get(k) for row in rows] for k in columns}
+    try:
+        return datasets.Dataset.from_dict(data, info=info)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as err:
+        for column, values in data.items():  # name the column that does not fit one type
+            try:
+                datasets.Dataset.from_dict({column: values})
+            except (pa.ArrowException, OverflowError, TypeError, ValueError):
+                raise ValueError(
+                    f"{source}: column {column!r} does not hold one type in every row ({err})"
+                ) from None
+        raise
 
 
 # ---------------------------------------------------------------- loaders

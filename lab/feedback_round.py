@@ -148,6 +148,8 @@ def feedback_round(
     current policy; writes RUN/feedback/round-NNN/ and returns it with its metrics."""
     fb, report, run_dir = fb or FeedbackConfig(), progress or (lambda f, m: None), Path(run_dir)
     # 1. Check everything first: nothing is written unless the round can run.
+    if per_group and group:
+        raise ValueError("either one group's votes (--group) or one round per group (--per-group)")
     if not pairs:
         raise ValueError("no vote pairs: votes with a winner and two distinct answers make pairs")
     groups = sorted({row.get("group", "") for row in pairs} - {""}) if per_group else [group]

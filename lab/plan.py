@@ -8,6 +8,7 @@ stage does not fit, the nearest setting that does is proposed as `--set` lines.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from lab.config import LabConfig
@@ -243,7 +244,9 @@ def compute_plan(cfg: LabConfig, gpu_name: str, gpu_gb: float | None = None) -> 
         raise ValueError(f"unknown GPU {gpu_name!r}; choose one of: {', '.join(GPUS)}")
     gpu, a = GPUS[gpu_name], load_arch(cfg)
     stages = STAGES if not cfg.model.name_or_path else STAGES[1:]
-    return [plan_stage(a, cfg, st, gpu, gpu_gb or gpu.memory_gb) for st in stages]
+    return [
+        plan_stage(a, cfg, st, gpu, gpu.memory_gb if gpu_gb is None else gpu_gb) for st in stages
+    ]
 
 
 # ---------------------------------------------------------------- report
@@ -317,6 +320,9 @@ def parse_gb(text: str) -> float:
     scale = 1.073741824 if t.endswith(("gib", "gi")) else 1.0
     number = t.rstrip("gib").rstrip("b")
     try:
-        return float(number) * scale
+        gb = float(number) * scale
     except ValueError:
         raise ValueError(f"--gpu-mem expects a size like 16GB, got {text!r}") from None
+    if not math.isfinite(gb) or gb <= 0:
+        raise ValueError(f"--gpu-mem expects a size above 0 GB, got {text!r}")
+    return gb

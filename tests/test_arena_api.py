@@ -71,3 +71,15 @@ def test_many_voters_at_once_every_ack_is_stored_exactly_once(arena_server):
     stored = arena.store.votes()
     new = stored[~stored["id"].isin(before)]
     assert sorted(new["id"]) == sorted(acks)  # every ack stored, nothing stored twice or unacked
+
+
+def test_a_model_added_while_the_arena_runs_is_asked_for_over_the_api(arena_server):
+    arena, url = arena_server
+    arena.pool.add("sft-again", str(arena.run_dir / "sft" / "model"))  # as a feedback round does
+    try:
+        client = Client(url, verbose=False)
+        out = client.predict("What is 1 plus 1?", ["sft-again"], *SETTINGS, api_name="/compare")
+        assert value(out[0]) and "reward" in value(out[MAX_COMPARE])
+    finally:
+        with arena.pool.lock:
+            del arena.pool.models["sft-again"]

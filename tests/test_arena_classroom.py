@@ -126,6 +126,7 @@ INSTRUCTOR_CALLS = {  # each instructor endpoint's inputs, the password (wrong) 
     "votes": ("nope",),
     "retrain": ("nope", 0, "", False),
     "groups": ("nope",),
+    "vote_content": ("nope", ""),
 }
 
 

@@ -190,6 +190,11 @@ def conv(chosen, rejected, prompt=None):
         ('{"prompt": "p", "chosen": 3, "rejected": "r"}', "chosen", "expected a string, got int"),
         ('{"prompt": "p", "chosen": " \\n", "rejected": "r"}', "chosen", "empty response"),
         ('{"prompt": "p", "chosen": "same", "rejected": "same"}', "chosen/rejected", "identical"),
+        (
+            '{"prompt": "p", "chosen": "same", "rejected": "same "}',
+            "chosen/rejected",
+            "only in spa",
+        ),
         ('{"prompt": "", "chosen": "c", "rejected": "r"}', "prompt", "empty prompt"),
         (GOOD_CONV, "prompt", "conversational row in a file whose first row is standard"),
     ],
@@ -378,12 +383,29 @@ def test_load_sft_from_messages_and_prompt_completion(tmp_path):
         ),
         ({"prompt": "hi"}, "completion", "missing"),
         ({"prompt": "hi", "completion": "  "}, "completion", "empty response"),
+        (
+            {"prompt": "hi", "completion": "a", "messages": [user("x"), bot("y")]},
+            "messages",
+            "one or the other",
+        ),
     ],
 )
 def test_load_sft_bad_rows(tmp_path, row, field, problem):
     path = write(tmp_path, "sft.jsonl", [{"prompt": "q", "completion": "a"}, row])
     with pytest.raises(ValueError, match=rf"sft\.jsonl, line 2, field '{field}': .*{problem}"):
         load_sft(path)
+
+
+def test_a_column_of_two_types_is_named(tmp_path):
+    rows = [
+        {"prompt": "q", "completion": "a", "id": 1},
+        {"prompt": "r", "completion": "b", "id": "x"},
+    ]
+    with pytest.raises(ValueError, match=r"sft\.jsonl: column 'id' does not hold one type"):
+        load_sft(write(tmp_path, "sft.jsonl", rows))
+    rows = [{"prompt": "q", "messages": [user("x")]}]
+    with pytest.raises(ValueError, match=r"field 'messages': given with prompt"):
+        load_prompts(write(tmp_path, "prompts.jsonl", rows))
 
 
 def test_load_prompts_from_jsonl(tmp_path):

@@ -203,7 +203,11 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(small_ppo_run, tmp_pat
     assert cli([*args, "--group", "warm"]) == 2
     assert capsys.readouterr().err == "error: no votes of group 'warm'; groups with votes: terse\n"
     with sqlite3.connect(db) as conn:  # an older arena stored any text as a group
-        conn.execute("UPDATE votes SET \"group\" = '../../outside'")
+        conn.execute(
+            "INSERT INTO votes (time, annotator, mode, prompt, models, responses, outcome, "
+            'winner, decoding, "group") SELECT time, annotator, mode, prompt, models, '
+            "responses, outcome, winner, decoding, '../../outside' FROM votes"
+        )
     assert cli([*args, "--per-group"]) == 2
     err = capsys.readouterr().err
     assert err == "error: vote group '../../outside' cannot name a round's folders: " + (
