@@ -452,12 +452,12 @@ def load_arena(
     """Open the vote store, then find and load the models (a pipeline run, plus named ones)."""
     if run_dir is not None and not Path(run_dir).is_dir():
         raise SystemExit(f"--run {run_dir}: no such folder (make pipeline writes runs/tiny)")
+    store = open_store(db)  # a bad database fails before any model loads
     sources = {**(find_run_models(run_dir) if run_dir else {}), **models}
-    if not sources:  # before the store: a failed start leaves no new file behind
+    if not sources:
         raise SystemExit(
             "no models: pass --run RUN_DIR (after `make pipeline`) or --model NAME=PATH"
         )
-    store = open_store(db)  # a bad database fails before any model loads
     reward = run_dir / RUN_REWARD if run_dir else None
     pool = ModelPool(sources, str(reward) if reward and reward.is_dir() else None)
     cfg = run_config(run_dir) if run_dir else None

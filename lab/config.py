@@ -446,9 +446,7 @@ def parse_set_args(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        if key in out:
-            raise ValueError(f"--set {key} is given twice")
-        out[key] = SetText(raw)
+        out[key] = SetText(raw)  # a key given again: the later value wins, as on any CLI
     return out
 
 
