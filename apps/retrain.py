@@ -15,7 +15,7 @@ from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
 from apps.votes import to_preferences
 from lab import metrics as M
-from lab.feedback import FeedbackConfig
+from lab.feedback import FeedbackConfig, select_group
 from lab.feedback_round import feedback_round, next_round, rounds
 from lab.group_compare import (
     STYLE_COLUMNS,
@@ -97,11 +97,10 @@ def start(
 def group_pairs(pairs: list[dict], group: str) -> tuple[list[dict], str | None]:
     """One group's vote pairs ('' = every pair), or a message when it has none. The message names
     the groups that have votes only when they are group names: stored text is never echoed."""
-    if not group:
-        return pairs, None
-    chosen = [row for row in pairs if row.get("group", "") == group]
-    if chosen:
-        return chosen, None
+    try:
+        return select_group(pairs, group or None), None
+    except ValueError:  # its message repeats the stored group names as they are
+        pass
     known = sorted(
         {row.get("group", "") for row in pairs if GROUP_NAME.fullmatch(row.get("group", ""))}
     )
