@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from lab import metrics as M
 from lab import recipes
-from lab.config import LabConfig
+from lab.config import LabConfig, PPOStageConfig
 from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
 from lab.generation import DecodingConfig, chat_batch, generate, generate_kwargs
 from lab.models import load_tokenizer, resolve_device, save_model
@@ -38,6 +38,7 @@ from lab.progress import Progress
 from lab.responses import penalize_missing_eos, response_mask, sequence_kl
 from lab.reward_sources import Scorer, load_scorer, parse_spec
 from lab.runlog import RunLog, truncate_log
+from lab.threads import side_by_side
 from lab.world import World, last_content
 from lab.yardstick import evaluate_policy
 
@@ -132,9 +133,13 @@ def token_stats(
     n, parts = response.shape[1], []
     order = torch.arange(len(ids)) if order is None else order  # (B,)
     for rows in order.split(chunk):
-        logprobs, entropy = ac.response_logprobs(ids[rows], mask[rows], n, temperature, True)
-        ref_logprobs = ac.reference_logprobs(ids[rows], mask[rows], n, temperature)
-        parts.append((logprobs, ref_logprobs, ac.values(ids[rows], mask[rows], n), entropy))
+        (logprobs, entropy), ref_logprobs, values = side_by_side(
+            partial(ac.response_logprobs, ids[rows], mask[rows], n, temperature, True),
+            partial(ac.reference_logprobs, ids[rows], mask[rows], n, temperature),
+            partial(ac.values, ids[rows], mask[rows], n),
+            at_once=ac.apart,  # the policy in the same kind of thread as in the update (ratio 1)
+        )
+        parts.append((logprobs, ref_logprobs, values, entropy))
     unsort = order.argsort()  # back to the batch's own order
     return tuple(torch.cat(columns)[unsort] for columns in zip(*parts, strict=True))
 
@@ -153,27 +158,47 @@ def add_advantages(r: Rollout, kl_coef: float, cfg: LabConfig) -> None:
     r.advantages = advantages
 
 
+def policy_step(ac: ActorCritic, r: Rollout, idx: torch.Tensor, p: PPOStageConfig) -> tuple:
+    """The clipped policy loss on minibatch `idx` and its stats; its gradient accumulated."""
+    n = r.response_mask.shape[1]
+    logprobs = ac.response_logprobs(r.ids[idx], r.mask[idx], n, p.temperature)
+    loss, stats = policy_loss(
+        logprobs, r.logprobs[idx], r.advantages[idx], r.response_mask[idx], p.clip
+    )
+    loss.backward()
+    return loss, stats
+
+
+def value_step(ac: ActorCritic, r: Rollout, idx: torch.Tensor, p: PPOStageConfig) -> tuple:
+    """The clipped value loss on minibatch `idx` and its clip fraction; its gradient accumulated."""
+    n = r.response_mask.shape[1]
+    with ac.critic():  # LoRA: the value adapter stays active through its backward
+        values = ac.values(r.ids[idx], r.mask[idx], n)
+        loss, clipfrac = value_loss(
+            values, r.values[idx], r.returns[idx], r.response_mask[idx], p.value_clip
+        )
+        (p.vf_coef * loss).backward()
+    return loss, clipfrac
+
+
 def ppo_update(
     ac: ActorCritic, optimizer, r: Rollout, cfg: LabConfig, rng: torch.Generator
 ) -> dict[str, float]:
     """Step 7: several epochs of minibatch updates with the clipped policy and value losses."""
-    p, n = cfg.ppo, r.response_mask.shape[1]
+    p = cfg.ppo
     stats: dict[str, list[torch.Tensor]] = {}  # kept on the device: no sync per minibatch
     ac.train()
     for epoch in range(p.ppo_epochs):
         first = epoch == 0 and r.order is not None  # drawn from `rng` at step 4
         order = r.order if first else torch.randperm(len(r.texts), generator=rng)
         for idx in order.split(p.mini_batch_size):
-            m = r.response_mask[idx]
-            logprobs = ac.response_logprobs(r.ids[idx], r.mask[idx], n, p.temperature)
-            pg_loss, pg = policy_loss(logprobs, r.logprobs[idx], r.advantages[idx], m, p.clip)
-            pg_loss.backward()  # policy and value run on different adapters: one backward each
-            with ac.critic():  # LoRA: the value adapter stays active through its backward
-                values = ac.values(r.ids[idx], r.mask[idx], n)
-                vf_loss, vf_clipfrac = value_loss(
-                    values, r.values[idx], r.returns[idx], m, p.value_clip
-                )
-                (p.vf_coef * vf_loss).backward()
+            # Each loss with its own backward: separate networks (side by side on a CPU), or
+            # LoRA's two adapters of one network, in turn.
+            (pg_loss, pg), (vf_loss, vf_clipfrac) = side_by_side(
+                partial(policy_step, ac, r, idx, p),
+                partial(value_step, ac, r, idx, p),
+                at_once=ac.apart,
+            )
             average_gradients(ac.trainable_parameters())  # data parallel: the mean over processes
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 ac.trainable_parameters(), p.max_grad_norm, foreach=True

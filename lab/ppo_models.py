@@ -95,6 +95,10 @@ class ActorCritic(nn.Module):
         if self.packed:  # every role's attention must take packed rows, or none packs
             roles = [self.policy, self.value_trunk, getattr(self, "reference", None)]
             self.packed = all([use_packed_attention(m) for m in roles if m is not None])
+        # Full fine-tuning: policy, reference and value function are separate networks, so on a
+        # CPU their forwards and backwards may run side by side (`lab.threads.side_by_side`).
+        # LoRA's roles are adapters of one network, switched in place: they run in turn.
+        self.apart = not self.lora and torch.device(device).type == "cpu"
         if gradient_checkpointing:  # recompute each block in backward (train mode only)
             kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}}
             self.policy.activation_checkpointing_enable(**kwargs)

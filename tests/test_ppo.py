@@ -410,3 +410,45 @@ def test_dropout_is_off_in_every_role(small_reward_run, tmp_path):
             assert torch.equal(a, b)
         if not lora_r:
             assert not ac.reference.training
+
+
+def test_policy_and_value_side_by_side_compute_what_they_compute_in_turn(small_reward_run):
+    """On 2 threads the full-mode roles run side by side, each task on 1 thread: the rollout's
+    statistics, two epochs of updates and every weight after them are the very numbers of the
+    same work done in turn on 1 thread; the first minibatch's ratio is still exactly 1."""
+    from lab.ppo import Rollout, add_advantages, ppo_update, token_stats
+
+    cfg = load_config("tiny", {**SMALL, "ppo.ppo_epochs": 2, "ppo.mini_batch_size": 3})
+    torch.manual_seed(1)
+    ids = torch.randint(5, 100, (6, 14))
+    mask = torch.ones_like(ids)
+    for row, (pad, cut) in enumerate([(0, 0), (5, 0), (2, 3), (7, 4), (0, 5), (4, 1)]):
+        mask[row, :pad], mask[row, 14 - cut :] = 0, 0
+    ids = ids * mask
+    results, before = {}, torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            ac = actor_critic(small_reward_run, 0)
+            assert ac.apart
+            gen = torch.Generator().manual_seed(0)
+            order = torch.randperm(6, generator=gen)
+            stats = token_stats(ac, ids, mask, ids[:, -6:], cfg.ppo.temperature, 3, order)
+            r = Rollout(
+                prompts=list("abcdef"), texts=list("uvwxyz"), ids=ids, mask=mask,
+                response_mask=mask[:, -6:].float(), has_eos=torch.ones(6, dtype=torch.bool),
+                score=torch.linspace(-1, 1, 6), logprobs=stats[0], ref_logprobs=stats[1],
+                values=stats[2], entropy=stats[3], order=order,
+            )  # fmt: skip
+            add_advantages(r, 0.05, cfg)
+            optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=1e-3)
+            losses = ppo_update(ac, optimizer, r, cfg, gen)
+            results[threads] = (stats, losses, ac.trainable_parameters())
+    finally:
+        torch.set_num_threads(before)
+    (stats1, losses1, weights1), (stats2, losses2, weights2) = results[1], results[2]
+    assert all(torch.equal(a, b) for a, b in zip(stats1, stats2, strict=True))
+    assert losses1 == losses2 and losses2[M.PPO_GRAD_NORM] > 0
+    assert all(torch.equal(a, b) for a, b in zip(weights1, weights2, strict=True))
+    moved = actor_critic(small_reward_run, 0).trainable_parameters()
+    assert all(not torch.equal(a, b) for a, b in zip(weights2, moved, strict=True))

@@ -101,3 +101,69 @@ def test_entry_points_set_threads_first(monkeypatch):
         lab.notebook.notebook_setup("tiny")
     with pytest.raises(Stop):
         apps.arena.main(["--run", "nowhere"])
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_side_by_side_runs_two_tasks_at_once_each_on_half_the_threads(two_threads):
+    import threading
+
+    from lab.threads import side_by_side
+
+    both_in = threading.Barrier(2, timeout=10)  # passes only if the two tasks run at once
+
+    def task(value):
+        both_in.wait()
+        return value, threading.current_thread().name, torch.get_num_threads()
+
+    (a, name_a, threads_a), (b, name_b, threads_b) = side_by_side(
+        lambda: task("a"), lambda: task("b")
+    )
+    assert (a, b) == ("a", "b") and name_a != name_b and threads_a == threads_b == 1
+    assert torch.get_num_threads() == 2  # the caller's count is its own
+
+
+def test_side_by_side_keeps_grad_mode_and_raises_after_every_task_ended(two_threads):
+    import time
+
+    from lab.threads import side_by_side
+
+    with torch.no_grad():
+        assert side_by_side(torch.is_grad_enabled, torch.is_grad_enabled) == [False, False]
+    assert side_by_side(torch.is_grad_enabled, torch.is_grad_enabled) == [True, True]
+    ended = []
+
+    def fail():
+        raise ValueError("bad task")
+
+    def slow():
+        time.sleep(0.2)
+        ended.append(True)
+
+    with pytest.raises(ValueError, match="bad task"):
+        side_by_side(fail, slow)
+    assert ended == [True]
+
+
+def test_side_by_side_runs_in_turn_here_on_one_thread_or_when_told():
+    import threading
+
+    from lab.threads import side_by_side
+
+    here = threading.current_thread().name
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert side_by_side(lambda: threading.current_thread().name) == [here]
+        assert set(side_by_side(*[lambda: threading.current_thread().name] * 2)) == {here}
+        torch.set_num_threads(2)
+        names = side_by_side(*[lambda: threading.current_thread().name] * 2, at_once=False)
+        assert set(names) == {here}
+    finally:
+        torch.set_num_threads(before)
