@@ -187,6 +187,7 @@ def ask(
     leaves the session as it was.
     """
     session = session or new_session()  # an API client's first call has no session yet
+    note = ""  # what Compare left out of the models asked for
     decoding, problem = parse_decoding(settings)
     problem = check_prompt(prompt) or problem
     if mode == "battle":
@@ -194,7 +195,7 @@ def ask(
         problem = problem or ("" if enough else "The arena needs two working models for a battle.")
         answers = battle_answers(arena, prompt, decoding, arena.rng)
     else:
-        names = pick_models(names, arena.pool.available)
+        names, note = pick_models(names, arena.pool.available)
         problem = problem or ("" if names else "Pick at least one available model.")
         answers = compare_answers(arena, prompt, names, decoding)
     if problem:
@@ -221,16 +222,26 @@ def ask(
         voted=False,
         battle_id=uuid.uuid4().hex,
     )
-    hint = "Which answer is best?" if mode == "compare" else "Which is better, A or B?"
+    hint = (
+        f"Which answer is best? {note}".strip() if mode == "compare" else "Which is better, A or B?"
+    )
     yield done, names, texts, (lines if mode == "compare" else []), hint
 
 
-def pick_models(names: object, available: list[str]) -> list[str]:
-    """The requested models that are available, each once, in order, at most MAX_COMPARE."""
+def pick_models(names: object, available: list[str]) -> tuple[list[str], str]:
+    """The requested models that are available, each once, in order, at most MAX_COMPARE; and
+    a note on what was left out (a model gone since the page was built, a name an API client
+    made up), without repeating the names: a client may send anything."""
     if isinstance(names, str) or not isinstance(names, (list, tuple)):
-        return []
-    wanted = [n for n in names if isinstance(n, str) and n in available]
-    return list(dict.fromkeys(wanted))[:MAX_COMPARE]
+        return [], ""
+    known = [n for n in names if isinstance(n, str) and n in available]
+    wanted, notes = list(dict.fromkeys(known)), []
+    if unknown := len(names) - len(known):
+        notes.append(f"{unknown} of the models asked for {'is' if unknown == 1 else 'are'} "
+                     "not in this arena (left out).")  # fmt: skip
+    if len(wanted) > MAX_COMPARE:
+        notes.append(f"At most {MAX_COMPARE} models answer at once: the first {MAX_COMPARE} did.")
+    return wanted[:MAX_COMPARE], " ".join(notes)
 
 
 def compare_choices(arena: Arena, selected: list[str] | None) -> tuple[list[str], list[str]]:

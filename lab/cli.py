@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--profile",
-        default="tiny",
+        default=None,
         help=f"one of {', '.join(PROFILES)}, optionally +recipe ({', '.join(RECIPES)}), "
-        "e.g. smollm2-360m+tldr",
+        "e.g. smollm2-360m+tldr (default tiny)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="run folder (default runs/<profile>)"
@@ -65,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted stage (ppo) from its last checkpoint",
     )
-    parser.add_argument("--gpu", default="T4", help="plan: T4, L4, A100-40, A100-80, H100 or cpu")
+    parser.add_argument(
+        "--gpu", default=None, help="plan: T4 (default), L4, A100-40, A100-80, H100 or cpu"
+    )
     parser.add_argument("--gpu-mem", default=None, help="plan: memory to fit in, e.g. 16GB")
     parser.add_argument(
-        "--seeds", type=int, default=5, help="sweep: how many seeds (0, 1, ... N-1)"
+        "--seeds", type=int, default=None, help="sweep: how many seeds (0, 1, ... N-1; default 5)"
     )
     parser.add_argument("--run", type=Path, help="feedback: the run folder, e.g. runs/tiny")
     parser.add_argument("--db", type=Path, help="feedback: the arena's vote database")
@@ -80,6 +82,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--group", default=None, help="feedback: only this group's votes")
     return parser
+
+
+STAGE_RUNS = {*STAGE_NAMES, "pipeline"}
+# Options that only some commands read: any other command refuses them rather than ignore them.
+ONLY_FOR: dict[str, set[str]] = {
+    "profile": STAGE_RUNS | {"config", "plan", "sweep"},
+    "out": STAGE_RUNS | {"sweep"},
+    "force": STAGE_RUNS,
+    "resume": STAGE_RUNS,
+    "gpu": {"plan"},
+    "gpu_mem": {"plan"},
+    "seeds": {"sweep"},
+    "run": {"feedback"},
+    "db": {"feedback"},
+    "ppo_updates": {"feedback"},
+    "per_group": {"feedback"},
+    "group": {"feedback"},
+}
+DEFAULTS = {"profile": "tiny", "gpu": "T4", "seeds": 5}  # filled in once the check has passed
+
+
+def unread_options(args: argparse.Namespace) -> list[str]:
+    """The options given on the command line that `args.stage` would ignore, as typed."""
+    return [
+        "--" + name.replace("_", "-")
+        for name, stages in ONLY_FOR.items()
+        if args.stage not in stages and getattr(args, name) not in (None, False)
+    ]
 
 
 def fmt_share(metrics: dict, name: str, ci_name: str) -> str:
@@ -197,6 +227,11 @@ def one_line(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if unread := unread_options(args):
+        print(f"error: {args.stage} does not read {', '.join(unread)}", file=sys.stderr)
+        return 2
+    for name, value in DEFAULTS.items():
+        setattr(args, name, value if getattr(args, name) is None else getattr(args, name))
     if args.stage == "feedback":
         return run_feedback(args)
     try:

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -450,10 +451,30 @@ def parse_set_args(items: list[str]) -> dict[str, Any]:
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    without a word, so a settings file could quietly say two things)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # PyYAML's own error follows
+                continue
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (line {line})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml_overrides(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of nested sections and flatten it to dotted keys."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=UniqueKeyLoader) or {}  # noqa: S506 - a safe loader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"{path}: cannot read it as YAML settings ({reason})") from None

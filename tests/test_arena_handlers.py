@@ -21,6 +21,7 @@ from apps.guard import Classroom
 from apps.handlers import (
     ALREADY_VOTED,
     BATTLE_DRAWS,
+    MAX_COMPARE,
     MAX_SEED,
     REDRAWING,
     Arena,
@@ -29,6 +30,7 @@ from apps.handlers import (
     format_stats,
     load_arena,
     new_session,
+    pick_models,
     pick_pair,
     vote,
 )
@@ -337,7 +339,21 @@ def test_compare_names_from_a_client_are_cleaned(tiny_arena):
         ask(tiny_arena, "compare", PROMPT, ["sft", "sft", "ppo"], TINY_SETTINGS, new_session())
     )[0]
     assert session.models == ["sft", "ppo"]  # a repeated name would make an invalid vote
+    *_, names, _, _, message = last(
+        ask(tiny_arena, "compare", PROMPT, ["sft", "<b>gone</b>", 3], TINY_SETTINGS, new_session())
+    )
+    assert names == ["sft"] and "2 of the models asked for are not in this arena" in message
+    assert "gone" not in message  # what a client sent is not echoed
     assert vote(tiny_arena, "win", 1, session)[1].startswith("Vote #")
+
+
+def test_pick_models_says_what_it_left_out():
+    available = [f"m{i}" for i in range(MAX_COMPARE + 2)]
+    assert pick_models(["m1", "m0", "m1"], available) == (["m1", "m0"], "")
+    names, note = pick_models([*available, "x"], available)
+    assert names == available[:MAX_COMPARE]
+    assert note.startswith("1 of the models asked for is not") and f"first {MAX_COMPARE}" in note
+    assert pick_models("m1", available) == ([], "")
 
 
 def test_bad_votes_get_a_message_and_store_nothing(tiny_arena):

@@ -88,6 +88,18 @@ def test_a_settings_file_that_cannot_be_read_is_named_in_one_line(tmp_path):
         assert "\n" not in str(err.value)
 
 
+def test_a_key_given_twice_in_a_settings_file_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("ppo:\n  lr: 0.001\n  updates: 3\n  lr: 0.1\nsft:\n  lr: 0.1\n")
+    with pytest.raises(ValueError, match=r"twice.yaml: .*the key 'lr' is given twice \(line 4\)"):
+        load_config("tiny", {}, str(path))
+    path.write_text("ppo:\n  lr: 0.001\nppo:\n  updates: 3\n")  # a section twice: the same
+    with pytest.raises(ValueError, match=r"the key 'ppo' is given twice \(line 3\)"):
+        load_config("tiny", {}, str(path))
+    path.write_text("ppo:\n  lr: 0.001\nsft:\n  lr: 0.1\n")  # one key in two sections: fine
+    assert load_config("tiny", {}, str(path)).sft.lr == 0.1
+
+
 def test_yaml_file_then_set_wins(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump({"pretrain": {"steps": 7, "lr": 0.01}, "world": {"seed": 4}}))

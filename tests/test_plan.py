@@ -173,3 +173,20 @@ def test_cli_plan_unknown_gpu_or_model_is_a_clear_error(capsys):
 def test_every_gpu_has_positive_numbers():
     assert all(g.memory_gb > 0 and g.tflops_half > 0 and g.bandwidth_gbs > 0 for g in GPUS.values())
     assert GB == 1e9
+
+
+@pytest.mark.parametrize(
+    "argv, unread",
+    [
+        (["config", "--gpu", "H100", "--seeds", "3"], "config does not read --gpu, --seeds"),
+        (["plan", "--out", "runs/x", "--force"], "plan does not read --out, --force"),
+        (["feedback", "--profile", "tiny", "--out", "x"], "feedback does not read --profile, --out"),
+        (["sweep", "--gpu-mem", "8GB", "--resume"], "sweep does not read --resume, --gpu-mem"),
+        (["ppo", "--db", "votes.sqlite", "--per-group"], "ppo does not read --db, --per-group"),
+    ],
+)
+def test_an_option_a_command_would_ignore_is_refused(argv, unread, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, here or anywhere
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"error: {unread}"
+    assert list(tmp_path.iterdir()) == []
