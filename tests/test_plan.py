@@ -180,7 +180,10 @@ def test_every_gpu_has_positive_numbers():
     [
         (["config", "--gpu", "H100", "--seeds", "3"], "config does not read --gpu, --seeds"),
         (["plan", "--out", "runs/x", "--force"], "plan does not read --out, --force"),
-        (["feedback", "--profile", "tiny", "--out", "x"], "feedback does not read --profile, --out"),
+        (
+            ["feedback", "--profile", "tiny", "--out", "x"],
+            "feedback does not read --profile, --out",
+        ),
         (["sweep", "--gpu-mem", "8GB", "--resume"], "sweep does not read --resume, --gpu-mem"),
         (["ppo", "--db", "votes.sqlite", "--per-group"], "ppo does not read --db, --per-group"),
     ],
