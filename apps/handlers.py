@@ -196,7 +196,7 @@ def ask(
         answers = battle_answers(arena, prompt, decoding, arena.rng)
     else:
         names, note = pick_models(names, arena.pool.available)
-        problem = problem or ("" if names else "Pick at least one available model.")
+        problem = problem or ("" if names else f"{note} Pick at least one available model.".strip())
         answers = compare_answers(arena, prompt, names, decoding)
     if problem:
         yield session, [], [], [], problem

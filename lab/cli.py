@@ -108,7 +108,9 @@ def unread_options(args: argparse.Namespace) -> list[str]:
     return [
         "--" + name.replace("_", "-")
         for name, stages in ONLY_FOR.items()
-        if args.stage not in stages and getattr(args, name) not in (None, False)
+        if args.stage not in stages
+        and getattr(args, name) is not None
+        and getattr(args, name) is not False  # 0 is a value given (0 == False in Python)
     ]
 
 

@@ -458,6 +458,10 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
+            if (
+                key_node.tag == "tag:yaml.org,2002:merge"
+            ):  # `<<: *defaults`, which keys may override
+                continue
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):  # PyYAML's own error follows
                 continue

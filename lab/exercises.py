@@ -25,11 +25,38 @@ def _pending(task: str) -> bool:
     return False
 
 
-def _same_share(got: float, truth: float, hint: str, correct: str) -> bool:
-    """A share the student computed, against the true one: a hint if it is off, else `correct`."""
-    assert abs(got - truth) < 1e-6, f"got {got:.4f}. Hint: {hint}"
+def _one_number(got: object, hint: str) -> float:
+    """The student's answer as a float, or a hint when it is not one number (a Series, say)."""
+    try:
+        return float(got)
+    except (TypeError, ValueError):
+        raise AssertionError(f"got a {type(got).__name__}, not one number. Hint: {hint}") from None
+
+
+def _same_share(got: object, truths: list[float], hint: str, correct: str) -> bool:
+    """A share the student computed, against the true one (or any of `truths`, where there is
+    more than one right way): a hint if it is off, else `correct`."""
+    got = _one_number(got, hint)
+    near = min(abs(got - t) for t in truths)
+    assert not 1e-6 <= near < 5e-5, (  # typed in, rounded: right, but no method shown
+        f"got {got}, which looks rounded. Hint: compute it from the data and pass the result "
+        "itself, every decimal."
+    )
+    assert near < 1e-6, f"got {got:.4f}. Hint: {hint}"
     print(f"Correct: {correct}")
     return True
+
+
+def _call(fn, *args: float) -> float:
+    """`fn(*args)` as a float; a hint, not a traceback, when it fails on plain floats."""
+    try:
+        return _one_number(fn(*args), "return one number (a float) per call.")
+    except (TypeError, AttributeError) as err:
+        raise AssertionError(
+            f"{getattr(fn, '__name__', 'your function')}{args} failed: {err}. Hint: the "
+            "arguments are Python floats; use math (math.exp, math.log1p), or make tensors of "
+            "them first (torch.tensor(x))."
+        ) from None
 
 
 def check_best_answer(world: World, prompt: str, answer: str | None, target: float = 2.75) -> bool:
@@ -52,7 +79,7 @@ def check_agreement(pairs: pd.DataFrame, agreement: float | None) -> bool:
         return _pending("compute how often annotators agree with the gold judge")
     truth = float((pairs["gold_chosen"] > pairs["gold_rejected"]).mean())
     return _same_share(
-        agreement, truth, "a pair agrees when gold_chosen > gold_rejected; take the mean.",
+        agreement, [truth], "a pair agrees when gold_chosen > gold_rejected; take the mean.",
         f"annotators agree with gold on {truth:.1%} of pairs.",
     )  # fmt: skip
 
@@ -91,13 +118,14 @@ def check_win_rate(new_gold: list[float], old_gold: list[float], win_rate: float
         return _pending("compute the SFT model's win rate against the base model")
     from lab.evaluation import compute_win_rate
 
-    truth = compute_win_rate(new_gold, old_gold)
-    assert abs(win_rate - truth.win) < 1e-6, (
-        f"got {win_rate:.4f}. Hint: compare the two gold columns row by row; count strict wins only "
-        f"(ties are {truth.tie:.1%} here)."
-    )
-    print(f"Correct: wins {truth.win:.1%}, ties {truth.tie:.1%}, losses {truth.loss:.1%}.")
-    return True
+    truth = compute_win_rate(new_gold, old_gold)  # a win by more than float rounding
+    strict = sum(n > o for n, o in zip(new_gold, old_gold, strict=True)) / len(new_gold)
+    return _same_share(
+        win_rate, [truth.win, strict],
+        "compare the two gold columns row by row; count strict wins only "
+        f"(ties are {truth.tie:.1%} here).",
+        f"wins {truth.win:.1%}, ties {truth.tie:.1%}, losses {truth.loss:.1%}.",
+    )  # fmt: skip
 
 
 def check_bt_loss(loss_fn) -> bool:
@@ -106,7 +134,7 @@ def check_bt_loss(loss_fn) -> bool:
         return _pending("write the Bradley-Terry loss as a function of the two rewards")
     for rc, rr in [(0.0, 0.0), (2.0, 0.0), (-1.0, 1.5), (30.0, -30.0)]:
         truth = math.log1p(math.exp(-(rc - rr)))
-        got = float(loss_fn(rc, rr))
+        got = _call(loss_fn, rc, rr)
         assert abs(got - truth) < 1e-4, (
             f"loss({rc}, {rr}) = {got:.4f}, expected {truth:.4f}. Hint: P(chosen wins) = sigmoid(rc - rr)."
         )
@@ -114,21 +142,38 @@ def check_bt_loss(loss_fn) -> bool:
     return True
 
 
-def check_worst_kind(pairs: pd.DataFrame, kind: str | None) -> bool:
-    """Exercise 03.2: the task kind on which the reward model disagrees with gold most often."""
-    if kind is None:
-        return _pending("find the task kind where the reward model disagrees with gold most")
+def _same_per_name(got: object, truth: pd.Series, what: str, hint: str) -> None:
+    """A Series the student computed (a number per kind, per method...) against the true one."""
+    assert isinstance(got, pd.Series), (
+        f"got a {type(got).__name__}. Hint: one number per {what}, as a pandas Series indexed "
+        f"by {what} ({', '.join(map(str, truth.index))}); the check then names the largest."
+    )
+    assert got.index.is_unique, f"a {what} appears twice in your Series. Hint: {hint}"
+    values = pd.to_numeric(got.reindex(truth.index), errors="coerce")
+    missing = [name for name in truth.index if pd.isna(values[name])]
+    assert not missing, f"no number for {', '.join(map(str, missing))}. Hint: {hint}"
+    off = {
+        name: float(values[name]) for name in truth.index if abs(values[name] - truth[name]) > 1e-6
+    }
+    assert not off, f"{', '.join(f'{k}: {v:.4f}' for k, v in off.items())} are off. Hint: {hint}"
+
+
+def check_worst_kind(pairs: pd.DataFrame, errors: pd.Series | None) -> bool:
+    """Exercise 03.2: how often the reward model disagrees with gold on each task kind."""
+    if errors is None:
+        return _pending("compute the reward model's disagreement rate with gold per task kind")
     rm_right = (pairs["chosen_score"] - pairs["rejected_score"]) * (
         pairs["gold_chosen"] - pairs["gold_rejected"]
     ) > 0
-    errors = (~rm_right).groupby(pairs["kind"]).mean()
-    assert kind == errors.idxmax(), (
-        f"{kind!r} has error rate {errors.get(kind, float('nan')):.1%}; another kind is worse. "
-        "Hint: group by 'kind' and compare the RM's order with the gold order."
-    )
-    print(
-        f"Correct: {kind} ({errors[kind]:.1%} disagreement). Why would this kind be hard to judge?"
-    )
+    truth = (~rm_right).groupby(pairs["kind"]).mean()
+    _same_per_name(
+        errors, truth, "kind",
+        "the share of each kind's pairs whose RM order differs from the gold order "
+        "(a mean per kind, not a count).",
+    )  # fmt: skip
+    worst = truth.idxmax()
+    print(f"Correct: {worst} is the worst ({truth[worst]:.1%} disagreement). Why would this "
+          "kind be hard to judge?")  # fmt: skip
     return True
 
 
@@ -208,7 +253,8 @@ def check_tiny_reward_data(full: dict | None, tiny: dict | None) -> bool:
     acc = {k: m[M.REWARD_ACCURACY] for k, m in {"full": full, "tiny": tiny}.items()}
     gold = {k: m[M.REWARD_GOLD_ACCURACY] for k, m in {"full": full, "tiny": tiny}.items()}
     assert acc["tiny"] < acc["full"] - 0.05 and gold["tiny"] < gold["full"] - 0.05, (
-        f"held-out accuracy {acc['tiny']:.1%} (tiny) vs {acc['full']:.1%} (full). "
+        f"held-out accuracy {acc['tiny']:.1%} (tiny) vs {acc['full']:.1%} (full), agreement "
+        f"with gold {gold['tiny']:.1%} vs {gold['full']:.1%}: both should fall by over 5 points. "
         "Hint: set reward.max_train_pairs to a small number such as 64 and train into another folder."
     )
     print(
@@ -273,7 +319,7 @@ def check_dpo_loss(loss_fn) -> bool:
     for pc, pr, rc, rr, beta in cases:
         margin = beta * ((pc - rc) - (pr - rr))  # implicit reward of chosen minus rejected
         truth = math.log1p(math.exp(-margin))
-        got = float(loss_fn(pc, pr, rc, rr, beta))
+        got = _call(loss_fn, pc, pr, rc, rr, beta)
         assert abs(got - truth) < 1e-4, (
             f"loss{(pc, pr, rc, rr, beta)} = {got:.4f}, expected {truth:.4f}. Hint: the implicit "
             "reward is beta * (log pi - log pi_ref); then it is the reward model's loss on the pair."
@@ -286,36 +332,39 @@ def check_group_advantages(advantages_fn) -> bool:
     """Exercise 06.2: GRPO's advantages: each reward against its group's mean, over its std."""
     if advantages_fn is None:
         return _pending("write GRPO's group-relative advantages for one group of rewards")
-    for group in ([1.0, 2.0, 3.0, 4.0], [3.0, -1.0], [0.5, 0.5, 0.5, 0.5]):
+    hint = (
+        "subtract the group's mean, divide by its standard deviation plus a small epsilon "
+        "(1e-4), so a group of equal rewards gives zeros, not NaN."
+    )
+    for group in ([1.0, 2.0, 3.0, 4.0], [3.0, -1.0], [0.0, 0.0, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5]):
         mean = sum(group) / len(group)
-        got = [float(a) for a in advantages_fn(group)]
+        try:
+            got = [float(a) for a in advantages_fn(group)]
+        except ArithmeticError as err:  # 0 / 0 in pure Python: no epsilon
+            raise AssertionError(f"advantages({group}) failed: {err}. Hint: {hint}") from None
         assert len(got) == len(group), f"{len(got)} advantages for a group of {len(group)}"
         fits = []
         for ddof in (0, 1):  # TRL uses the unbiased std (ddof 1); either teaches the idea
             std = math.sqrt(sum((r - mean) ** 2 for r in group) / (len(group) - ddof))
             truth = [(r - mean) / (std + 1e-4) for r in group]
             fits.append(all(abs(g - t) < 1e-3 for g, t in zip(got, truth, strict=True)))
-        assert any(fits), (
-            f"advantages({group}) = {got}. Hint: subtract the group's mean, divide by its standard "
-            "deviation plus a small epsilon (1e-4), so a group of equal rewards gives zeros, not NaN."
-        )
+        assert any(fits), f"advantages({group}) = {got}. Hint: {hint}"
     print(f"Correct: a group whose answers all score the same teaches nothing ({M.GRPO_ZERO_STD}).")
     return True
 
 
-def check_gold_per_kl(table: pd.DataFrame, model: str | None) -> bool:
-    """Exercise 06.3: the method that bought the most gold over SFT per nat of KL it spent."""
-    if model is None:
-        return _pending("find the method with the largest gold gain over SFT per nat of KL")
+def check_gold_per_kl(table: pd.DataFrame, per_kl: pd.Series | None) -> bool:
+    """Exercise 06.3: each method's gold gain over SFT per nat of KL it spent."""
+    if per_kl is None:
+        return _pending("compute each method's gold gain over SFT per nat of KL to SFT")
     methods = table.loc[[m for m in ("ppo", "dpo", "grpo") if m in table.index]]
-    per_kl = (methods["gold_mean"] - table.loc["sft", "gold_mean"]) / methods["kl_to_sft"]
-    assert model == per_kl.idxmax(), (
-        f"{model!r} gains {per_kl.get(model, float('nan')):.2f} gold per nat; another does better. "
-        "Hint: (gold_mean - SFT's gold_mean) / kl_to_sft, one number per method."
+    truth = (methods["gold_mean"] - table.loc["sft", "gold_mean"]) / methods["kl_to_sft"]
+    _same_per_name(
+        per_kl, truth, "method", "(gold_mean - SFT's gold_mean) / kl_to_sft, for ppo, dpo, grpo."
     )
-    print(
-        f"Correct: {model}, {per_kl[model]:.2f} gold per nat of KL ({per_kl.round(2).to_dict()})."
-    )
+    best = truth.idxmax()
+    print(f"Correct: {best} bought the most, {truth[best]:.2f} gold per nat of KL "
+          f"({truth.round(2).to_dict()}).")  # fmt: skip
     return True
 
 
@@ -330,14 +379,12 @@ def check_taste_ceiling(world: World, pairs: list[dict], taste: str, share: floa
         for p in pairs
     ]
     truth = sum(agree) / len(agree)
-    assert abs(share - truth) < 1e-6, (
-        f"got {share:.4f}. Hint: score both answers of each pair with "
-        "score(world.features(prompt, answer), taste_weights(TASTE)); count chosen > rejected."
-    )
-    print(
-        f"Correct: the taste itself agrees with {truth:.1%} of the votes: the most any model can."
-    )
-    return True
+    return _same_share(
+        share, [truth],
+        "score both answers of each pair with score(world.features(prompt, answer), "
+        "taste_weights(TASTE)); count chosen > rejected.",
+        f"the taste itself agrees with {truth:.1%} of the votes: the most any model can.",
+    )  # fmt: skip
 
 
 def check_tone_reward(reward_fn) -> bool:
@@ -366,7 +413,7 @@ def check_taste_wins(old: pd.DataFrame, new: pd.DataFrame, share: float | None) 
         return _pending("compute on what share of prompts the new policy beats the old one")
     truth = float((new["utility"].to_numpy() > old["utility"].to_numpy()).mean())
     return _same_share(
-        share, truth, "compare the two tables' utility column prompt by prompt; a tie is not a win.",
+        share, [truth], "compare the two tables' utility column prompt by prompt; a tie is not a win.",
         f"the new policy wins on {truth:.1%} of prompts.",
     )  # fmt: skip
 
@@ -404,8 +451,8 @@ SOLUTIONS = {
     ),
     "03.2": (
         'disagree = ~pairs["rm_agrees_with_gold"]\n'
-        'my_kind = disagree.groupby(pairs["kind"]).mean().idxmax()',
-        "Group the disagreements by task kind and take the kind with the highest rate.",
+        'my_errors = disagree.groupby(pairs["kind"]).mean()',
+        "Group the disagreements by task kind; the mean of a boolean is a rate.",
     ),
     "03.3": (
         "TRY_IT = True  # then run the cell as it is",
@@ -446,7 +493,7 @@ SOLUTIONS = {
     ),
     "06.3": (
         'gain = table["gold_mean"] - table.loc["sft", "gold_mean"]\n'
-        'my_method = (gain / table["kl_to_sft"]).loc[["ppo", "dpo", "grpo"]].idxmax()',
+        'my_per_kl = (gain / table["kl_to_sft"]).loc[["ppo", "dpo", "grpo"]]',
         "KL to SFT is what a method spends; gold over SFT is what it buys.",
     ),
     "07.1": (

@@ -342,6 +342,8 @@ def ppo_peak(a: Arch, s: Setup) -> Memory:
         "value forward/backward": (policy.grads, act),
         "optimizer step": (grads, optimizer_step_bytes(grads, largest, False, s.cuda)),
     }
+    if not s.cuda and not s.lora_r:  # on a multi-core CPU both run at once (`side_by_side`)
+        phases["value forward/backward"] = (policy.grads, 2 * act + logits + head_grad)
     return peak(weights, policy.optimizer + value.optimizer, phases)
 
 

@@ -69,22 +69,20 @@ def set_torch_threads(n: int | None = None) -> int:
     return n
 
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads per worker) -> pool
+_POOLS: dict[int, ThreadPoolExecutor] = {}  # process id -> its two workers
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """Two workers with `threads` intra-op threads each (torch's count is per thread), made once
-    per process: a forked child gets its own, since the parent's workers do not exist in it."""
-    key = (os.getpid(), threads)
-    if key not in _POOLS:
-        _POOLS[key] = ThreadPoolExecutor(
-            2, "lab-side", initializer=torch.set_num_threads, initargs=(threads,)
-        )
-    return _POOLS[key]
+def _pool() -> ThreadPoolExecutor:
+    """Two worker threads, made once per process: a forked child gets its own, since the
+    parent's workers do not exist in it."""
+    if os.getpid() not in _POOLS:
+        _POOLS[os.getpid()] = ThreadPoolExecutor(2, "lab-side")
+    return _POOLS[os.getpid()]
 
 
-def _run(task: Callable[[], Any], grad: bool) -> Any:
-    with torch.set_grad_enabled(grad):  # grad mode is per thread: the caller's, not the default
+def _run(task: Callable[[], Any], threads: int, grad: bool) -> Any:
+    torch.set_num_threads(threads)  # this worker's own count (torch keeps one per thread)...
+    with torch.set_grad_enabled(grad):  # ...and grad mode, also per thread: the caller's
         return task()
 
 
@@ -101,6 +99,9 @@ def side_by_side(*tasks: Callable[[], Any], at_once: bool = True) -> list:
     threads = torch.get_num_threads()
     if not at_once or threads < 2 or len(tasks) < 2:
         return [task() for task in tasks]
-    futures = [_pool(threads // 2).submit(_run, task, torch.is_grad_enabled()) for task in tasks]
+    grad = torch.is_grad_enabled()
+    futures = [_pool().submit(_run, task, threads // 2, grad) for task in tasks]
     wait(futures)  # every task has finished before an error from one of them is raised
+    # Setting a worker's count also set torch's default for threads yet to start: put it back.
+    torch.set_num_threads(threads)
     return [future.result() for future in futures]

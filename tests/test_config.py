@@ -98,6 +98,9 @@ def test_a_key_given_twice_in_a_settings_file_is_refused_with_its_line(tmp_path)
         load_config("tiny", {}, str(path))
     path.write_text("ppo:\n  lr: 0.001\nsft:\n  lr: 0.1\n")  # one key in two sections: fine
     assert load_config("tiny", {}, str(path)).sft.lr == 0.1
+    path.write_text("sft: &train {lr: 0.0003, epochs: 2}\nreward: {<<: *train, lr: 0.001}\n")
+    cfg = load_config("tiny", {}, str(path))  # a merge key, then a key of its own: fine
+    assert (cfg.reward.lr, cfg.reward.epochs, cfg.sft.lr) == (0.001, 2, 0.0003)
 
 
 def test_yaml_file_then_set_wins(tmp_path):

@@ -31,6 +31,13 @@ def test_agreement():
     assert ex.check_agreement(pairs, 0.75)
     with pytest.raises(AssertionError):
         ex.check_agreement(pairs, 0.5)
+    agrees = pairs["gold_chosen"] > pairs["gold_rejected"]
+    with pytest.raises(AssertionError, match="not one number. Hint"):  # .mean() forgotten
+        ex.check_agreement(pairs, agrees)
+    seven = pd.DataFrame({"gold_chosen": [1.0] * 3 + [0.0] * 4, "gold_rejected": [0.0] * 7})
+    with pytest.raises(AssertionError, match="looks rounded"):  # 3/7 typed in as 0.4286
+        ex.check_agreement(seven, 0.4286)
+    assert ex.check_agreement(seven, 3 / 7)
 
 
 def test_template_overhead():
@@ -50,12 +57,19 @@ def test_win_rate():
     assert ex.check_win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], 1 / 3)
     with pytest.raises(AssertionError, match="ties"):
         ex.check_win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], 0.5)
+    # Scores equal but for float rounding: a tie to eval/win_rate, a win to a plain `>`; both pass.
+    new, old = [0.9000000000000001, 2.0], [0.9, 1.0]
+    assert ex.check_win_rate(new, old, 0.5) and ex.check_win_rate(new, old, 1.0)
 
 
 def test_bt_loss():
     assert ex.check_bt_loss(lambda c, r: math.log1p(math.exp(r - c)))
     with pytest.raises(AssertionError):
         ex.check_bt_loss(lambda c, r: math.log1p(math.exp(c - r)))  # the order reversed
+    import torch.nn.functional as F
+
+    with pytest.raises(AssertionError, match="Python floats"):  # torch on floats: a hint
+        ex.check_bt_loss(lambda c, r: -F.logsigmoid(c - r))
 
 
 def test_worst_kind():
@@ -68,9 +82,15 @@ def test_worst_kind():
             "gold_rejected": [0.0, 0.0, 0.0, 0.0],
         }
     )
-    assert ex.check_worst_kind(pairs, "math")
-    with pytest.raises(AssertionError):
-        ex.check_worst_kind(pairs, "fact")
+    assert ex.check_worst_kind(pairs, pd.Series({"fact": 0.5, "math": 1.0}))
+    for wrong, words in [
+        ("math", "got a str"),  # the name alone: the method is not shown
+        (pd.Series({"fact": 1, "math": 2}), "off"),  # a count, not a rate
+        (pd.Series({"math": 1.0}), "no number for fact"),
+        (pd.Series([1.0, 0.5], index=["math", "math"]), "appears twice"),
+    ]:
+        with pytest.raises(AssertionError, match=words):
+            ex.check_worst_kind(pairs, wrong)
 
 
 def test_reward_hacking():
@@ -153,6 +173,19 @@ def test_group_advantages():
     assert ex.check_group_advantages(advantages)  # the population std passes too
     with pytest.raises(AssertionError, match="epsilon"):  # no epsilon: 0/0 for equal rewards
         ex.check_group_advantages(lambda rs: [r - sum(rs) / len(rs) for r in rs])
+    import statistics
+
+    def no_epsilon(rs):  # pure Python divides 0 by 0: a hint, not a ZeroDivisionError
+        mean, std = statistics.mean(rs), statistics.stdev(rs)
+        return [(r - mean) / std for r in rs]
+
+    def median(rs):  # the median, not the mean: equal on symmetric groups
+        mid, std = statistics.median(rs), statistics.stdev(rs)
+        return [(r - mid) / (std + 1e-4) for r in rs]
+
+    for wrong in (no_epsilon, median):
+        with pytest.raises(AssertionError, match="epsilon"):
+            ex.check_group_advantages(wrong)
     assert ex.check_group_advantages(None) is False
 
 
@@ -233,8 +266,8 @@ CASES = {
     ),
     "03.2": (
         lambda: {"pairs": _pairs()},
-        lambda ns: ex.check_worst_kind(ns["pairs"], ns["my_kind"]),
-        {"my_kind": "fact"},
+        lambda ns: ex.check_worst_kind(ns["pairs"], ns["my_errors"]),
+        {"my_errors": (~_pairs()["rm_agrees_with_gold"]).groupby(_pairs()["kind"]).sum()},
     ),
     "05.1": (
         lambda: {"free_log": _free_log(), "M": M},
@@ -253,8 +286,8 @@ CASES = {
     ),
     "06.3": (
         lambda: {"table": _models()},
-        lambda ns: ex.check_gold_per_kl(ns["table"], ns["my_method"]),
-        {"my_method": "ppo"},  # the largest gain, not the largest gain per nat
+        lambda ns: ex.check_gold_per_kl(ns["table"], ns["my_per_kl"]),
+        {"my_per_kl": _models()["gold_mean"].loc[["ppo", "dpo", "grpo"]]},  # gain, KL ignored
     ),
     "07.1": (
         lambda: {"world": WORLD, "pairs": _votes(), "TASTE": "terse"},

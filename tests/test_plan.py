@@ -186,6 +186,10 @@ def test_every_gpu_has_positive_numbers():
         ),
         (["sweep", "--gpu-mem", "8GB", "--resume"], "sweep does not read --resume, --gpu-mem"),
         (["ppo", "--db", "votes.sqlite", "--per-group"], "ppo does not read --db, --per-group"),
+        (
+            ["config", "--ppo-updates", "0", "--seeds", "0"],
+            "config does not read --seeds, --ppo-updates",
+        ),
     ],
 )
 def test_an_option_a_command_would_ignore_is_refused(argv, unread, capsys, tmp_path, monkeypatch):

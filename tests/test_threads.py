@@ -126,7 +126,12 @@ def test_side_by_side_runs_two_tasks_at_once_each_on_half_the_threads(two_thread
         lambda: task("a"), lambda: task("b")
     )
     assert (a, b) == ("a", "b") and name_a != name_b and threads_a == threads_b == 1
-    assert torch.get_num_threads() == 2  # the caller's count is its own
+    assert torch.get_num_threads() == 2  # the caller's count is its own...
+    later = []  # ...and a thread started afterwards (the arena's next Retrain job) gets it too
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [2]
 
 
 def test_side_by_side_keeps_grad_mode_and_raises_after_every_task_ended(two_threads):
