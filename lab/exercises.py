@@ -94,7 +94,8 @@ def check_template_overhead(tokenizer, n_tokens: int | None) -> bool:
     )["input_ids"]
     truth = len(full) - len(content)
     assert n_tokens == truth, (
-        f"got {n_tokens}. Hint: decode `full` with tokenizer.convert_ids_to_tokens and count what is not 'Hi'."
+        f"got {n_tokens}. Hint: len(full) minus the message's own tokens, "
+        "tokenizer('Hi', add_special_tokens=False) (a word can be more than one token)."
     )
     print(f"Correct: {truth} tokens of template; every prompt pays them.")
     return True
@@ -204,7 +205,8 @@ def _mean(rows: list[dict], name: str) -> float:
 
 
 def check_overoptimisation(log: list[dict] | None) -> bool:
-    """Exercise 05.1: with no KL penalty the proxy keeps rising while gold peaks and falls back."""
+    """With no KL penalty the proxy keeps rising while gold peaks and falls back (the check of
+    `benchmarks/break_it.py`'s long unleashed run; notebook 05 asks for the KL budget instead)."""
     if log is None:
         return _pending("run PPO with kl_coef=0 for longer and read proxy and gold from its log")
     gold = [row[M.PPO_GOLD] for row in log]

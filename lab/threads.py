@@ -101,7 +101,11 @@ def side_by_side(*tasks: Callable[[], Any], at_once: bool = True) -> list:
         return [task() for task in tasks]
     grad = torch.is_grad_enabled()
     futures = [_pool().submit(_run, task, threads // 2, grad) for task in tasks]
-    wait(futures)  # every task has finished before an error from one of them is raised
-    # Setting a worker's count also set torch's default for threads yet to start: put it back.
-    torch.set_num_threads(threads)
+    try:
+        wait(futures)  # every task has finished before an error from one of them is raised
+    except KeyboardInterrupt:  # the caller saves a checkpoint next: let the tasks end first
+        wait(futures)
+        raise
+    finally:  # setting a worker's count also set torch's default for new threads: put it back
+        torch.set_num_threads(threads)
     return [future.result() for future in futures]

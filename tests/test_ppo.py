@@ -245,19 +245,11 @@ def test_token_stats_in_chunks_equal_one_pass(small_reward_run):
         assert a.shape == (5, 4) and torch.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "lora_r, checkpointing, packed",
-    [(0, False, True), (4, False, True), (4, True, True), (0, False, False)],
-)
-def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpointing, packed):
-    """The rollout's log-probs and the update's forwards before its first step agree to the
-    last bit (ratio 1, approx KL 0), however much padding each minibatch carries."""
+def ragged_update(ac: ActorCritic, cfg) -> tuple[tuple, dict]:
+    """Step 4, then `ppo_update`, on six rows with ragged padding (left padding, tokens after
+    EOS), the first epoch's minibatches drawn as `rollout` draws them: (stats, losses)."""
     from lab.ppo import Rollout, add_advantages, ppo_update, token_stats
 
-    overrides = {"ppo.lora_r": lora_r, "ppo.ppo_epochs": 1, "ppo.mini_batch_size": 3}
-    cfg = load_config("tiny", {**SMALL, **overrides})
-    cfg.ppo.lr = 0.0  # no step: every minibatch of the epoch is a "first" one
-    ac = actor_critic(small_reward_run, lora_r, checkpointing, packed=packed)
     torch.manual_seed(1)
     ids = torch.randint(5, 100, (6, 14))  # 8 prompt columns, 6 response columns
     mask = torch.ones_like(ids)
@@ -275,7 +267,21 @@ def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpoi
     )  # fmt: skip
     add_advantages(r, 0.05, cfg)
     optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=cfg.ppo.lr)
-    losses = ppo_update(ac, optimizer, r, cfg, gen)
+    return stats, ppo_update(ac, optimizer, r, cfg, gen)
+
+
+@pytest.mark.parametrize(
+    "lora_r, checkpointing, packed",
+    [(0, False, True), (4, False, True), (4, True, True), (0, False, False)],
+)
+def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpointing, packed):
+    """The rollout's log-probs and the update's forwards before its first step agree to the
+    last bit (ratio 1, approx KL 0), however much padding each minibatch carries."""
+    overrides = {"ppo.lora_r": lora_r, "ppo.ppo_epochs": 1, "ppo.mini_batch_size": 3}
+    cfg = load_config("tiny", {**SMALL, **overrides})
+    cfg.ppo.lr = 0.0  # no step: every minibatch of the epoch is a "first" one
+    ac = actor_critic(small_reward_run, lora_r, checkpointing, packed=packed)
+    _, losses = ragged_update(ac, cfg)
     assert losses[M.PPO_RATIO] == 1.0 and losses[M.PPO_APPROX_KL] == 0.0
     assert losses[M.PPO_CLIPFRAC] == 0.0 and losses[M.PPO_VALUE_CLIPFRAC] == 0.0
 
@@ -415,34 +421,16 @@ def test_dropout_is_off_in_every_role(small_reward_run, tmp_path):
 def test_policy_and_value_side_by_side_compute_what_they_compute_in_turn(small_reward_run):
     """On 2 threads the full-mode roles run side by side, each task on 1 thread: the rollout's
     statistics, two epochs of updates and every weight after them are the very numbers of the
-    same work done in turn on 1 thread; the first minibatch's ratio is still exactly 1."""
-    from lab.ppo import Rollout, add_advantages, ppo_update, token_stats
-
+    same work done in turn on 1 thread."""
     cfg = load_config("tiny", {**SMALL, "ppo.ppo_epochs": 2, "ppo.mini_batch_size": 3})
-    torch.manual_seed(1)
-    ids = torch.randint(5, 100, (6, 14))
-    mask = torch.ones_like(ids)
-    for row, (pad, cut) in enumerate([(0, 0), (5, 0), (2, 3), (7, 4), (0, 5), (4, 1)]):
-        mask[row, :pad], mask[row, 14 - cut :] = 0, 0
-    ids = ids * mask
+    cfg.ppo.lr = 1e-3
     results, before = {}, torch.get_num_threads()
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             ac = actor_critic(small_reward_run, 0)
             assert ac.apart
-            gen = torch.Generator().manual_seed(0)
-            order = torch.randperm(6, generator=gen)
-            stats = token_stats(ac, ids, mask, ids[:, -6:], cfg.ppo.temperature, 3, order)
-            r = Rollout(
-                prompts=list("abcdef"), texts=list("uvwxyz"), ids=ids, mask=mask,
-                response_mask=mask[:, -6:].float(), has_eos=torch.ones(6, dtype=torch.bool),
-                score=torch.linspace(-1, 1, 6), logprobs=stats[0], ref_logprobs=stats[1],
-                values=stats[2], entropy=stats[3], order=order,
-            )  # fmt: skip
-            add_advantages(r, 0.05, cfg)
-            optimizer = torch.optim.AdamW(ac.trainable_parameters(), lr=1e-3)
-            losses = ppo_update(ac, optimizer, r, cfg, gen)
+            stats, losses = ragged_update(ac, cfg)
             results[threads] = (stats, losses, ac.trainable_parameters())
     finally:
         torch.set_num_threads(before)
