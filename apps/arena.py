@@ -143,7 +143,7 @@ def instructor_box(arena: Arena, outputs: list) -> None:
         status = gr.Markdown(elem_id="unlock-status")
     gr.on(
         [button.click, password.submit],
-        partial(instructor_event, arena),
+        bind(instructor_event, arena),
         password,
         [*outputs, status],
         api_visibility="private",
@@ -290,22 +290,21 @@ def data_tab(arena: Arena, instructor_open: bool) -> tuple[gr.Column, gr.Textbox
         show_votes = gr.Button("Show the votes")
         votes_status = gr.Markdown(label="votes status")
         votes = gr.Dataframe(label="Votes (newest first)", interactive=False, wrap=True)
-    export_root = arena.store.path.parent / "exports"
     export.click(
-        partial(board.export, arena, out_root=export_root),
+        bind(board.export, arena),
         password,
         [files, status],
         api_name="export",
     )
     simulate.click(
-        partial(retrain.simulate, arena),
+        bind(retrain.simulate, arena),
         [password, n_sim, taste, group],
         status,
         api_name="simulate",
     )
     gr.on(  # in classroom mode the votes (students' prompts) are the instructor's to read
         [show_votes.click, password.submit],
-        partial(board.votes_table, arena),
+        bind(board.votes_table, arena),
         inputs=password,
         outputs=[votes, votes_status],
         api_name="votes",
@@ -334,7 +333,7 @@ def retrain_tab(arena: Arena) -> None:
     with gr.Accordion("Every number of the round", open=False):
         results = gr.Dataframe(label="All metrics", interactive=False)
     button.click(
-        partial(retrain.start, arena), [password, updates, group, per_group], message,
+        bind(retrain.start, arena), [password, updates, group, per_group], message,
         api_name="retrain",
     )  # fmt: skip
     gr.Timer(2).tick(
@@ -353,7 +352,7 @@ def vote_content_view(arena: Arena, password: gr.Textbox, group: gr.Textbox) -> 
         table = gr.Dataframe(
             label="Models in the vote pairs", interactive=False, elem_id="votes-content"
         )
-    show.click(partial(retrain.vote_content, arena), [password, group], [note, table],
+    show.click(bind(retrain.vote_content, arena), [password, group], [note, table],
                api_name="vote_content")  # fmt: skip
 
 
@@ -367,7 +366,7 @@ def groups_view(arena: Arena, password: gr.Textbox) -> None:
     answers = gr.Dataframe(
         label="The answers that differ most", interactive=False, wrap=True, elem_id="groups-answers"
     )
-    show.click(partial(retrain.group_view, arena), password, [note, plot, styles, answers],
+    show.click(bind(retrain.group_view, arena), password, [note, plot, styles, answers],
                api_name="groups")  # fmt: skip
 
 

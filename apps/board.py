@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.guard import check_instructor
-from apps.handlers import Arena
+from apps.handlers import Arena, instructor_check
 from apps.votes import export_preferences, to_preferences
 from lab import metrics as M
 from lab.leaderboard import (
@@ -210,13 +210,15 @@ def compute_gold_means(votes: pd.DataFrame, world: World) -> pd.DataFrame:
     )
 
 
-def votes_table(arena: Arena, password: str = "") -> tuple[pd.DataFrame, str]:
+def votes_table(
+    arena: Arena, password: str = "", request: gr.Request | None = None
+) -> tuple[pd.DataFrame, str]:
     """Every vote, newest first, without the full responses; in classroom mode, instructor only.
 
     The prompts are the students' own words, so with an instructor password set they are
     shown (and served by the `/votes` API) only to whoever types it.
     """
-    problem = check_instructor(arena.classroom, password)
+    problem = instructor_check(arena, password, request)
     if problem:
         return pd.DataFrame(columns=VOTE_COLUMNS), problem
     votes = arena.store.votes()
@@ -227,16 +229,20 @@ def votes_table(arena: Arena, password: str = "") -> tuple[pd.DataFrame, str]:
     return table.iloc[::-1].reset_index(drop=True), f"{len(table)} votes."
 
 
-def export(arena: Arena, password: str, out_root: Path) -> tuple[list[str], str]:
-    """Write the votes as a preference dataset (JSONL + `datasets` folder); instructor only."""
-    problem = check_instructor(arena.classroom, password)
+def export(
+    arena: Arena, password: str, out_root: Path | None = None, request: gr.Request | None = None
+) -> tuple[list[str], str]:
+    """Write the votes as a preference dataset (JSONL + `datasets` folder) under `out_root`
+    (default: `exports/` beside the vote store); instructor only."""
+    problem = instructor_check(arena, password, request)
     if problem:
         return [], problem
     votes = arena.store.votes()
     n_pairs = len(to_preferences(votes))
     if n_pairs == 0:
         return [], "No preference pairs yet: only votes with a winner make pairs."
-    folder = new_folder(Path(out_root), time.strftime("export-%Y%m%d-%H%M%S"))
+    out_root = Path(out_root) if out_root else arena.store.path.parent / "exports"
+    folder = new_folder(out_root, time.strftime("export-%Y%m%d-%H%M%S"))
     jsonl = export_preferences(votes, folder)["jsonl"]
     # The download is a copy in a fresh temporary folder: the exports folder itself is never
     # served, so nobody reaches the class's prompts through a guessable URL.

@@ -9,15 +9,17 @@ from collections.abc import Iterator
 import gradio as gr
 
 from apps import board
-from apps.guard import check_instructor, sign_id
+from apps.guard import sign_id
 from apps.handlers import (
     BATTLE_NAMES,
     MAX_COMPARE,
     Arena,
     Session,
     ask,
+    client_of,
     compare_choices,
     gold_reveal,
+    instructor_check,
     join,
     restore_session,
     vote,
@@ -43,8 +45,7 @@ def join_event(
     arena: Arena, code: str, session: Session | None, request: gr.Request | None = None
 ) -> tuple[Session, str, dict, str]:
     """The join button: the code checked (with a wait after wrong ones), the box folded once in."""
-    client = request.client.host if request is not None and request.client else ""
-    session, message = join(arena, code, session, client)
+    session, message = join(arena, code, session, client_of(request) or "")
     return (
         session,
         sign_id(arena.classroom, session.annotator, session.joined, session.group),
@@ -53,9 +54,11 @@ def join_event(
     )
 
 
-def instructor_event(arena: Arena, password: str) -> tuple[dict, dict, dict, str]:
+def instructor_event(
+    arena: Arena, password: str, request: gr.Request | None = None
+) -> tuple[dict, dict, dict, str]:
     """Unlock: the instructor's controls appear (Data › Instructor, Retrain) for this page only."""
-    problem = check_instructor(arena.classroom, password)
+    problem = instructor_check(arena, password, request)
     if problem:
         return NO_CHANGE, NO_CHANGE, NO_CHANGE, problem
     shown = gr.update(visible=True)

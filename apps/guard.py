@@ -192,16 +192,17 @@ def _mac(secret: str, body: str) -> str:
 
 
 def backoff_seconds(failures: int) -> float:
-    """The wait after `failures` wrong join codes in a row: none for FREE_TRIES, then doubling."""
+    """The wait after `failures` wrong join codes (or passwords) in a row: none for FREE_TRIES, then doubling."""
     return 0.0 if failures < FREE_TRIES else min(2.0 ** (failures - FREE_TRIES), MAX_WAIT_S)
 
 
 @dataclass
 class JoinBackoff:
-    """Wrong join codes per client (its address): each one past FREE_TRIES doubles the wait.
+    """Wrong secrets (join codes, or the instructor password) per client (its address): each
+    one past FREE_TRIES doubles the wait.
 
-    A client that is waiting is refused at once, the right code included, so guessing
-    costs time; a right code clears the count.
+    A client that is waiting is refused at once, the right secret included, so guessing
+    costs time; a right one clears the count.
     """
 
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from apps.guard import (
     Classroom,
     JoinBackoff,
     as_number,
+    check_instructor,
     check_join,
     check_prompt,
     check_vote_allowed,
@@ -72,6 +73,8 @@ class Arena:
     """Battle ids already voted on: each request has its own copy of the session, not this."""
     join_backoff: JoinBackoff = field(default_factory=JoinBackoff, repr=False)
     """Wrong join codes per client address, for the wait before its next try."""
+    password_backoff: JoinBackoff = field(default_factory=JoinBackoff, repr=False)
+    """Wrong instructor passwords per client address, the same way."""
 
 
 @dataclass
@@ -123,6 +126,29 @@ def join(arena: Arena, code: str, session: Session | None, client: str = "") -> 
     return dataclasses.replace(
         session, joined=True, group=group
     ), f"Joined{where} — your votes count now."
+
+
+def client_of(request: object | None) -> str | None:
+    """The address of the client behind a Gradio request ('' if unknown); None for no request
+    (a direct call: a test, a notebook)."""
+    if request is None:
+        return None
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", "") or "")
+
+
+def instructor_check(arena: Arena, password: object, request: object | None) -> str | None:
+    """`check_instructor`, with a wait after wrong passwords from one client (as for join
+    codes), so that the password cannot be guessed through the API at full speed. A call with
+    nothing typed is not a guess; a direct call (no request) has no client to slow down."""
+    problem = check_instructor(arena.classroom, password)
+    client, typed = client_of(request), isinstance(password, str) and bool(password.strip())
+    if client is None or not arena.classroom.password or not typed:
+        return problem
+    wait = arena.password_backoff.attempt(client, problem is None, time.monotonic())
+    if wait > 0:
+        return f"Too many wrong passwords: try again in {math.ceil(wait)} s."
+    return problem
 
 
 def parse_decoding(settings: tuple) -> tuple[DecodingConfig | None, str]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.guard import check_group, check_instructor, whole_number
-from apps.handlers import Arena
+from apps.guard import check_group, whole_number
+from apps.handlers import Arena, instructor_check
 from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
 from apps.votes import to_preferences
@@ -50,14 +51,15 @@ RETRAIN_HELP = "\n".join(
 
 
 def start(
-    arena: Arena, password: str, ppo_updates: float, group: str = "", per_group: bool = False
-) -> str:
+    arena: Arena, password: str, ppo_updates: float, group: str = "", per_group: bool = False,
+    request: gr.Request | None = None,
+) -> str:  # fmt: skip
     """Start a feedback round in the background (instructor only; one job at a time).
 
     `group` ('' = every vote) keeps one group's votes; `per_group` gives every group of votes
     its own reward model and policy. The round's policies join the arena.
     """
-    problem = check_instructor(arena.classroom, password)
+    problem = instructor_check(arena, password, request)
     if problem:
         return problem
     updates = whole_number(ppo_updates, 0, MAX_PPO_UPDATES)
@@ -237,13 +239,13 @@ def status(arena: Arena) -> tuple[str, pd.DataFrame, go.Figure | None, pd.DataFr
 
 
 def group_view(
-    arena: Arena, password: str = ""
+    arena: Arena, password: str = "", request: gr.Request | None = None
 ) -> tuple[str, go.Figure | None, pd.DataFrame, pd.DataFrame]:
     """The latest round's policies side by side on the same held-out prompts (instructor only):
     a message, the plot, each policy's means (length, polite phrases, gold), the answers that
     differ most. It reads the answers saved with each policy: nothing is generated."""
     empty = (None, pd.DataFrame(), pd.DataFrame())
-    problem = check_instructor(arena.classroom, password)
+    problem = instructor_check(arena, password, request)
     if problem:
         return problem, *empty
     if arena.run_dir is None or arena.world is None:
@@ -275,10 +277,12 @@ def compute_vote_content(pairs: list[dict]) -> pd.DataFrame:
     )
 
 
-def vote_content(arena: Arena, password: str = "", group: str = "") -> tuple[str, pd.DataFrame]:
+def vote_content(
+    arena: Arena, password: str = "", group: str = "", request: gr.Request | None = None
+) -> tuple[str, pd.DataFrame]:
     """What the votes so far can teach a round (instructor only): who the pairs are about and,
     in the tiny world, how many pairs show the class's taste for polite phrases alone."""
-    problem = check_instructor(arena.classroom, password)
+    problem = instructor_check(arena, password, request)
     if problem:
         return problem, pd.DataFrame()
     problem = check_group(group)
@@ -311,9 +315,12 @@ def vote_content(arena: Arena, password: str = "", group: str = "") -> tuple[str
     return "\n\n".join(lines), table
 
 
-def simulate(arena: Arena, password: str, n: float, taste: str = "", group: str = "") -> str:
+def simulate(
+    arena: Arena, password: str, n: float, taste: str = "", group: str = "",
+    request: gr.Request | None = None,
+) -> str:  # fmt: skip
     """Cast `n` votes by simulated annotators, or by a class with `taste` (instructor only)."""
-    problem = check_instructor(arena.classroom, password)
+    problem = instructor_check(arena, password, request)
     if problem:
         return problem
     count = whole_number(n, 1, MAX_SIMULATED)

@@ -160,6 +160,35 @@ def test_every_endpoint_is_a_students_or_refuses_without_the_password(classroom_
     assert arena.job is None and arena.store.count() == 0  # nothing ran, nothing was cast
 
 
+def test_wrong_instructor_passwords_make_that_client_wait(classroom_app, monkeypatch):
+    """Through the API the password could be guessed at full speed: after FREE_TRIES wrong
+    ones a client waits (the right password too), as for join codes; others do not."""
+    from types import SimpleNamespace
+
+    from gradio.helpers import special_args
+
+    from apps import retrain
+
+    arena, demo = classroom_app
+    found = endpoints(demo)
+    guesser, other = (SimpleNamespace(client=SimpleNamespace(host=h)) for h in ("10.9", "10.7"))
+    for name, inputs in INSTRUCTOR_CALLS.items():  # Gradio hands every endpoint its request
+        assert guesser in special_args(found[name].fn, list(inputs), request=guesser)[0], name
+    clock = iter(range(1000, 2000))  # a tenth of a second per call: the 1 s wait holds
+    monkeypatch.setattr(handlers.time, "monotonic", lambda: next(clock) / 10)
+    for _ in range(FREE_TRIES):
+        assert "password required" in retrain.vote_content(arena, "guess", "", guesser)[0]
+    assert "Too many wrong passwords: try again in" in retrain.simulate(
+        arena, "x", 5, "", "", guesser
+    )
+    assert "try again in" in events.instructor_event(arena, "pw", guesser)[-1]  # right, but waits
+    assert events.instructor_event(arena, "pw", other)[-1] == "Instructor controls shown."
+    assert events.instructor_event(arena, "pw")[-1] == "Instructor controls shown."  # no client
+    for _ in range(FREE_TRIES + 2):  # nothing typed is not a guess (a page's own refresh)
+        assert "password required" in board.votes_table(arena, "", other)[1]
+    assert arena.job is None and arena.store.count() == 0
+
+
 def test_instructor_controls_show_only_with_the_password(classroom_app):
     arena, demo = classroom_app
     hidden = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "data-instructor"]
