@@ -37,7 +37,8 @@ RETRAIN_HELP = "\n".join(
     [
         "**A feedback round**: the reward model the arena uses now is fine-tuned on the class's "
         "votes (with a replay of the original pairs, so it keeps what it knew), then a short PPO "
-        "round trains the current policy against it. The new policy joins Compare, Battle and "
+        "round trains the current policy on what the votes changed (the new reward model's score "
+        "minus the old one's, so the old model's mistakes cancel out). The new policy joins Compare, Battle and "
         "the leaderboard: battle it against the old one. Agreement with the class is measured on "
         "held-out votes (5-fold cross-validation by prompt), before and after. With votes in "
         "groups (`--groups` join codes, or simulated groups), tick *one round per group*: each "

@@ -100,6 +100,8 @@ ONLY_FOR: dict[str, set[str]] = {
     "per_group": {"feedback"},
     "group": {"feedback"},
 }
+# What a feedback round's policy was rewarded with (metrics.json's feedback/ppo_reward).
+REWARDS = {"delta": "new reward model minus the old", "model": "the new reward model"}
 DEFAULTS = {"profile": "tiny", "gpu": "T4", "seeds": 5}  # filled in once the check has passed
 
 
@@ -147,7 +149,8 @@ def format_round(folder: Path, summary: dict) -> str:
         if M.FEEDBACK_POLICY_DIR in m:
             lines.append(
                 f"  policy: {folder / m[M.FEEDBACK_POLICY_DIR]} (from {m[M.FEEDBACK_POLICY_FROM]}, "
-                f"{m['ppo/updates']} PPO updates, {m[M.FEEDBACK_PPO_SECONDS]:.0f} s)"
+                f"{m['ppo/updates']} PPO updates, {m[M.FEEDBACK_PPO_SECONDS]:.0f} s, rewarded: "
+                f"{REWARDS[m[M.FEEDBACK_PPO_REWARD]]})"
             )
     return "\n".join(lines)
 

@@ -80,6 +80,11 @@ class FeedbackConfig:
     """Below this many vote pairs nothing is held out: all are trained on."""
     ppo_updates: int = 20
     """PPO updates of the policy round (0 = no policy round)."""
+    ppo_reward_delta: bool = True
+    """The policy round's reward: the adapted reward model's score minus the score of the model it
+    adapted from (only what the votes changed pushes the policy; the errors both models share,
+    which the PPO stage already exploited, cancel out). False: the adapted model's own score,
+    which cost correctness in every round measured (notebook 07, section 6)."""
     ppo_kl_coef: float = 0.2
     """beta of the policy round, to the policy it starts from: 4x the PPO stage's, because that
     policy is already optimised against a reward model, and more optimisation against an

@@ -38,13 +38,15 @@ def ppo_round(
     *,
     init_policy: Path | None = None,
     kl_coef: float | None = None,
+    reward_baseline: Path | None = None,
 ) -> dict:
     """A short PPO run from `init_policy` (the current policy) against the reward model in `reward_dir`.
 
     `reward_dir` is a reward stage folder (`retrain_reward`'s `out_dir`); the policy is saved
     in `out_dir/model`, beside the PPO stage's usual log, checkpoints and metrics. Without
     `init_policy` the run's SFT model starts. `kl_coef` (default: the profile's) is beta, the
-    KL penalty to the policy the round starts from.
+    KL penalty to the policy the round starts from. With `reward_baseline` (a reward model
+    folder: the one the round adapted from) the reward is the new model's score minus its score.
     """
     if updates < 1:
         raise ValueError(f"a PPO round needs at least 1 update, got {updates}")
@@ -67,6 +69,7 @@ def ppo_round(
         reward_model=reward_model,
         init_policy=init_policy,
         progress=progress,
+        reward_baseline=reward_baseline,
     )
     if progress:
         progress(1.0, "PPO round done")
@@ -124,12 +127,14 @@ def group_round(
         ppo = ppo_round(
             cfg, run_dir, folder / f"reward{suffix}", folder / f"ppo{suffix}", fb.ppo_updates,
             scaled(progress, share, 1.0), init_policy=policy, kl_coef=fb.ppo_kl_coef,
+            reward_baseline=reward if fb.ppo_reward_delta else None,
         )  # fmt: skip
         (folder / f"ppo{suffix}" / "model").rename(folder / f"policy{suffix}")
         m |= {k: v for k, v in ppo.items() if k != M.STAGE_SECONDS}
         m |= {
             M.FEEDBACK_PPO_SECONDS: ppo.get(M.STAGE_SECONDS),
             M.FEEDBACK_POLICY_FROM: str(policy),
+            M.FEEDBACK_PPO_REWARD: "delta" if fb.ppo_reward_delta else "model",
             M.FEEDBACK_POLICY_DIR: f"policy{suffix}",
         }
     return m

@@ -99,6 +99,7 @@ FEEDBACK_GROUP = "feedback/group"  # '' = every vote
 FEEDBACK_NOTE = "feedback/note"  # why a number is missing (too few votes to hold any out)
 FEEDBACK_REWARD_FROM = "feedback/reward_from"  # the reward model the round started from
 FEEDBACK_POLICY_FROM = "feedback/policy_from"  # the policy the PPO round started from
+FEEDBACK_PPO_REWARD = "feedback/ppo_reward"  # delta (new minus old reward model) or model
 FEEDBACK_REWARD_DIR = "feedback/reward_dir"  # inside the round folder
 FEEDBACK_POLICY_DIR = "feedback/policy_dir"
 FEEDBACK_CV_SECONDS = "feedback/cv_seconds"

@@ -36,7 +36,7 @@ from lab.ppo_math import (
 from lab.ppo_models import ActorCritic
 from lab.progress import Progress
 from lab.responses import penalize_missing_eos, response_mask, sequence_kl
-from lab.reward_sources import Scorer, load_scorer, parse_spec
+from lab.reward_sources import Scorer, difference_scorer, load_scorer, parse_spec
 from lab.runlog import RunLog, truncate_log
 from lab.threads import side_by_side
 from lab.world import World, last_content
@@ -245,12 +245,14 @@ def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, 
 
 
 def load_ppo_models(
-    cfg: LabConfig, sft: str, run_dir: Path, device, reward_model: Path | None = None
-) -> tuple:
+    cfg: LabConfig, sft: str, run_dir: Path, device, reward_model: Path | None = None,
+    reward_baseline: Path | None = None,
+) -> tuple:  # fmt: skip
     """`(actor_critic, tokenizer, scorer)` as the profile sets them up (`ppo.reward`).
 
     The value function starts from the reward model; with a function or classifier reward,
-    from the policy's start model with a value head at zero.
+    from the policy's start model with a value head at zero. With `reward_baseline` (a reward
+    model folder) the score is the reward model's minus that model's.
     """
     torch.manual_seed(cfg.seed)  # the value head's initial weights
     tokenizer = load_tokenizer(sft)
@@ -262,6 +264,11 @@ def load_ppo_models(
         fresh_value_head=not learned,
     )  # fmt: skip
     scorer = load_scorer(p.reward, run_dir, device, reward_model, policy_tokenizer=tokenizer)
+    if reward_baseline is not None:
+        if not learned:
+            raise ValueError(f"a reward baseline needs a learned reward model, not {p.reward!r}")
+        baseline = load_scorer("model", run_dir, device, reward_baseline, tokenizer)
+        scorer = difference_scorer(scorer, baseline)
     return ac, tokenizer, scorer
 
 
@@ -338,11 +345,12 @@ def run_ppo(
     reward_model: Path | None = None,
     progress: Progress | None = None,
     init_policy: Path | None = None,
+    reward_baseline: Path | None = None,
 ) -> dict:
     """Train the SFT model against the reward model with PPO; checkpoints, log, final policy.
 
-    `reward_model` is a reward model folder other than the run's own `reward/model`;
-    `init_policy` a policy to start from (and stay near) instead of the run's SFT model.
+    `reward_model` replaces the run's `reward/model`, `init_policy` the SFT model (as start and
+    reference); `reward_baseline`'s score is subtracted (a feedback round's old reward model).
     """
     p, rank = cfg.ppo, process().process_index
     device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
@@ -353,7 +361,9 @@ def run_ppo(
     world = recipes.gold_judge(cfg)  # None for a recipe's data: no known truth
 
     # 0. Load: policy / reference / value function, the frozen reward (model, function or classifier).
-    ac, tokenizer, scorer = load_ppo_models(cfg, sft, run_dir, device, reward_model)
+    ac, tokenizer, scorer = load_ppo_models(
+        cfg, sft, run_dir, device, reward_model, reward_baseline
+    )
     learner = make_learner(cfg, ac, rank)
     start = resume_from(out_dir, learner) if resume else 0
     log = RunLog(out_dir, append=start > 0, report_to=cfg.log.targets()) if is_main() else None

@@ -99,6 +99,24 @@ def model_scorer(rm, rm_tokenizer) -> Scorer:
     return lambda prompts, completions: score(rm, rm_tokenizer, prompts, completions)
 
 
+def difference_scorer(scorer: Scorer, baseline: Scorer) -> Scorer:
+    """`scorer` minus `baseline` on the same answers: what one reward model adds to another.
+
+    A feedback round rewards its adapted reward model minus the one it adapted from: only what
+    the votes changed pushes the policy, and the errors both share cancel out.
+    """
+
+    def difference(prompts: Sequence, completions: Sequence[str]) -> list[float]:
+        return [
+            a - b
+            for a, b in zip(
+                scorer(prompts, completions), baseline(prompts, completions), strict=True
+            )
+        ]
+
+    return difference
+
+
 def import_function(dotted: str) -> Callable:
     """`pkg.module.name` -> the function, or a one-line error saying what failed."""
     module_name, _, name = dotted.rpartition(".")

@@ -3,6 +3,7 @@
 round writes the models the next round starts from; bad input is refused in one line, with
 nothing written."""
 
+import dataclasses
 import json
 import random
 import shutil
@@ -23,6 +24,7 @@ from lab.feedback import (
 )
 from lab.feedback_round import current_models, next_round, ppo_round
 from lab.intervals import wilson_interval
+from lab.ppo import load_ppo_models
 from lab.recipes import gold_judge
 from lab.runlog import read_log
 from lab.world.build import FILES
@@ -91,6 +93,30 @@ def test_adapted_reward_model_learns_the_class_taste_on_held_out_votes(adapted):
     assert low < after < high and m[M.FEEDBACK_FOLDS] == 3
     assert m[M.FEEDBACK_VOTE_PAIRS_TRAIN] == m[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == N_VOTES
     assert m[M.FEEDBACK_REPLAY_PAIRS] == N_VOTES  # replay 1.0: one original pair per vote pair
+
+
+def test_the_policy_round_is_rewarded_for_what_the_votes_changed(
+    adapted, small_cfg, small_reward_run
+):
+    """The round's reward, the adapted model's score minus the old one's, is zero for the old
+    model itself and prefers the class's choice on votes it never trained on."""
+    old, new = small_reward_run / "reward" / "model", adapted[0] / "model"
+    sft = str(small_reward_run / "sft" / "model")
+    rows = taste_votes(small_cfg, small_reward_run, "terse", N_VOTES + 40)[N_VOTES:]  # held out
+    prompts, n = [r["prompt"] for r in rows] * 2, len(rows)
+    answers = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    same = load_ppo_models(small_cfg, sft, small_reward_run, "cpu", old, reward_baseline=old)[2]
+    assert same(prompts, answers) == pytest.approx([0.0] * 2 * n, abs=1e-5)
+    delta = load_ppo_models(small_cfg, sft, small_reward_run, "cpu", new, reward_baseline=old)[2]
+    scores = delta(prompts, answers)
+    leans = sum(c > r for c, r in zip(scores[:n], scores[n:], strict=True)) / n
+    assert leans >= 0.6  # 75% measured (2 CPU cores)
+    function = dataclasses.replace(
+        small_cfg,
+        ppo=dataclasses.replace(small_cfg.ppo, reward="function:lab.world.tastes.terse_reward"),
+    )
+    with pytest.raises(ValueError, match="a reward baseline needs a learned reward model"):
+        load_ppo_models(function, sft, small_reward_run, "cpu", reward_baseline=old)
 
 
 def test_adapted_folder_is_a_reward_stage_folder(adapted, small_reward_run):
@@ -174,6 +200,7 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     summary = json.loads((first / "metrics.json").read_text())
     m = summary["groups"]["all"]
     assert m[M.FEEDBACK_POLICY_FROM] == str(run_copy / "ppo" / "model")
+    assert m[M.FEEDBACK_PPO_REWARD] == "delta"  # rewarded for what the votes changed
     assert (first / "policy" / "config.json").is_file() and (first / "reward" / "model").is_dir()
     beta = [row[M.PPO_KL_COEF] for row in read_log(first / "ppo") if M.PPO_KL_COEF in row]
     assert beta and set(beta) == {FAST.ppo_kl_coef} != {small_cfg.ppo.kl_coef}  # the round's own

@@ -12,6 +12,8 @@ from lab import metrics as M
 from lab.reward_sources import (
     RewardSpec,
     classifier_scorer,
+    difference_scorer,
+    function_scorer,
     label_index,
     load_classifier,
     load_scorer,
@@ -22,6 +24,12 @@ from lab.reward_sources import (
 def shouting(prompts, completions):
     """A reward function for the tests: the share of capital letters."""
     return [sum(c.isupper() for c in t) / max(len(t), 1) for t in completions]
+
+
+def test_difference_scorer_is_one_score_minus_the_other():
+    length = function_scorer(lambda prompts, completions: [len(t) for t in completions])
+    difference = difference_scorer(function_scorer(shouting), length)
+    assert difference(["q", "q"], ["AB", "abc"]) == pytest.approx([1.0 - 2, 0.0 - 3])
 
 
 def test_parse_spec_reads_every_kind():
