@@ -38,12 +38,13 @@ RETRAIN_HELP = "\n".join(
         "**A feedback round**: the reward model the arena uses now is fine-tuned on the class's "
         "votes (with a replay of the original pairs, so it keeps what it knew), then a short PPO "
         "round trains the current policy on what the votes changed (the new reward model's score "
-        "minus the old one's, so the old model's mistakes cancel out). The new policy joins Compare, Battle and "
-        "the leaderboard: battle it against the old one. Agreement with the class is measured on "
-        "held-out votes (5-fold cross-validation by prompt), before and after. With votes in "
-        "groups (`--groups` join codes, or simulated groups), tick *one round per group*: each "
-        "group gets its own reward model and policy, and the button below the results shows the "
-        "groups' policies answering the same held-out prompts side by side.",
+        "minus the old one's, so the old model's mistakes cancel out). The new policy joins "
+        "Compare, Battle and the leaderboard: battle it against the old one. Agreement with the "
+        "class is measured on held-out votes (5-fold cross-validation by prompt), before and "
+        "after. With votes in groups (`--groups` join codes, or simulated groups), tick *one "
+        "round per group*: each group gets its own reward model and policy, and the button "
+        "below the results shows the groups' policies answering the same held-out prompts side "
+        "by side.",
         "",
         "Simulated classes (Data tab) vote with a taste of their own:",
         *(f"- `{name}`: {description}" for name, (_, description) in TASTES.items()),
