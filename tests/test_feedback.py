@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from lab import feedback
+from lab import feedback, feedback_round
 from lab import metrics as M
 from lab.cli import main as cli
 from lab.data import load_preferences
@@ -190,6 +190,13 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     )
     write_votes(tmp_path / "votes.sqlite", votes)
     monkeypatch.setattr(feedback, "FeedbackConfig", lambda: FAST)
+    baselines = []  # what each policy round subtracts: the reward model the round adapted from
+    real_run_ppo = feedback_round.run_ppo
+    monkeypatch.setattr(
+        feedback_round,
+        "run_ppo",
+        lambda *a, **kw: baselines.append(kw["reward_baseline"]) or real_run_ppo(*a, **kw),
+    )
     args = ["feedback", "--run", str(run_copy), "--db", str(tmp_path / "votes.sqlite")]
     assert cli([*args, "--ppo-updates", "1"]) == 0
     first = run_copy / "feedback" / "round-001"
@@ -201,6 +208,7 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     m = summary["groups"]["all"]
     assert m[M.FEEDBACK_POLICY_FROM] == str(run_copy / "ppo" / "model")
     assert m[M.FEEDBACK_PPO_REWARD] == "delta"  # rewarded for what the votes changed
+    assert baselines == [run_copy / "reward" / "model"]
     assert (first / "policy" / "config.json").is_file() and (first / "reward" / "model").is_dir()
     beta = [row[M.PPO_KL_COEF] for row in read_log(first / "ppo") if M.PPO_KL_COEF in row]
     assert beta and set(beta) == {FAST.ppo_kl_coef} != {small_cfg.ppo.kl_coef}  # the round's own
@@ -248,6 +256,21 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(small_ppo_run, tmp_pat
     assert cli(["feedback", "--run", str(tmp_path), "--db", str(db)]) == 2
     assert "run `python -m lab pipeline` first" in capsys.readouterr().err
     assert not (small_ppo_run / "feedback").exists()
+
+
+def test_a_round_against_its_own_baseline_is_rewarded_nothing(
+    small_cfg, small_reward_run, tmp_path
+):
+    """The baseline reaches PPO's reward: a model minus itself scores 0, so the logged reward is
+    only the missing-EOS penalty."""
+    reward = small_reward_run / "reward"
+    ppo_round(small_cfg, small_reward_run, reward, tmp_path / "out", 1,
+              reward_baseline=reward / "model")  # fmt: skip
+    row = next(r for r in read_log(tmp_path / "out") if M.PPO_REWARD in r)
+    missing = 1 - row[M.PPO_EOS_RATE]
+    assert row[M.PPO_REWARD] == pytest.approx(
+        -small_cfg.ppo.missing_eos_penalty * missing, abs=1e-5
+    )
 
 
 def test_a_policy_round_needs_a_retrained_reward_model(small_cfg, small_reward_run, tmp_path):
