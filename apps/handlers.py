@@ -489,14 +489,26 @@ def load_arena(
     """Open the vote store, then find and load the models (a pipeline run, plus named ones)."""
     if run_dir is not None and not Path(run_dir).is_dir():
         raise SystemExit(f"--run {run_dir}: no such folder (make pipeline writes runs/tiny)")
+    new = not Path(db).exists()
     store = open_store(db)  # a bad database fails before any model loads
-    sources = {**(find_run_models(run_dir) if run_dir else {}), **models}
-    if not sources:
-        raise SystemExit(
-            "no models: pass --run RUN_DIR (after `make pipeline`) or --model NAME=PATH"
-        )
-    reward = run_dir / RUN_REWARD if run_dir else None
-    pool = ModelPool(sources, str(reward) if reward and reward.is_dir() else None)
-    cfg = run_config(run_dir) if run_dir else None
-    world = recipes.gold_judge(cfg) if cfg else None  # the tiny world's judge, if its data
+    try:
+        sources = {**(find_run_models(run_dir) if run_dir else {}), **models}
+        if not sources:
+            raise SystemExit(
+                "no models: pass --run RUN_DIR (after `make pipeline`) or --model NAME=PATH"
+            )
+        reward = run_dir / RUN_REWARD if run_dir else None
+        pool = ModelPool(sources, str(reward) if reward and reward.is_dir() else None)
+        cfg = run_config(run_dir) if run_dir else None
+        world = recipes.gold_judge(cfg) if cfg else None  # the tiny world's judge, if its data
+    except BaseException:
+        if new:  # an arena that never started leaves no empty database behind
+            remove_database(Path(db))
+        raise
     return Arena(pool, store, classroom or Classroom(), run_dir, cfg, world, random.Random())
+
+
+def remove_database(db: Path) -> None:
+    """Delete an SQLite file this process made, with its write-ahead log and shared memory."""
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        path.unlink(missing_ok=True)

@@ -533,6 +533,15 @@ def test_loading_names_a_missing_run_folder_and_a_corrupt_database(tmp_path):
     with pytest.raises(SystemExit, match="corrupt.sqlite: cannot be used as the vote database"):
         load_arena(tmp_path, {}, corrupt)  # before any model would load
     assert corrupt.read_bytes() == b"this is not a database" * 100  # left as it was
+    fresh = tmp_path / "fresh.sqlite"
+    with pytest.raises(SystemExit, match="no models: pass --run"):
+        load_arena(tmp_path, {}, fresh)
+    assert not list(tmp_path.glob("fresh.sqlite*"))  # no empty database left behind
+    VoteStore(fresh)  # one that was there before stays, as it was
+    before = fresh.read_bytes()
+    with pytest.raises(SystemExit, match="no models"):
+        load_arena(tmp_path, {}, fresh)
+    assert fresh.read_bytes() == before
 
 
 # ---------------------------------------------------------------- on the small run: gold, page
