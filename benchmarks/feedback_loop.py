@@ -16,6 +16,16 @@ answer better under `terse` on 17-18% of prompts and worse on 10-17%; with the a
 own score (`--set ppo_reward_delta=false`): padding -0%, -1%, -8%, credit -0.043 to -0.062,
 better on 10-14%, worse on 15-23%. Round 78-80 s.
 
+On another 2-core VM's fresh tiny run (PPO gold -0.30, answers 13.8 tokens, credit 0.292), with
+the round's critic starting at a zero head (`lab.ppo.load_ppo_models`), vote seeds 0-2: padding
+-28%, -29%, -27%, length -18%, -16%, -16%, credit -0.058, -0.069, +0.030, better under `terse`
+on 39-46% of prompts (worse on 15-18%; 38-46% the same answer); agreement 0.72 -> 0.81,
+0.65 -> 0.78, 0.65 -> 0.73 (ceiling 0.94); gold accuracy 0.720 -> 0.713, 0.708, 0.725; round
+71 s. With the critic starting as the adapted model: padding -28%, -30%, -24%, credit -0.064,
+-0.055, -0.067. A control round with a zero reward: padding +3%, credit -0.002. `--groups`
+(seed 0, 147-184 s): warm padding +35%, length +24%, credit -0.025, better under `warm` on 48%
+(worse on 8%); mean lengths terse 11.4, warm 17.2 tokens (+51%; the critic as the model: +55%).
+
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200 --groups
 """
@@ -189,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         kind = type(getattr(fb, key))
-        typed = value.lower() in ("1", "true") if kind is bool else kind(value)
+        if kind is bool and value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            parser.error(f"--set {key}: true or false, not {value!r}")
+        typed = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
         fb = dataclasses.replace(fb, **{key: typed})
     print(f"{fb}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -59,8 +59,8 @@ def ppo_round(
         raise FileNotFoundError(f"no policy at {init_policy} to start the PPO round from")
     check_fresh(out_dir)
     kl_coef = cfg.ppo.kl_coef if kl_coef is None else kl_coef
-    short = dataclasses.replace(
-        cfg, ppo=dataclasses.replace(cfg.ppo, updates=updates, kl_coef=kl_coef)
+    short = dataclasses.replace(  # against `reward_dir`'s model, whatever the run's PPO used
+        cfg, ppo=dataclasses.replace(cfg.ppo, updates=updates, kl_coef=kl_coef, reward="model")
     )
     metrics = run_ppo(
         short,

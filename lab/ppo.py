@@ -7,6 +7,7 @@ reference, (5) rewards = score - beta * KL, (6) GAE advantages, (7) clipped upda
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -244,6 +245,13 @@ def batch_metrics(r: Rollout, kl_coef: float, world: World | None) -> dict[str, 
     return out
 
 
+def defined(row: dict[str, float]) -> dict[str, float]:
+    """The row without its explained variance where that is undefined: every return the same
+    (a constant reward at the first update, when KL is exactly 0). The rest must be finite."""
+    undefined = math.isnan(row.get(M.PPO_EXPLAINED_VARIANCE, 0.0))
+    return {k: v for k, v in row.items() if not (undefined and k == M.PPO_EXPLAINED_VARIANCE)}
+
+
 def load_ppo_models(
     cfg: LabConfig, sft: str, run_dir: Path, device, reward_model: Path | None = None,
     reward_baseline: Path | None = None,
@@ -252,7 +260,10 @@ def load_ppo_models(
 
     The value function starts from the reward model; with a function or classifier reward,
     from the policy's start model with a value head at zero. With `reward_baseline` (a reward
-    model folder) the score is the reward model's minus that model's.
+    model folder) the score is the reward model's minus that model's, and the value function
+    starts from the reward model's trunk with its head at zero: a difference is near 0, and a
+    critic that predicted the reward model's own score would bias every advantage (GAE's
+    lambda < 1 mixes V of the next state in) back toward what that model likes.
     """
     torch.manual_seed(cfg.seed)  # the value head's initial weights
     tokenizer = load_tokenizer(sft)
@@ -261,7 +272,7 @@ def load_ppo_models(
     critic = str(reward_model or run_dir / "reward" / "model") if learned else sft
     ac = ActorCritic(
         sft, critic, p.lora_r, p.lora_alpha, m.dtype, device, m.gradient_checkpointing,
-        fresh_value_head=not learned,
+        fresh_value_head=not learned or reward_baseline is not None,
     )  # fmt: skip
     scorer = load_scorer(p.reward, run_dir, device, reward_model, policy_tokenizer=tokenizer)
     if reward_baseline is not None:
@@ -350,8 +361,7 @@ def run_ppo(
     """Train the SFT model against the reward model with PPO; checkpoints, log, final policy.
 
     `reward_model` replaces the run's `reward/model`, `init_policy` the SFT model (as start and
-    reference); `reward_baseline`'s score is subtracted (a feedback round's old reward model).
-    """
+    reference); `reward_baseline`'s score is subtracted (a feedback round's old reward model)."""
     p, rank = cfg.ppo, process().process_index
     device = process().device if process().num_processes > 1 else resolve_device(cfg.device)
     start_model = recipes.policy_start(cfg, run_dir)  # ppo.policy: the SFT model or the base
@@ -382,7 +392,7 @@ def run_ppo(
             # 7. Several epochs of clipped updates.
             losses = ppo_update(ac, learner.optimizer, r, cfg, learner.gen)
             # 8. Log (the mean over processes), adapt beta, checkpoint.
-            row = average_metrics({**batch_metrics(r, kl_ctl.value, world), **losses})
+            row = defined(average_metrics({**batch_metrics(r, kl_ctl.value, world), **losses}))
             if log:
                 log.log(update + 1, row)
             kl_ctl.update(row[M.PPO_KL], p.batch_size * process().num_processes)
@@ -396,7 +406,8 @@ def run_ppo(
         raise
     if not is_main():  # the other processes are done: the main one saves and evaluates
         return {}
-    return finish(cfg, ac, tokenizer, log, out_dir, run_dir, reward_model, start_model, scorer)
+    own = None if reward_baseline else scorer  # held out: the model's own score, no difference
+    return finish(cfg, ac, tokenizer, log, out_dir, run_dir, reward_model, start_model, own)
 
 
 EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names

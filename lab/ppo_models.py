@@ -57,9 +57,10 @@ class ActorCritic(nn.Module):
         fresh_value_head: bool = False,
         packed: bool | None = None,
     ):
-        """`reward_path` holds the critic's starting weights: the reward model, or, with
-        `fresh_value_head` (a function or classifier reward), the policy's start model with a
-        new value head at zero, so that V starts at 0 everywhere (as LoRA's head does).
+        """`reward_path` holds the critic's starting weights: the reward model's trunk and head.
+        `fresh_value_head` puts a new head at zero on that trunk, so that V starts at 0
+        everywhere (as LoRA's head does): for a function or classifier reward (`reward_path` is
+        then the policy's start model), or a difference of two reward models.
         `packed`: forwards over real tokens only (`lab.packing`); by default on a CPU alone."""
         super().__init__()
         self.lora = lora_r > 0

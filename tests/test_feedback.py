@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 
 import pytest
+import torch
 
 from lab import feedback, feedback_round
 from lab import metrics as M
@@ -107,10 +108,18 @@ def test_the_policy_round_is_rewarded_for_what_the_votes_changed(
     answers = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
     same = load_ppo_models(small_cfg, sft, small_reward_run, "cpu", old, reward_baseline=old)[2]
     assert same(prompts, answers) == pytest.approx([0.0] * 2 * n, abs=1e-5)
-    delta = load_ppo_models(small_cfg, sft, small_reward_run, "cpu", new, reward_baseline=old)[2]
+    ac, _, delta = load_ppo_models(
+        small_cfg, sft, small_reward_run, "cpu", new, reward_baseline=old
+    )
     scores = delta(prompts, answers)
     leans = sum(c > r for c, r in zip(scores[:n], scores[n:], strict=True)) / n
     assert leans >= 0.6  # 75% measured (2 CPU cores)
+    # Its critic predicts a difference: the adapted model's trunk with the head at zero (with the
+    # adapted model's own score as the reward, the critic starts as that model, head and all).
+    own = load_ppo_models(small_cfg, sft, small_reward_run, "cpu", new)[0]
+    assert not ac.value_head.weight.any() and own.value_head.weight.any()
+    trunks = zip(ac.value_trunk.parameters(), own.value_trunk.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in trunks)
     function = dataclasses.replace(
         small_cfg,
         ppo=dataclasses.replace(small_cfg.ppo, reward="function:lab.world.tastes.terse_reward"),
@@ -262,15 +271,16 @@ def test_a_round_against_its_own_baseline_is_rewarded_nothing(
     small_cfg, small_reward_run, tmp_path
 ):
     """The baseline reaches PPO's reward: a model minus itself scores 0, so the logged reward is
-    only the missing-EOS penalty."""
+    only the missing-EOS penalty. The held-out rewards stay the reward model's own scores."""
     reward = small_reward_run / "reward"
-    ppo_round(small_cfg, small_reward_run, reward, tmp_path / "out", 1,
-              reward_baseline=reward / "model")  # fmt: skip
+    m = ppo_round(small_cfg, small_reward_run, reward, tmp_path / "out", 1,
+                  reward_baseline=reward / "model")  # fmt: skip
     row = next(r for r in read_log(tmp_path / "out") if M.PPO_REWARD in r)
     missing = 1 - row[M.PPO_EOS_RATE]
     assert row[M.PPO_REWARD] == pytest.approx(
         -small_cfg.ppo.missing_eos_penalty * missing, abs=1e-5
     )
+    assert abs(m[M.PPO_EVAL_REWARD]) > 1e-3  # a model minus itself would be exactly 0
 
 
 def test_a_policy_round_needs_a_retrained_reward_model(small_cfg, small_reward_run, tmp_path):

@@ -192,6 +192,24 @@ def test_empty_prompt_set_is_a_clear_error(small_reward_run, tmp_path):
         run_ppo(load_config("tiny", SMALL), tmp_path, tmp_path / "ppo")
 
 
+def flat(prompts: list, answers: list[str]) -> list[float]:
+    """A reward that scores every answer the same."""
+    return [0.0] * len(answers)
+
+
+def test_a_constant_reward_trains_without_an_explained_variance(small_reward_run, tmp_path):
+    """At the first update KL is exactly 0, so a constant reward makes every return the same:
+    explained variance is undefined there and is left out of that row, not a crash."""
+    for stage in ("world", "sft", "reward"):
+        shutil.copytree(small_reward_run / stage, tmp_path / stage)
+    flat_reward = {"ppo.reward": "function:tests.test_ppo.flat", "ppo.missing_eos_penalty": 0.0}
+    cfg = load_config("tiny", {**SMALL, **flat_reward, "ppo.updates": 2})
+    run_ppo(cfg, tmp_path, tmp_path / "ppo")
+    rows = [row for row in read_log(tmp_path / "ppo") if M.PPO_REWARD in row]
+    assert [row[M.PPO_REWARD] for row in rows] == [0.0, 0.0]
+    assert M.PPO_EXPLAINED_VARIANCE not in rows[0] and M.PPO_EXPLAINED_VARIANCE in rows[1]
+
+
 def test_metrics_json_is_plain(ppo_run):
     run, metrics = ppo_run
     json.dumps(metrics)
@@ -418,22 +436,36 @@ def test_dropout_is_off_in_every_role(small_reward_run, tmp_path):
             assert not ac.reference.training
 
 
-def test_policy_and_value_side_by_side_compute_what_they_compute_in_turn(small_reward_run):
+def test_policy_and_value_side_by_side_compute_what_they_compute_in_turn(
+    small_reward_run, monkeypatch
+):
     """On 2 threads the full-mode roles run side by side, each task on 1 thread: the rollout's
     statistics, two epochs of updates and every weight after them are the very numbers of the
     same work done in turn on 1 thread."""
+    import threading
+
+    import lab.threads
+
     cfg = load_config("tiny", {**SMALL, "ppo.ppo_epochs": 2, "ppo.mini_batch_size": 3})
     cfg.ppo.lr = 1e-3
-    results, before = {}, torch.get_num_threads()
+    results, before, workers = {}, torch.get_num_threads(), {1: [], 2: []}
+    run = lab.threads._run
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
+            monkeypatch.setattr(lab.threads, "_run", lambda task, n, grad, t=threads: (
+                workers[t].append((threading.current_thread().name, n)) or run(task, n, grad)
+            ))  # fmt: skip
             ac = actor_critic(small_reward_run, 0)
             assert ac.apart
             stats, losses = ragged_update(ac, cfg)
             results[threads] = (stats, losses, ac.trainable_parameters())
     finally:
         torch.set_num_threads(before)
+    assert not workers[1]  # in turn, in the calling thread
+    assert len(workers[2]) >= 2 * 3 and all(  # rollout and update: two tasks at a time...
+        name.startswith("lab-side") and n == 1 for name, n in workers[2]
+    )  # ...each in a worker thread, on 1 thread
     (stats1, losses1, weights1), (stats2, losses2, weights2) = results[1], results[2]
     assert all(torch.equal(a, b) for a, b in zip(stats1, stats2, strict=True))
     assert losses1 == losses2 and losses2[M.PPO_GRAD_NORM] > 0
