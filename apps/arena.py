@@ -492,6 +492,7 @@ def main(argv: list[str] | None = None) -> None:
         classroom = classroom_from_args(args)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
+    new_db = not Path(args.db).exists()
     arena = load_arena(args.run, models, args.db, classroom)
     for name, error in arena.pool.unavailable.items():
         print(f"[arena] {name} is unavailable: {error}")
@@ -501,12 +502,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"join code of group {group}: {code}")
         print("students open: " + "  ".join(share_urls(args.host, args.port)))
     demo = build_app(arena, example_prompts(arena))
-    demo.queue(default_concurrency_limit=CONCURRENT_REQUESTS).launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=False,
-        inbrowser=not args.no_browser,
-    )  # no allowed_paths: exports reach the instructor as a copy (`board.export`), never by URL
+    try:
+        demo.queue(default_concurrency_limit=CONCURRENT_REQUESTS).launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=False,
+            inbrowser=not args.no_browser,
+        )  # no allowed_paths: exports reach the instructor as a copy (`board.export`), never by URL
+    except OSError as error:  # the port is taken, or the host is not this machine's
+        if new_db:
+            arena.store.remove_if_empty()
+        raise SystemExit(f"cannot serve on {args.host}:{args.port}: {error}") from None
 
 
 if __name__ == "__main__":

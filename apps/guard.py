@@ -145,6 +145,8 @@ def check_instructor(classroom: Classroom, password: str) -> str | None:
     """None when `password` allows the instructor's actions (export, retrain, simulate)."""
     if not classroom.password or same_secret(password, classroom.password):
         return None
+    if isinstance(password, str) and password.strip():
+        return "Wrong instructor password."
     return "Instructor password required for this action."
 
 

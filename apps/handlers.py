@@ -503,12 +503,6 @@ def load_arena(
         world = recipes.gold_judge(cfg) if cfg else None  # the tiny world's judge, if its data
     except BaseException:
         if new:  # an arena that never started leaves no empty database behind
-            remove_database(Path(db))
+            store.remove_if_empty()
         raise
     return Arena(pool, store, classroom or Classroom(), run_dir, cfg, world, random.Random())
-
-
-def remove_database(db: Path) -> None:
-    """Delete an SQLite file this process made, with its write-ahead log and shared memory."""
-    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        path.unlink(missing_ok=True)

@@ -262,6 +262,17 @@ class VoteStore:
         with self._connect() as conn:
             return int(conn.execute(sql, params).fetchone()[0])
 
+    def remove_if_empty(self) -> bool:
+        """Delete the store's files (with its write-ahead log) if it holds no vote; True if so.
+
+        For a start that failed after making a new store: a vote another process added since
+        keeps the file."""
+        if self.count():
+            return False
+        for suffix in ("", "-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        return True
+
 
 def export_preferences(votes: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """Write preferences.jsonl and a `save_to_disk` folder preferences_dataset under `out_dir`."""

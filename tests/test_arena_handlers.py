@@ -544,6 +544,22 @@ def test_loading_names_a_missing_run_folder_and_a_corrupt_database(tmp_path):
     assert fresh.read_bytes() == before
 
 
+def test_a_taken_port_is_one_line_and_leaves_no_new_database(small_ppo_run, tmp_path):
+    import socket
+
+    import apps.arena
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--run", str(small_ppo_run), "--db", str(tmp_path / "votes.sqlite")]
+        args += ["--host", "127.0.0.1", "--port", str(port), "--no-browser"]
+        with pytest.raises(SystemExit, match=f"cannot serve on 127.0.0.1:{port}: "):
+            apps.arena.main(args)
+    assert not list(tmp_path.glob("votes.sqlite*"))
+
+
 # ---------------------------------------------------------------- on the small run: gold, page
 
 

@@ -73,7 +73,8 @@ def test_join_code_and_password():
     assert "not right" in check_join(room, "abc124")
     assert check_join(room, None) is not None
     assert check_instructor(room, "s3cret") is None
-    assert "password" in check_instructor(room, "")
+    assert check_instructor(room, "") == "Instructor password required for this action."
+    assert check_instructor(room, "s3cre") == "Wrong instructor password."
 
 
 def test_vote_limits():
