@@ -56,6 +56,7 @@ thread nothing changes: the roles run in turn, as before.
 The same code on another 2-core VM (a fresh `make pipeline` run, `OMP_NUM_THREADS=2`,
 `--repeats 2`): batch 32, four minibatches: 29.9 against TRL's 15.8 samples/s (1.89x; the
 two repeats 2.04x and 1.77x, TRL's own speed moving 14.4 to 17.1), peak 165 against 179 MB;
+`--repeats 3`: 31.5 against 16.0 (1.96x; the repeats 1.79x, 2.21x, 1.93x);
 batch 8, one minibatch: 27.7 against 8.6 (3.23x), 133 against 166 MB. The update is ~70% of
 the time; inside it, the policy's and the value function's minibatch steps take 29 and 27 ms
 on one thread each, 32 ms side by side, and clipping plus AdamW about 3 ms a minibatch.
