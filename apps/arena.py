@@ -492,7 +492,6 @@ def main(argv: list[str] | None = None) -> None:
         classroom = classroom_from_args(args)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    new_db = not Path(args.db).exists()
     arena = load_arena(args.run, models, args.db, classroom)
     for name, error in arena.pool.unavailable.items():
         print(f"[arena] {name} is unavailable: {error}")
@@ -510,8 +509,7 @@ def main(argv: list[str] | None = None) -> None:
             inbrowser=not args.no_browser,
         )  # no allowed_paths: exports reach the instructor as a copy (`board.export`), never by URL
     except OSError as error:  # the port is taken, or the host is not this machine's
-        if new_db:
-            arena.store.remove_if_empty()
+        arena.store.remove_if_unused()
         raise SystemExit(f"cannot serve on {args.host}:{args.port}: {error}") from None
 
 

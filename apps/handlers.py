@@ -489,7 +489,6 @@ def load_arena(
     """Open the vote store, then find and load the models (a pipeline run, plus named ones)."""
     if run_dir is not None and not Path(run_dir).is_dir():
         raise SystemExit(f"--run {run_dir}: no such folder (make pipeline writes runs/tiny)")
-    new = not Path(db).exists()
     store = open_store(db)  # a bad database fails before any model loads
     try:
         sources = {**(find_run_models(run_dir) if run_dir else {}), **models}
@@ -502,7 +501,6 @@ def load_arena(
         cfg = run_config(run_dir) if run_dir else None
         world = recipes.gold_judge(cfg) if cfg else None  # the tiny world's judge, if its data
     except BaseException:
-        if new:  # an arena that never started leaves no empty database behind
-            store.remove_if_empty()
+        store.remove_if_unused()  # an arena that never started leaves no empty database behind
         raise
     return Arena(pool, store, classroom or Classroom(), run_dir, cfg, world, random.Random())

@@ -164,6 +164,7 @@ class VoteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.created = not self.path.exists()  # this store made the file (`remove_if_unused`)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_file() and self.path.stat().st_size:
             with self._connect() as conn:  # reading only: a foreign file is refused untouched
@@ -262,12 +263,11 @@ class VoteStore:
         with self._connect() as conn:
             return int(conn.execute(sql, params).fetchone()[0])
 
-    def remove_if_empty(self) -> bool:
-        """Delete the store's files (with its write-ahead log) if it holds no vote; True if so.
-
-        For a start that failed after making a new store: a vote another process added since
-        keeps the file."""
-        if self.count():
+    def remove_if_unused(self) -> bool:
+        """Delete the store's files (with its write-ahead log) if this store made them and they
+        hold no vote (an arena that failed to start); True if so. A file that was there before,
+        or a vote another process added since, keeps it."""
+        if not self.created or self.count():
             return False
         for suffix in ("", "-wal", "-shm"):
             self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ On another 2-core VM's fresh tiny run (PPO gold -0.30, answers 13.8 tokens, cred
 the round's critic starting at a zero head (`lab.ppo.load_ppo_models`), vote seeds 0-2: padding
 -28%, -29%, -27%, length -18%, -16%, -16%, credit -0.058, -0.069, +0.030, better under `terse`
 on 39-46% of prompts (worse on 15-18%; 38-46% the same answer); agreement 0.72 -> 0.81,
-0.65 -> 0.78, 0.65 -> 0.73 (ceiling 0.94); gold accuracy 0.720 -> 0.713, 0.708, 0.725; round
+0.65 -> 0.78, 0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy 0.720 -> 0.713, 0.708, 0.725; round
 71 s. With the critic starting as the adapted model: padding -28%, -30%, -24%, credit -0.064,
 -0.094, -0.067. A control round with a zero reward: padding +3%, credit -0.002. `--groups`
 (seed 0, 147-184 s): warm padding +35%, length +24%, credit -0.025, better under `warm` on 48%

@@ -271,9 +271,14 @@ def test_a_round_against_its_own_baseline_is_rewarded_nothing(
     small_cfg, small_reward_run, tmp_path
 ):
     """The baseline reaches PPO's reward: a model minus itself scores 0, so the logged reward is
-    only the missing-EOS penalty. The held-out rewards stay the reward model's own scores."""
+    only the missing-EOS penalty. The held-out rewards stay the reward model's own scores. A run
+    whose PPO stage used a function reward still gets a round against the retrained model."""
     reward = small_reward_run / "reward"
-    m = ppo_round(small_cfg, small_reward_run, reward, tmp_path / "out", 1,
+    function = dataclasses.replace(
+        small_cfg,
+        ppo=dataclasses.replace(small_cfg.ppo, reward="function:lab.world.tastes.terse_reward"),
+    )
+    m = ppo_round(function, small_reward_run, reward, tmp_path / "out", 1,
                   reward_baseline=reward / "model")  # fmt: skip
     row = next(r for r in read_log(tmp_path / "out") if M.PPO_REWARD in r)
     missing = 1 - row[M.PPO_EOS_RATE]
