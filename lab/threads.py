@@ -95,6 +95,8 @@ def side_by_side(*tasks: Callable[[], Any], at_once: bool = True) -> list:
     cores: a PPO update took as long on 2 threads as on 1 (1.2 s), and 0.9 s with the policy's
     and the value function's forwards and backwards side by side (torch releases Python's lock
     inside each op). Each task sees the same thread count every time, so its numbers repeat.
+    A call from inside a task (one thread) runs in turn; calls from two threads at once share
+    the two workers: their tasks queue for them.
     """
     threads = torch.get_num_threads()
     if not at_once or threads < 2 or len(tasks) < 2:

@@ -16,15 +16,13 @@ from apps import arena as app
 from apps import board, events, handlers
 from apps.guard import FREE_TRIES, Classroom, sign_id
 from apps.handlers import (
-    Judged,
     ask,
-    disagreement,
-    gold_lines,
     join,
     new_session,
     restore_session,
     vote,
 )
+from apps.reveal import Judged, disagreement, gold_lines
 from lab.world import default_world
 from tests import test_arena_handlers as base
 from tests.test_arena_handlers import PROMPT, TINY_SETTINGS, last

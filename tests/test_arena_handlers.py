@@ -564,16 +564,17 @@ def test_a_taken_port_is_one_line_and_leaves_no_new_database(small_ppo_run, tmp_
 
 
 def test_gold_after_the_vote_scores_both_answers_with_both_judges(arena):
-    from apps.handlers import gold_reveal, judge_answers
+    from apps.handlers import gold_reveal
+    from apps.reveal import judge_answers
 
     session = last(ask(arena, "battle", PROMPT, [], SETTINGS, new_session()))[0]
-    judged = judge_answers(arena, PROMPT, session.answers)
+    judged = judge_answers(arena.pool, arena.world, PROMPT, session.answers)
     rewards = score(arena.pool.rm, arena.pool.rm_tokenizer, [PROMPT] * 2, session.answers)
     assert [j.reward for j in judged] == pytest.approx(rewards, abs=1e-5)
     assert session.rewards == pytest.approx(
         rewards, abs=1e-4
     )  # the scores shown, kept for the reveal
-    kept = judge_answers(arena, PROMPT, session.answers, session.rewards)
+    kept = judge_answers(arena.pool, arena.world, PROMPT, session.answers, session.rewards)
     assert [(j.reward, j.gold) for j in kept] == [
         (r, j.gold) for r, j in zip(session.rewards, judged, strict=True)
     ]

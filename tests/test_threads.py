@@ -156,6 +156,27 @@ def test_side_by_side_keeps_grad_mode_and_raises_after_every_task_ended(two_thre
     assert ended == [True]
 
 
+def test_side_by_side_inside_a_task_runs_in_turn_on_the_tasks_thread(two_threads):
+    import threading
+
+    from lab.threads import side_by_side
+
+    def name():
+        return threading.current_thread().name
+
+    def nested():  # the pool's two workers are both busy: waiting for one would never end
+        return name(), side_by_side(name, name)
+
+    done = []
+    caller = threading.Thread(target=lambda: done.append(side_by_side(nested, nested)))
+    caller.start()
+    caller.join(timeout=20)
+    assert not caller.is_alive(), "a side_by_side call inside a task waited for itself"
+    for outer, inner in done[0]:
+        assert inner == [outer, outer]  # in turn, on the task's own thread
+    assert torch.get_num_threads() == 2
+
+
 def test_side_by_side_runs_in_turn_here_on_one_thread_or_when_told():
     import threading
 
