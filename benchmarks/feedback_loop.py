@@ -9,22 +9,24 @@ of what the reward model learnt (padding; whether it can tell a right fact from 
 the new policy against the previous one on held-out prompts, time.
 `--groups`: a `terse` and a `warm` class, one round per group; the two policies' lengths.
 
-The round's policy is rewarded with the adapted reward model's score minus the old one's
-(`FeedbackConfig.ppo_reward_delta`). 200 votes, vote seeds 0-2, 2 CPU cores, a fresh tiny run:
-padding -5%, -10%, -9%, length -3% each, credit +0.010, -0.015, -0.004 (from 0.227), the new
-answer better under `terse` on 17-18% of prompts and worse on 10-17%; with the adapted model's
-own score (`--set ppo_reward_delta=false`): padding -0%, -1%, -8%, credit -0.043 to -0.062,
-better on 10-14%, worse on 15-23%. Round 78-80 s.
+The new policy is measured twice: on the one answer per held-out prompt saved with each policy
+(T=0.7), and on `--samples` answers per prompt (default 8), compared prompt by prompt with 95%
+bootstrap intervals (`lab.group_compare.compute_policy_change`). One answer is a noisy view: once
+the two policies' first words differ, the rest are independent draws, so a prompt's credit or
+utility flips either way by chance, and a single draw made the credit drop look 2-3x larger.
 
-On another 2-core VM's fresh tiny run (PPO gold -0.30, answers 13.8 tokens, credit 0.292), with
-the round's critic starting at a zero head (`lab.ppo.load_ppo_models`), vote seeds 0-2: padding
--28%, -29%, -27%, length -18%, -16%, -16%, credit -0.058, -0.069, +0.030, better under `terse`
-on 39-46% of prompts (worse on 15-18%; 38-46% the same answer); agreement 0.72 -> 0.81,
-0.65 -> 0.78, 0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy 0.720 -> 0.713, 0.708, 0.725; round
-71 s. With the critic starting as the adapted model: padding -28%, -30%, -24%, credit -0.064,
--0.094, -0.067. A control round with a zero reward: padding +3%, credit -0.002. `--groups`
-(seed 0, 147-184 s): warm padding +35%, length +24%, credit -0.025, better under `warm` on 48%
-(worse on 8%); mean lengths terse 11.4, warm 17.2 tokens (+51%; the critic as the model: +55%).
+The round's policy is rewarded with the adapted reward model's score minus the old one's
+(`FeedbackConfig.ppo_reward_delta`), its critic starting at a zero head. 200 votes, vote seeds
+0-2, 2 CPU cores, a fresh tiny run (PPO gold -0.30, answers 13.9 tokens, credit 0.271 over 8
+samples), 8 samples per prompt: padding -27%, -29%, -23%; length -18%, -16%, -16%; credit
+-0.029, -0.022, -0.005 (intervals within [-0.048, +0.013]); better under `terse` on 70%, 72%,
+76% of prompts (Wilson lower bounds 64-70%); agreement 0.72 -> 0.81, 0.65 -> 0.78,
+0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy 0.720 -> 0.713, 0.708, 0.725; round
+67-68 s. One answer per prompt on the same rounds: credit -0.058, -0.070, +0.029, better on
+39-46%. With beta 0.1 (`--set ppo_kl_coef=0.1`): padding -31%, -44%, -36%, length -20%, -25%,
+-20%, credit -0.046, -0.077, -0.017, better on 68%, 68%, 78%. A control round with a zero
+reward: padding +3%, credit -0.002 (one answer per prompt). `--groups` (seed 0): see notebook 07.
+On a run whose PPO policy was weaker (gold -0.66), the same round moved padding only 5-10%.
 
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200 --groups
@@ -44,18 +46,31 @@ import pandas as pd
 from apps.handlers import load_arena
 from apps.simulate import simulate_votes
 from lab import metrics as M
+from lab import recipes
+from lab.evaluation import EVAL_DECODING, evaluate_samples
 from lab.feedback import FeedbackConfig
 from lab.feedback_round import current_models, feedback_round
-from lab.group_compare import answers_of
+from lab.group_compare import answers_of, compute_policy_change
 from lab.intervals import wilson_interval
 from lab.leaderboard import compute_model_counts
+from lab.models import load_causal_lm, load_tokenizer
 from lab.reward_model import load_reward_model
 from lab.reward_model import score as rm_score
+from lab.stages import load_run_config
 from lab.votes_db import pairs_to_battles, to_preferences
 from lab.world.judge import classify, score, split_sentences
-from lab.world.tastes import compute_answer_style, compute_style_only_pairs, taste_weights
+from lab.world.tastes import compute_style_only_pairs, taste_weights
 
-TARGETS = "agreement >= 0.80 or ceiling - 0.05; gold loss <= 0.03; polite+filler -50%; length -20%"
+LABELS = {
+    "padding": "polite+filler phrases per answer",
+    "length": "answer length (tokens)",
+    "credit": "credit",
+    "utility": "utility under the taste",
+}
+TARGETS = (
+    "agreement >= 0.80 or ceiling - 0.05; gold loss <= 0.03; polite+filler -50%; length -20%; "
+    "credit drop <= 0.05; new beats old on >= 70% of prompts"
+)
 
 
 def noise_ceiling(world, pairs: list[dict], taste: str) -> float:
@@ -139,8 +154,44 @@ def ci(m: dict, name: str, ci_name: str) -> str:
     return f"{m[name]:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def report_group(world, run: Path, folder: Path, m: dict, pairs, taste: str, old_policy: Path):
-    """Print one group's before/after; return the new policy's answer stats."""
+def answer_samples(run: Path, policy: Path, samples: int) -> pd.DataFrame:
+    """`samples` answers of `policy` to each of the run's held-out prompts, gold-scored."""
+    cfg = load_run_config(run)
+    model = load_causal_lm(str(policy), cfg.model.dtype, "cpu")
+    world, prompts = recipes.gold_judge(cfg), recipes.eval_prompts(cfg, run / "world")
+    return evaluate_samples(model, load_tokenizer(str(policy)), world, prompts, samples)
+
+
+def report_policy(
+    world, run: Path, old_policy: Path, new_policy: Path, taste: str, samples: int
+) -> pd.DataFrame:
+    """Print how the policy moved: on the saved answers, then on `samples` answers per prompt."""
+    old_table = pd.read_json(answers_of(old_policy), lines=True)
+    new_table = pd.read_json(answers_of(new_policy), lines=True)
+    table, wins = compute_policy_change(world, old_table, new_table, taste)
+    one = table.set_index("measure")
+    print(f"  one answer per prompt (the saved tables): padding {one.loc['padding', 'change']:+.0%}, "
+          f"length {one.loc['length', 'change']:+.0%}, credit {one.loc['credit', 'diff']:+.3f}, "
+          f"better under {taste} on {wins.win:.0%} of prompts (ties {wins.tie:.0%})")  # fmt: skip
+    print(f"  {samples} answers per prompt (T={EVAL_DECODING.temperature}), paired by prompt, "
+          "95% bootstrap intervals over prompts:")  # fmt: skip
+    table, wins = compute_policy_change(
+        world, answer_samples(run, old_policy, samples), answer_samples(run, new_policy, samples),
+        taste,
+    )  # fmt: skip
+    for row in table.itertuples():
+        print(f"    {LABELS[row.measure]}: {row.before:.3f} -> {row.after:.3f} ({row.change:+.0%}; "
+              f"difference {row.diff:+.3f} [{row.low:+.3f}, {row.high:+.3f}])")  # fmt: skip
+    low, high = wilson_interval(round(wins.win * wins.n), wins.n)
+    print(f"  new policy beats old under {taste}: {wins.win:.0%} [{low:.0%}, {high:.0%}] of prompts "
+          f"(ties {wins.tie:.0%}, losses {wins.loss:.0%})")  # fmt: skip
+    return table.set_index("measure")
+
+
+def report_group(
+    world, run: Path, folder: Path, m: dict, pairs, taste: str, old_policy: Path, samples: int
+) -> pd.DataFrame:
+    """Print one group's before/after; return the policy change over `samples` answers a prompt."""
     print(
         f"  vote pairs used: {m[M.FEEDBACK_VOTE_PAIRS_TRAIN]} (+{m[M.FEEDBACK_REPLAY_PAIRS]} replayed)"
     )
@@ -164,24 +215,13 @@ def report_group(world, run: Path, folder: Path, m: dict, pairs, taste: str, old
             f"  reward model {label}, polite/filler sentences: {pleasantry_probe(model, old_table)}"
         )
         print(f"  reward model {label}, facts: {grounding_probe(world, model, old_table)}")
-    new_table = pd.read_json(answers_of(folder / m[M.FEEDBACK_POLICY_DIR]), lines=True)
-    old, new = (
-        compute_answer_style(world, old_table, taste),
-        compute_answer_style(world, new_table, taste),
+    change = report_policy(
+        world, run, old_policy, folder / m[M.FEEDBACK_POLICY_DIR], taste, samples
     )
-    for column, label in (("padding", "polite+filler phrases per answer"),
-                          ("length", "answer length (tokens)"), ("credit", "credit")):  # fmt: skip
-        a, b = old[column].mean(), new[column].mean()
-        change = f"{(b - a) / a:+.0%}" if a else "n/a"
-        print(f"  {label}: {a:.3f} -> {b:.3f} ({change})")
-    win = (new["utility"] > old["utility"]).mean()
-    tie = (new["utility"] == old["utility"]).mean()
-    print(f"  new policy beats old under {taste}: {win:.0%} of prompts (ties {tie:.0%}, "
-          f"losses {1 - win - tie:.0%}; wins among non-ties {win / max(1 - tie, 1e-9):.0%})")  # fmt: skip
     print(f"  reward model {m[M.FEEDBACK_REWARD_SECONDS]:.0f} s "
           f"(cross-validation {m[M.FEEDBACK_CV_SECONDS]:.0f} s), PPO {m[M.FEEDBACK_PPO_SECONDS]:.0f} s "
           f"({m['ppo/updates']} updates)")  # fmt: skip
-    return new
+    return change
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--votes", type=int, default=200, help="battle votes per class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--groups", action="store_true", help="a terse and a warm class")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="answers per held-out prompt that measure each policy")  # fmt: skip
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="FeedbackConfig overrides, e.g. epochs=3 replay=0.5")  # fmt: skip
     parser.add_argument("--ppo", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -231,8 +273,10 @@ def main(argv: list[str] | None = None) -> None:
             taste = label if label in tastes else "terse"
             print(f"[{label}]")
             group_pairs = [p for p in pairs if p["group"] == taste]
-            new = report_group(arena.world, run, folder, m, group_pairs, taste, old_policy)
-            lengths[label] = new["length"].mean()
+            change = report_group(
+                arena.world, run, folder, m, group_pairs, taste, old_policy, args.samples
+            )
+            lengths[label] = change.loc["length", "after"]
         if args.groups:
             a, b = lengths["terse"], lengths["warm"]
             print(f"mean answer length: terse {a:.1f}, warm {b:.1f} tokens ({b / a - 1:+.0%})")

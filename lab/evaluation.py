@@ -8,6 +8,7 @@ module; it imports no stage.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,6 +95,32 @@ def evaluate_model(
     """Answer every prompt with fixed decoding, then score with the gold judge."""
     answers = generate(model, tokenizer, list(prompts), decoding)
     return compute_gold_table(world, prompts, answers, tokenizer)
+
+
+def evaluate_samples(
+    model,
+    tokenizer,
+    world: World | None,
+    prompts: Sequence,
+    samples: int,
+    decoding: DecodingConfig = EVAL_DECODING,
+) -> pd.DataFrame:
+    """`samples` gold tables of the same prompts, stacked: sample j draws from `decoding.seed + j`,
+    so sample 0 is `evaluate_model`'s table. Columns: a gold table's, plus `sample` and
+    `prompt_id` (the prompt's position), which pair two policies' answers prompt by prompt.
+
+    One sample at temperature 0.7 is a noisy view of a policy on a prompt: once two policies'
+    first tokens differ, the rest of their answers are independent draws. Several samples per
+    prompt measure what the policy does there, not what one draw did.
+    """
+    if samples < 1:
+        raise ValueError(f"need at least 1 sample per prompt, got {samples}")
+    tables = []
+    for j in range(samples):
+        draw = dataclasses.replace(decoding, seed=decoding.seed + j)
+        table = evaluate_model(model, tokenizer, world, prompts, draw)
+        tables.append(table.assign(sample=j, prompt_id=range(len(table))))
+    return pd.concat(tables, ignore_index=True)
 
 
 def compute_win_rate(

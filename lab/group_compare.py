@@ -1,4 +1,5 @@
-"""Groups side by side: how each group's policy answers the same held-out prompts.
+"""Policies side by side: how each group's policy answers the same held-out prompts, and how
+far one policy moved from the one it started from (`compute_policy_change`).
 
 A per-group feedback round (`lab.feedback_round.feedback_round(per_group=True)`) gives every group of
 voters its own reward model and policy. Each policy's answers to the run's held-out prompts are
@@ -14,13 +15,18 @@ from pathlib import Path
 import pandas as pd
 
 from lab import metrics as M
-from lab.evaluation import GOLD_TABLE
+from lab.evaluation import GOLD_TABLE, WinRate, compute_win_rate
+from lab.intervals import bootstrap_ci
 from lab.runlog import METRICS_FILE
 from lab.world import World
+from lab.world.tastes import compute_answer_style
 
 STYLE_COLUMNS = ["length", "polite", "padding", "credit", "gold"]
 """What the comparison shows per group: tokens, polite phrases, polite + filler phrases,
 share of the ideal answer (the judge's `credit`), gold score."""
+CHANGE_COLUMNS = ["padding", "length", "credit", "utility"]
+"""What `compute_policy_change` compares: polite + filler phrases, tokens, credit, and the
+answer's utility under the class's taste."""
 
 
 def answers_of(policy: Path) -> Path:
@@ -99,3 +105,37 @@ def compute_side_by_side(tables: dict[str, pd.DataFrame], n: int = 6) -> pd.Data
     merged["spread"] = lengths.max(axis=1) - lengths.min(axis=1)
     top = merged.sort_values(["spread", "prompt"], ascending=[False, True]).head(n)
     return top[["prompt", *tables]].reset_index(drop=True)
+
+
+def compute_policy_change(
+    world: World, before: pd.DataFrame, after: pd.DataFrame, taste: str
+) -> tuple[pd.DataFrame, WinRate]:
+    """How a policy's answers moved from `before` to `after` on the same prompts, under `taste`.
+
+    Each table is one gold table, or several stacked with a `prompt_id` column
+    (`lab.evaluation.evaluate_samples`); a prompt's measure is the mean over its answers. One
+    row per `CHANGE_COLUMNS` measure: the mean before and after, the relative change, and the
+    paired difference with a 95% bootstrap interval over prompts. The `WinRate` counts the
+    prompts whose mean utility under `taste` rose (win), stayed (tie) or fell (loss).
+    """
+    means = []
+    for table in (before, after):
+        style = compute_answer_style(world, table, taste)
+        ids = table["prompt_id"] if "prompt_id" in table else range(len(table))
+        means.append(style.assign(prompt_id=list(ids)).groupby("prompt_id").mean())
+    old, new = means
+    if not old.index.equals(new.index):
+        raise ValueError(
+            f"the two policies answered different prompts ({len(old)} and {len(new)} prompt ids)"
+        )
+    rows = []
+    for column in CHANGE_COLUMNS:
+        diff = (new[column] - old[column]).tolist()
+        a, b = float(old[column].mean()), float(new[column].mean())
+        low, high = bootstrap_ci(diff)
+        change = (b - a) / abs(a) if a else float("nan")
+        rows.append([column, a, b, change, b - a, low, high])
+    table = pd.DataFrame(
+        rows, columns=["measure", "before", "after", "change", "diff", "low", "high"]
+    )
+    return table, compute_win_rate(new["utility"].tolist(), old["utility"].tolist())

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from lab.evaluation import compute_gold_table, compute_win_rate, summarize_gold
@@ -96,3 +98,21 @@ def test_kl_is_the_exact_kl_over_the_vocabulary_summed_to_eos(two_tiny_models, m
     assert out["kl"] > 0.0
     same = compute_kl_and_reward(policy, policy, tokenizer, None, None, prompts, decoding)
     assert same["kl"] == 0.0
+
+
+def test_samples_stack_one_table_per_seed_and_sample_0_is_the_single_table(two_tiny_models):
+    from lab.evaluation import EVAL_DECODING, evaluate_model, evaluate_samples
+
+    policy, _, tokenizer = two_tiny_models
+    world, prompts = World.from_seed(0), ["What is 2 plus 2?", "Hello there", "Compute 3 minus 1."]
+    decoding = dataclasses.replace(EVAL_DECODING, max_new_tokens=8)
+    stacked = evaluate_samples(policy, tokenizer, world, prompts, 3, decoding)
+    assert stacked["sample"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert stacked["prompt_id"].tolist() == [0, 1, 2] * 3
+    assert stacked["prompt"].tolist() == prompts * 3
+    single = evaluate_model(policy, tokenizer, world, prompts, decoding)
+    assert stacked[stacked["sample"] == 0]["answer"].tolist() == single["answer"].tolist()
+    draws = [tuple(stacked[stacked["sample"] == j]["answer"]) for j in range(3)]
+    assert len(set(draws)) > 1  # each sample draws from its own seed
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        evaluate_samples(policy, tokenizer, world, prompts, 0, decoding)

@@ -12,6 +12,7 @@ from lab import metrics as M
 from lab.evaluation import GOLD_TABLE
 from lab.group_compare import (
     compute_group_styles,
+    compute_policy_change,
     compute_side_by_side,
     read_answers,
     round_policies,
@@ -125,3 +126,27 @@ def test_round_panels_name_each_group(tmp_path):
     numbers = retrain.compute_round_numbers({"groups": {"terse": m, "warm": m}})
     assert {"terse: agreement with the class (held-out votes)"} <= set(numbers["measure"])
     assert set(retrain.every_number({"groups": {"all": m}})["metric"]) == set(m)
+
+
+def test_policy_change_pairs_prompts_and_averages_each_prompts_samples():
+    world = default_world()
+    before = gold_table(ANSWERS["before"])  # a polite "Sure!" on prompts 0 and 2
+    one = compute_policy_change(world, before, gold_table(ANSWERS["terse"]), "terse")
+    table, wins = one
+    padding = table.set_index("measure").loc["padding"]
+    assert (padding["before"], padding["after"], padding["change"]) == pytest.approx((2 / 3, 0, -1))
+    assert (wins.win, wins.tie, wins.loss, wins.n) == pytest.approx((2 / 3, 1 / 3, 0, 3))
+
+    # Two samples per prompt: the terse answers and the old ones again; each prompt's mean counts.
+    samples = pd.concat(
+        [gold_table(ANSWERS["terse"]).assign(prompt_id=range(3)), before.assign(prompt_id=range(3))]
+    )
+    table, wins = compute_policy_change(world, before.assign(prompt_id=range(3)), samples, "terse")
+    padding, credit = (table.set_index("measure").loc[m] for m in ("padding", "credit"))
+    assert padding["after"] == pytest.approx(1 / 3) and padding["diff"] == pytest.approx(-1 / 3)
+    assert padding["low"] <= padding["diff"] <= padding["high"] <= 0  # no prompt got more padding
+    assert credit["diff"] == 0 and credit["low"] == credit["high"] == 0  # same facts throughout
+    assert (wins.win, wins.tie) == pytest.approx((2 / 3, 1 / 3))
+
+    with pytest.raises(ValueError, match="different prompts"):
+        compute_policy_change(world, before, samples.assign(prompt_id=[0, 1, 5] * 2), "terse")
