@@ -190,8 +190,9 @@ def report_policy(
 
 def report_group(
     world, run: Path, folder: Path, m: dict, pairs, taste: str, old_policy: Path, samples: int
-) -> pd.DataFrame:
-    """Print one group's before/after; return the policy change over `samples` answers a prompt."""
+) -> pd.DataFrame | None:
+    """Print one group's before/after; return the policy change over `samples` answers a prompt
+    (None for a round without a policy)."""
     print(
         f"  vote pairs used: {m[M.FEEDBACK_VOTE_PAIRS_TRAIN]} (+{m[M.FEEDBACK_REPLAY_PAIRS]} replayed)"
     )
@@ -215,12 +216,17 @@ def report_group(
             f"  reward model {label}, polite/filler sentences: {pleasantry_probe(model, old_table)}"
         )
         print(f"  reward model {label}, facts: {grounding_probe(world, model, old_table)}")
+    times = (
+        f"  reward model {m[M.FEEDBACK_REWARD_SECONDS]:.0f} s "
+        f"(cross-validation {m[M.FEEDBACK_CV_SECONDS]:.0f} s)"
+    )
+    if M.FEEDBACK_POLICY_DIR not in m:  # --set ppo_updates=0: the reward model only
+        print(times)
+        return None
     change = report_policy(
         world, run, old_policy, folder / m[M.FEEDBACK_POLICY_DIR], taste, samples
     )
-    print(f"  reward model {m[M.FEEDBACK_REWARD_SECONDS]:.0f} s "
-          f"(cross-validation {m[M.FEEDBACK_CV_SECONDS]:.0f} s), PPO {m[M.FEEDBACK_PPO_SECONDS]:.0f} s "
-          f"({m['ppo/updates']} updates)")  # fmt: skip
+    print(f"{times}, PPO {m[M.FEEDBACK_PPO_SECONDS]:.0f} s ({m['ppo/updates']} updates)")
     return change
 
 
@@ -276,8 +282,8 @@ def main(argv: list[str] | None = None) -> None:
             change = report_group(
                 arena.world, run, folder, m, group_pairs, taste, old_policy, args.samples
             )
-            lengths[label] = change.loc["length", "after"]
-        if args.groups:
+            lengths[label] = None if change is None else change.loc["length", "after"]
+        if args.groups and None not in lengths.values():
             a, b = lengths["terse"], lengths["warm"]
             print(f"mean answer length: terse {a:.1f}, warm {b:.1f} tokens ({b / a - 1:+.0%})")
 
