@@ -60,6 +60,13 @@ two repeats 2.04x and 1.77x, TRL's own speed moving 14.4 to 17.1), peak 165 agai
 batch 8, one minibatch: 27.7 against 8.6 (3.23x), 133 against 166 MB. The update is ~70% of
 the time; inside it, the policy's and the value function's minibatch steps take 29 and 27 ms
 on one thread each, 32 ms side by side, and clipping plus AdamW about 3 ms a minibatch.
+
+The rollout's forwards queued together (`lab.ppo.token_stats`): each chunk's policy, reference
+and value forwards had run as three tasks on two workers, so every chunk's third forward ran
+alone on one core (one chunk's three took 77-84 ms for a batch of 32 on that VM; all twelve
+queued at once, 62-71 ms). `OMP_NUM_THREADS=2`, `--repeats 3`, `--baseline` the commit
+before, batch 32, four minibatches, two runs, each 37.7 against TRL's 18.3 samples/s (2.06x;
+the six repeats 1.90-2.21x); the commit before 36.7 (2.01x) and 34.4 (1.88x). The same RM scores and gold as the commit before, peak 162 against 178 MB.
 """
 
 from __future__ import annotations

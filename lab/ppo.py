@@ -127,20 +127,23 @@ def token_stats(
     """Step 4, `chunk` responses at a time: policy and reference log-probs, values, entropy.
 
     Each is (B, R). The full-vocabulary logits (about chunk x R, V) are the rollout's largest
-    tensors; going through the batch in chunks keeps only one chunk's alive. Rows go in
-    `order` (default: as they are): the update's first minibatches, whose forwards then see
+    tensors; going through the batch in chunks keeps one chunk's alive per worker. Rows go
+    in `order` (default: as they are): the update's first minibatches, whose forwards then see
     the very same batches, so its first ratio is exactly 1.
     """
-    n, parts = response.shape[1], []
+    n, tasks = response.shape[1], []
     order = torch.arange(len(ids)) if order is None else order  # (B,)
     for rows in order.split(chunk):
-        (logprobs, entropy), ref_logprobs, values = side_by_side(
+        tasks += [
             partial(ac.response_logprobs, ids[rows], mask[rows], n, temperature, True),
             partial(ac.reference_logprobs, ids[rows], mask[rows], n, temperature),
             partial(ac.values, ids[rows], mask[rows], n),
-            at_once=ac.apart,  # the policy in the same kind of thread as in the update (ratio 1)
-        )
-        parts.append((logprobs, ref_logprobs, values, entropy))
+        ]
+    # Every chunk's three forwards queue for the two workers at once, so neither waits for the
+    # other's third; the policy runs in the same kind of thread as in the update (ratio 1).
+    done = side_by_side(*tasks, at_once=ac.apart)
+    triples = (done[i : i + 3] for i in range(0, len(done), 3))  # per chunk, as submitted
+    parts = [(lp, ref, values, ent) for (lp, ent), ref, values in triples]
     unsort = order.argsort()  # back to the batch's own order
     return tuple(torch.cat(columns)[unsort] for columns in zip(*parts, strict=True))
 
