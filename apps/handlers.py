@@ -32,8 +32,8 @@ from apps.guard import (
     whole_number,
 )
 from apps.jobs import Job
+from apps.judges import disagreement, gold_lines, judge_answers
 from apps.pool import RUN_REWARD, Answer, AnswerStats, ModelPool, find_run_models
-from apps.reveal import disagreement, gold_lines, judge_answers
 from apps.votes import Vote, VoteStore
 from lab import recipes
 from lab.config import LabConfig

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import shutil
 import tempfile
 import time
@@ -154,10 +155,11 @@ def ci(m: dict, name: str, ci_name: str) -> str:
     return f"{m[name]:.3f} [{low:.3f}, {high:.3f}]"
 
 
+@functools.cache  # with --groups, the policy both groups started from is measured once
 def answer_samples(run: Path, policy: Path, samples: int) -> pd.DataFrame:
     """`samples` answers of `policy` to each of the run's held-out prompts, gold-scored."""
     cfg = load_run_config(run)
-    model = load_causal_lm(str(policy), cfg.model.dtype, "cpu")
+    model = load_causal_lm(str(policy), cfg.model.dtype, cfg.device)
     world, prompts = recipes.gold_judge(cfg), recipes.eval_prompts(cfg, run / "world")
     return evaluate_samples(model, load_tokenizer(str(policy)), world, prompts, samples)
 

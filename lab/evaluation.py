@@ -111,7 +111,8 @@ def evaluate_samples(
 
     One sample at temperature 0.7 is a noisy view of a policy on a prompt: once two policies'
     first tokens differ, the rest of their answers are independent draws. Several samples per
-    prompt measure what the policy does there, not what one draw did.
+    prompt measure what the policy does there, not what one draw did. (At temperature 0 every
+    sample is the same greedy answer.)
     """
     if samples < 1:
         raise ValueError(f"need at least 1 sample per prompt, got {samples}")

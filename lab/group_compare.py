@@ -125,8 +125,9 @@ def compute_policy_change(
         means.append(style.assign(prompt_id=list(ids)).groupby("prompt_id").mean())
     old, new = means
     if not old.index.equals(new.index):
+        only = sorted(set(old.index) ^ set(new.index))
         raise ValueError(
-            f"the two policies answered different prompts ({len(old)} and {len(new)} prompt ids)"
+            f"the two policies answered different prompts: prompt_id {only[0]} is in one table only"
         )
     rows = []
     for column in CHANGE_COLUMNS:

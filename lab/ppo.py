@@ -134,10 +134,11 @@ def token_stats(
     n, tasks = response.shape[1], []
     order = torch.arange(len(ids)) if order is None else order  # (B,)
     for rows in order.split(chunk):
+        part, part_mask = ids[rows], mask[rows]
         tasks += [
-            partial(ac.response_logprobs, ids[rows], mask[rows], n, temperature, True),
-            partial(ac.reference_logprobs, ids[rows], mask[rows], n, temperature),
-            partial(ac.values, ids[rows], mask[rows], n),
+            partial(ac.response_logprobs, part, part_mask, n, temperature, True),
+            partial(ac.reference_logprobs, part, part_mask, n, temperature),
+            partial(ac.values, part, part_mask, n),
         ]
     # Every chunk's three forwards queue for the two workers at once, so neither waits for the
     # other's third; the policy runs in the same kind of thread as in the update (ratio 1).

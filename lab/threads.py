@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
@@ -70,13 +71,14 @@ def set_torch_threads(n: int | None = None) -> int:
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}  # process id -> its two workers
+WORKERS = "lab-side"  # the workers' thread names start with this
 
 
 def _pool() -> ThreadPoolExecutor:
     """Two worker threads, made once per process: a forked child gets its own, since the
     parent's workers do not exist in it."""
     if os.getpid() not in _POOLS:
-        _POOLS[os.getpid()] = ThreadPoolExecutor(2, "lab-side")
+        _POOLS[os.getpid()] = ThreadPoolExecutor(2, WORKERS)
     return _POOLS[os.getpid()]
 
 
@@ -95,11 +97,13 @@ def side_by_side(*tasks: Callable[[], Any], at_once: bool = True) -> list:
     cores: a PPO update took as long on 2 threads as on 1 (1.2 s), and 0.9 s with the policy's
     and the value function's forwards and backwards side by side (torch releases Python's lock
     inside each op). Each task sees the same thread count every time, so its numbers repeat.
-    A call from inside a task (one thread) runs in turn; calls from two threads at once share
-    the two workers: their tasks queue for them.
+    A call from inside a task runs its tasks in turn (both workers may be busy with the outer
+    call's tasks: waiting for one would never end); calls from two threads at once share the
+    two workers, and their tasks queue for them.
     """
     threads = torch.get_num_threads()
-    if not at_once or threads < 2 or len(tasks) < 2:
+    inside = threading.current_thread().name.startswith(WORKERS)
+    if not at_once or threads < 2 or len(tasks) < 2 or inside:
         return [task() for task in tasks]
     grad = torch.is_grad_enabled()
     futures = [_pool().submit(_run, task, threads // 2, grad) for task in tasks]

@@ -22,7 +22,7 @@ from apps.handlers import (
     restore_session,
     vote,
 )
-from apps.reveal import Judged, disagreement, gold_lines
+from apps.judges import Judged, disagreement, gold_lines
 from lab.world import default_world
 from tests import test_arena_handlers as base
 from tests.test_arena_handlers import PROMPT, TINY_SETTINGS, last

@@ -565,7 +565,7 @@ def test_a_taken_port_is_one_line_and_leaves_no_new_database(small_ppo_run, tmp_
 
 def test_gold_after_the_vote_scores_both_answers_with_both_judges(arena):
     from apps.handlers import gold_reveal
-    from apps.reveal import judge_answers
+    from apps.judges import judge_answers
 
     session = last(ask(arena, "battle", PROMPT, [], SETTINGS, new_session()))[0]
     judged = judge_answers(arena.pool, arena.world, PROMPT, session.answers)

@@ -148,5 +148,23 @@ def test_policy_change_pairs_prompts_and_averages_each_prompts_samples():
     assert credit["diff"] == 0 and credit["low"] == credit["high"] == 0  # same facts throughout
     assert (wins.win, wins.tie) == pytest.approx((2 / 3, 1 / 3))
 
-    with pytest.raises(ValueError, match="different prompts"):
+    shuffled = samples.sample(frac=1.0, random_state=0)  # pairs by prompt_id, not by row
+    again, _ = compute_policy_change(world, before.assign(prompt_id=range(3)), shuffled, "terse")
+    pd.testing.assert_frame_equal(again, table)
+    with pytest.raises(ValueError, match="prompt_id 2 is in one table only"):
         compute_policy_change(world, before, samples.assign(prompt_id=[0, 1, 5] * 2), "terse")
+
+
+def test_policy_change_is_relative_to_the_size_of_a_negative_before():
+    world = default_world()
+    wrong = ["Sure! 2 plus 3 is 6.", "Sure! 4 plus 4 is 9.", "Sure! 7 minus 2 is 4."]
+    before, after = gold_table(wrong), gold_table([a.removeprefix("Sure! ") for a in wrong])
+    utility = compute_policy_change(world, before, after, "terse")[0].set_index("measure")
+    row = utility.loc["utility"]
+    assert row["before"] < row["after"] < 0  # wrong answers: less bad without the pleasantry
+    assert row["change"] > 0
+    assert row["change"] == pytest.approx((row["after"] - row["before"]) / -row["before"])
+    padding = utility.loc["padding"]
+    assert padding["before"] == 1 and padding["after"] == 0 and padding["change"] == -1
+    empty = compute_policy_change(world, after, after, "terse")[0].set_index("measure")
+    assert pd.isna(empty.loc["padding", "change"]) and empty.loc["padding", "diff"] == 0

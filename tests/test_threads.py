@@ -156,7 +156,8 @@ def test_side_by_side_keeps_grad_mode_and_raises_after_every_task_ended(two_thre
     assert ended == [True]
 
 
-def test_side_by_side_inside_a_task_runs_in_turn_on_the_tasks_thread(two_threads):
+@pytest.mark.parametrize("threads", [2, 4])
+def test_side_by_side_inside_a_task_runs_in_turn_on_the_tasks_thread(threads):
     import threading
 
     from lab.threads import side_by_side
@@ -164,17 +165,24 @@ def test_side_by_side_inside_a_task_runs_in_turn_on_the_tasks_thread(two_threads
     def name():
         return threading.current_thread().name
 
-    def nested():  # the pool's two workers are both busy: waiting for one would never end
+    both_in = threading.Barrier(2, timeout=10)  # both workers busy with the outer tasks
+
+    def nested():  # waiting for a worker here would never end
+        both_in.wait()
         return name(), side_by_side(name, name)
 
-    done = []
-    caller = threading.Thread(target=lambda: done.append(side_by_side(nested, nested)))
-    caller.start()
-    caller.join(timeout=20)
-    assert not caller.is_alive(), "a side_by_side call inside a task waited for itself"
-    for outer, inner in done[0]:
-        assert inner == [outer, outer]  # in turn, on the task's own thread
-    assert torch.get_num_threads() == 2
+    before, done = torch.get_num_threads(), []
+    try:
+        torch.set_num_threads(threads)  # 4: each outer task has 2 threads, enough to side by side
+        caller = threading.Thread(target=lambda: done.append(side_by_side(nested, nested)))
+        caller.start()
+        caller.join(timeout=20)
+        assert not caller.is_alive(), "a side_by_side call inside a task waited for itself"
+    finally:
+        torch.set_num_threads(before)
+    (outer_a, inner_a), (outer_b, inner_b) = done[0]
+    assert outer_a.startswith("lab-side") and outer_b.startswith("lab-side") and outer_a != outer_b
+    assert inner_a == [outer_a, outer_a] and inner_b == [outer_b, outer_b]  # in turn, right there
 
 
 def test_side_by_side_runs_in_turn_here_on_one_thread_or_when_told():
