@@ -13,7 +13,8 @@ The new policy is measured twice: on the one answer per held-out prompt saved wi
 (T=0.7), and on `--samples` answers per prompt (default 8), compared prompt by prompt with 95%
 bootstrap intervals (`lab.group_compare.compute_policy_change`). One answer is a noisy view: once
 the two policies' first words differ, the rest are independent draws, so a prompt's credit or
-utility flips either way by chance, and a single draw made the credit drop look 2-3x larger.
+utility flips either way by chance; on two of the seeds below a single draw made the credit
+drop look 2-3x larger.
 
 The round's policy is rewarded with the adapted reward model's score minus the old one's
 (`FeedbackConfig.ppo_reward_delta`), its critic starting at a zero head. 200 votes, vote seeds
@@ -47,20 +48,19 @@ import pandas as pd
 from apps.handlers import load_arena
 from apps.simulate import simulate_votes
 from lab import metrics as M
-from lab import recipes
-from lab.evaluation import EVAL_DECODING, evaluate_samples
+from lab.evaluation import EVAL_DECODING
 from lab.feedback import FeedbackConfig
 from lab.feedback_round import current_models, feedback_round
 from lab.group_compare import answers_of, compute_policy_change
 from lab.intervals import wilson_interval
 from lab.leaderboard import compute_model_counts
-from lab.models import load_causal_lm, load_tokenizer
 from lab.reward_model import load_reward_model
 from lab.reward_model import score as rm_score
 from lab.stages import load_run_config
 from lab.votes_db import pairs_to_battles, to_preferences
 from lab.world.judge import classify, score, split_sentences
 from lab.world.tastes import compute_style_only_pairs, taste_weights
+from lab.yardstick import sample_policy
 
 LABELS = {
     "padding": "polite+filler phrases per answer",
@@ -158,10 +158,7 @@ def ci(m: dict, name: str, ci_name: str) -> str:
 @functools.cache  # with --groups, the policy both groups started from is measured once
 def answer_samples(run: Path, policy: Path, samples: int) -> pd.DataFrame:
     """`samples` answers of `policy` to each of the run's held-out prompts, gold-scored."""
-    cfg = load_run_config(run)
-    model = load_causal_lm(str(policy), cfg.model.dtype, cfg.device)
-    world, prompts = recipes.gold_judge(cfg), recipes.eval_prompts(cfg, run / "world")
-    return evaluate_samples(model, load_tokenizer(str(policy)), world, prompts, samples)
+    return sample_policy(load_run_config(run), run, policy, samples)
 
 
 def report_policy(

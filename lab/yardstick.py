@@ -19,11 +19,12 @@ from lab.evaluation import (
     compute_kl_and_reward,
     compute_sentence_counts,
     evaluate_model,
+    evaluate_samples,
     save_gold_table,
     summarize_gold,
     win_metrics,
 )
-from lab.models import load_causal_lm, save_model
+from lab.models import load_causal_lm, load_tokenizer, save_model
 from lab.reward_sources import Scorer, load_scorer
 from lab.trainers import causal_lm_loader, trained_model
 
@@ -73,6 +74,14 @@ def evaluate_policy(
     if start != sft:
         out |= before_and_after(reference, tokenizer, scorer, prompts, world, table, start_table)
     return out
+
+
+def sample_policy(cfg: LabConfig, run_dir: Path, policy: Path, samples: int) -> pd.DataFrame:
+    """`samples` answers of the saved policy in `policy` to each of the run's held-out prompts,
+    gold-scored and stacked (`evaluate_samples`: sample 0 is the table its stage saved)."""
+    model = load_causal_lm(str(policy), cfg.model.dtype, cfg.device)
+    world, prompts = recipes.gold_judge(cfg), recipes.eval_prompts(cfg, Path(run_dir) / "world")
+    return evaluate_samples(model, load_tokenizer(str(policy)), world, prompts, samples)
 
 
 def before_and_after(reference, tokenizer, scorer, prompts, world, table, start_table) -> dict:

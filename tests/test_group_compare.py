@@ -131,8 +131,7 @@ def test_round_panels_name_each_group(tmp_path):
 def test_policy_change_pairs_prompts_and_averages_each_prompts_samples():
     world = default_world()
     before = gold_table(ANSWERS["before"])  # a polite "Sure!" on prompts 0 and 2
-    one = compute_policy_change(world, before, gold_table(ANSWERS["terse"]), "terse")
-    table, wins = one
+    table, wins = compute_policy_change(world, before, gold_table(ANSWERS["terse"]), "terse")
     padding = table.set_index("measure").loc["padding"]
     assert (padding["before"], padding["after"], padding["change"]) == pytest.approx((2 / 3, 0, -1))
     assert (wins.win, wins.tie, wins.loss, wins.n) == pytest.approx((2 / 3, 1 / 3, 0, 3))
