@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from lab.config import parse_set_args
+from lab.overrides import parse_set_args
 from lab.profiles import PROFILES, load_config
 from lab.stages import STAGE_NAMES, run_stages
 from lab.summary import format_summary, summarize

@@ -98,10 +98,11 @@ from transformers import (
 
 import lab.ppo
 import lab.recipes
-from lab.config import PPOStageConfig, apply_overrides, parse_set_args
+from lab.config import PPOStageConfig
 from lab.data import load_prompts
 from lab.evaluation import evaluate_model
 from lab.models import load_tokenizer
+from lab.overrides import apply_overrides, parse_set_args
 from lab.ppo_models import LORA_TARGETS
 from lab.stages import load_run_config
 from lab.twins import twin_config

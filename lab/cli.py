@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from lab.config import apply_overrides, parse_set_args, to_dict
 from lab.distributed import is_main
+from lab.overrides import apply_overrides, parse_set_args, to_dict
 from lab.profiles import PROFILES, load_config
 from lab.recipes import RECIPES
 from lab.stages import STAGE_NAMES, check_stages, last_stage, run_stages

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.config import LabConfig, apply_overrides, load_yaml_overrides
+from lab.config import LabConfig
+from lab.overrides import apply_overrides, load_yaml_overrides
 from lab.recipes import HUB_RECIPES, RECIPES
 
 # What every real model on one GPU shares.

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import metrics as M
-from lab.config import LabConfig, apply_overrides, from_dict, to_dict
+from lab.config import LabConfig
 from lab.distributed import barrier, is_main
+from lab.overrides import apply_overrides, from_dict, to_dict
 from lab.recipes import base_model_path
 from lab.runlog import RunLog, is_done, read_metrics, write_json
 from lab.world.build import build_world

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab.config import LabConfig, apply_overrides
+from lab.config import LabConfig
 from lab.intervals import mean, t_interval
+from lab.overrides import apply_overrides
 from lab.runlog import write_json
 from lab.stages import STAGE_NAMES, run_stages
 from lab.summary import SWEEP_DIR, SWEEP_FILE, compute_model_table, summarize

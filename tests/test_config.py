@@ -4,7 +4,8 @@ import inspect
 import pytest
 import yaml
 
-from lab.config import LabConfig, apply_overrides, parse_set_args
+from lab.config import LabConfig
+from lab.overrides import apply_overrides, parse_set_args
 from lab.profiles import GPU, LORA, PROFILES, load_config
 from lab.recipes import RECIPES
 
@@ -130,7 +131,7 @@ def test_every_field_has_a_docstring():
 
 
 def test_a_run_records_its_config_and_reads_it_back(tmp_path):
-    from lab.config import from_dict, to_dict
+    from lab.overrides import from_dict, to_dict
     from lab.stages import CONFIG_FILE, load_run_config, run_stages
 
     cfg = load_config("smollm2-135m", {"ppo.kl_coef": 0.2})

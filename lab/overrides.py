@@ -1,0 +1,184 @@
+"""Settings by name: `--set section.field=value`, YAML files and profiles applied to a `LabConfig`.
+
+Every way of changing a setting goes through `apply_overrides`, which checks the name, the
+type and the value, and names the setting in its one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.config import REPORT_TO, LabConfig
+
+POSITIVE = frozenset(
+    {
+        "steps", "updates", "batch_size", "mini_batch_size", "ppo_epochs", "epochs",
+        "max_new_tokens", "max_completion_length", "num_generations", "seq_len", "max_length",
+        "grad_accum", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+        "intermediate_size", "vocab_size",
+    }
+)  # fmt: skip
+"""Settings that must be above 0 (every number setting must be finite and 0 or more)."""
+CHOICES = {
+    "dtype": ("float32", "bfloat16", "float16"),
+    "kl_estimator": ("k1", "k3"),
+    "report_to": REPORT_TO,
+}
+"""Text settings with a fixed set of values."""
+
+
+class SetText(str):
+    """A `--set` value as typed. A number or flag setting reads it as a YAML scalar (`0`,
+    `1e-3`, `true`); a text setting keeps it as typed, which YAML would change (`0123` -> 83,
+    `yes` -> True, `1.10` -> 1.1)."""
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> None:
+    """Set dotted fields (`"pretrain.lr": 1e-3`) in place, checking names and types."""
+    for key, value in overrides.items():
+        *path, name = key.split(".")
+        target = cfg
+        for part in path:
+            if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+                raise KeyError(f"unknown config section {part!r} in {key!r}")
+            target = getattr(target, part)
+        if not dataclasses.is_dataclass(target):
+            raise KeyError(
+                f"unknown config field {key!r}: {'.'.join(path)} is a setting, not a section"
+            )
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise KeyError(
+                f"unknown config field {key!r}; {'.'.join(path) or 'top level'} has: {known}"
+            )
+        hint = typing.get_type_hints(type(target))[name]
+        value = _coerce(value, hint, key)
+        check_value(key, name, value)
+        setattr(target, name, value)
+
+
+def check_value(key: str, name: str, value: Any) -> None:
+    """Refuse a setting's value that no stage can use, naming the setting (`key`)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{key} must be a finite number, 0 or more; got {value}")
+        if name in POSITIVE and value <= 0:
+            raise ValueError(f"{key} must be above 0, got {value}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ValueError(f"{key} must be one of {', '.join(CHOICES[name])}; got {value!r}")
+
+
+def parse_set_args(items: list[str]) -> dict[str, Any]:
+    """Parse CLI `key=value` strings; each value is read for its setting's type (`SetText`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key] = SetText(raw)  # a key given again: the later value wins, as on any CLI
+    return out
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    without a word, so a settings file could quietly say two things)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if (
+                key_node.tag == "tag:yaml.org,2002:merge"
+            ):  # `<<: *defaults`, which keys may override
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # PyYAML's own error follows
+                continue
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (line {line})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file of nested sections and flatten it to dotted keys."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=UniqueKeyLoader) or {}  # noqa: S506 - a safe loader
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: cannot read it as YAML settings ({reason})") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: expected a mapping of config sections, got {type(data).__name__}"
+        )
+    return _flatten(data)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain nested dicts (for metrics.json and config.yaml)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict[str, Any]) -> LabConfig:
+    """The inverse of `to_dict`: a `LabConfig` from nested dicts (e.g. a run's config.json)."""
+    cfg = LabConfig()
+    apply_overrides(cfg, _flatten(data))
+    return cfg
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    # Accept ints for float fields and strings that YAML left as strings; refuse the rest.
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if isinstance(value, SetText):  # as typed on the command line
+        if hint is str or not value.strip():
+            return str(value)
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise TypeError(
+                f"{key} expects {getattr(hint, '__name__', hint)}, got {value!r}"
+            ) from None
+    if hint in (int, float) and isinstance(value, str):
+        # YAML reads "1e-3" (no dot) as a string; numbers written that way are still numbers.
+        try:
+            value = float(value) if hint is float else int(value)
+        except ValueError:
+            raise TypeError(f"{key} expects {hint.__name__}, got {value!r}") from None
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, int | float):
+        return str(value)
+    if (
+        isinstance(hint, type)
+        and isinstance(value, hint)
+        and not (hint is int and isinstance(value, bool))
+    ):
+        return value
+    raise TypeError(f"{key} expects {getattr(hint, '__name__', hint)}, got {value!r}")
