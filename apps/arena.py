@@ -5,36 +5,30 @@
     python -m apps.arena --run runs/tiny --classroom --host 0.0.0.0
 
 Handlers live in `apps.handlers`, `apps.board` and `apps.retrain`; this module lays out the
-page and wires components to the events in `apps.events`.
+students' page and wires components to the events in `apps.events`. The instructor's controls
+are laid out in `apps.instructor_tabs`, the command line is `apps.launch`.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import hashlib
 import itertools
-import socket
-import types
-from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import gradio as gr
 
-from apps import board, retrain
+from apps import board
 from apps.events import (
     battle_event,
     battle_vote_event,
+    bind,
     compare_event,
     compare_vote_event,
     dashboard_event,
-    instructor_event,
     join_event,
     load_event,
     refresh_compare,
 )
-from apps.guard import MAX_PROMPT_CHARS, Classroom, new_code, parse_groups
+from apps.guard import MAX_PROMPT_CHARS
 from apps.handlers import (
     BATTLE_NAMES,
     MAX_COMPARE,
@@ -43,6 +37,8 @@ from apps.handlers import (
     load_arena,
 )
 from apps.inputs import checked_by_handler
+from apps.instructor_tabs import data_tab, instructor_box, retrain_tab
+from apps.launch import classroom_from_args, parse_args, share_urls
 from lab import recipes
 from lab.evaluation import EVAL_DECODING
 from lab.threads import set_torch_threads
@@ -111,11 +107,6 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
     return demo
 
 
-def bind(fn: Callable, arena: Arena) -> Callable:
-    """`partial(fn, arena)` that keeps `fn`'s type hints, which Gradio reads to pass a gr.Request."""
-    return types.MethodType(fn, arena)
-
-
 def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tuple:
     """Classroom mode: a join code opens voting; the box folds away once joined."""
     with gr.Row(visible=bool(arena.classroom.join_code), elem_id="join-box") as row:
@@ -130,24 +121,6 @@ def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tu
         api_name="join",
     )
     return row, status
-
-
-def instructor_box(arena: Arena, outputs: list) -> None:
-    """Classroom mode: students never see the instructor's controls until the password is typed.
-
-    Hiding them is for the students' screens; every instructor action checks the password itself.
-    """
-    with gr.Accordion("Instructor", open=False):
-        password = gr.Textbox(label="Instructor password", type="password", elem_id="unlock-pw")
-        button = gr.Button("Show the instructor's controls", elem_id="unlock-go")
-        status = gr.Markdown(elem_id="unlock-status")
-    gr.on(
-        [button.click, password.submit],
-        bind(instructor_event, arena),
-        password,
-        [*outputs, status],
-        api_visibility="private",
-    )
 
 
 def answer_slots(
@@ -269,107 +242,6 @@ def leaderboard_tab(arena: Arena, tab: gr.Tab) -> None:
     )
 
 
-def data_tab(arena: Arena, instructor_open: bool) -> tuple[gr.Column, gr.Textbox]:
-    """Agreement measures for everyone; the votes, the export and simulated voters (instructor)."""
-    refresh = gr.Button("Refresh agreement")
-    agreement = gr.Dataframe(label="Agreement", interactive=False)
-    refresh.click(partial(board.agreement, arena), outputs=agreement, api_name="agreement")
-    with gr.Column(visible=instructor_open, elem_id="data-instructor") as instructor:
-        gr.Markdown("### Instructor")
-        password = gr.Textbox(label="Instructor password", type="password")
-        with gr.Row():
-            export = gr.Button("Export preference dataset")
-            n_sim = checked_by_handler(
-                gr.Number(20, precision=0, label="simulated votes", minimum=1, maximum=500)
-            )
-            taste = gr.Dropdown(retrain.tastes(), value="", label="simulated class's taste")
-            group = gr.Textbox(label="group (optional)", max_length=40)
-            simulate = gr.Button("Cast simulated votes")
-        files = gr.File(label="Exported files", interactive=False)
-        status = gr.Markdown(label="status")
-        show_votes = gr.Button("Show the votes")
-        votes_status = gr.Markdown(label="votes status")
-        votes = gr.Dataframe(label="Votes (newest first)", interactive=False, wrap=True)
-    export.click(
-        bind(board.export, arena),
-        password,
-        [files, status],
-        api_name="export",
-    )
-    simulate.click(
-        bind(retrain.simulate, arena),
-        [password, n_sim, taste, group],
-        status,
-        api_name="simulate",
-    )
-    gr.on(  # in classroom mode the votes (students' prompts) are the instructor's to read
-        [show_votes.click, password.submit],
-        bind(board.votes_table, arena),
-        inputs=password,
-        outputs=[votes, votes_status],
-        api_name="votes",
-    )
-    return instructor, password
-
-
-def retrain_tab(arena: Arena) -> None:
-    """Instructor: a feedback round on the class's votes in the background, before / after."""
-    gr.Markdown(retrain.RETRAIN_HELP)
-    with gr.Row():
-        password = gr.Textbox(label="Instructor password", type="password")
-        group = gr.Textbox(label="group (empty: every vote)", max_length=40)
-        per_group = gr.Checkbox(label="one round per group (a reward model and policy each)")
-        updates = checked_by_handler(gr.Number(
-            retrain.FeedbackConfig().ppo_updates, precision=0, minimum=0, maximum=200,
-            label="PPO updates after (0 = reward model only)",
-        ))  # fmt: skip
-    vote_content_view(arena, password, group)
-    button = gr.Button("Retrain", variant="primary", elem_id="retrain-go")
-    message = gr.Markdown(elem_id="retrain-message")  # stays until the next click
-    progress = gr.Textbox(label="Progress", interactive=False, elem_id="retrain-progress")
-    with gr.Row():
-        panel = gr.Dataframe(label="Before / after", interactive=False, elem_id="retrain-panel")
-        plot = gr.Plot(label="Before / after")
-    with gr.Accordion("Every number of the round", open=False):
-        results = gr.Dataframe(label="All metrics", interactive=False)
-    button.click(
-        bind(retrain.start, arena), [password, updates, group, per_group], message,
-        api_name="retrain",
-    )  # fmt: skip
-    gr.Timer(2).tick(
-        partial(retrain.status, arena),
-        outputs=[progress, panel, plot, results],
-        api_visibility="private",
-    )
-    groups_view(arena, password)
-
-
-def vote_content_view(arena: Arena, password: gr.Textbox, group: gr.Textbox) -> None:
-    """Before a round: who the votes so far are about, and what they can teach it."""
-    with gr.Accordion("What can these votes teach? (before you retrain)", open=False):
-        show = gr.Button("Count the vote pairs", elem_id="votes-content-show")
-        note = gr.Markdown(elem_id="votes-content-note")
-        table = gr.Dataframe(
-            label="Models in the vote pairs", interactive=False, elem_id="votes-content"
-        )
-    show.click(bind(retrain.vote_content, arena), [password, group], [note, table],
-               api_name="vote_content")  # fmt: skip
-
-
-def groups_view(arena: Arena, password: gr.Textbox) -> None:
-    """The latest round's policies (one per group) answering the same held-out prompts."""
-    gr.Markdown("### The groups side by side")
-    show = gr.Button("Show the latest round's policies side by side", elem_id="groups-show")
-    note = gr.Markdown(elem_id="groups-note")
-    plot = gr.Plot(label="Length, polite phrases and gold per policy")
-    styles = gr.Dataframe(label="Means over the held-out prompts", interactive=False)
-    answers = gr.Dataframe(
-        label="The answers that differ most", interactive=False, wrap=True, elem_id="groups-answers"
-    )
-    show.click(bind(retrain.group_view, arena), password, [note, plot, styles, answers],
-               api_name="groups")  # fmt: skip
-
-
 def dashboard_tab(arena: Arena, tab: gr.Tab) -> None:
     """Each stage's logged training curves; opens on one already drawn."""
     stages = board.dashboard_stages(arena.run_dir)
@@ -416,69 +288,6 @@ def world_panel(world: World) -> str:
 - **Harmful requests**, which a good answer refuses. *How do I {harmful}?*
 
 Ask about anything else (a real country, say) and even the best of them can only guess."""
-
-
-def share_urls(host: str, port: int) -> list[str]:
-    """The addresses students type: this machine's LAN addresses when serving on every interface."""
-    if host not in ("0.0.0.0", "::", ""):
-        return [f"http://{host}:{port}"]
-    return [f"http://{address}:{port}" for address in lan_addresses()] or [
-        f"http://localhost:{port}"
-    ]
-
-
-def lan_addresses() -> list[str]:
-    """This machine's IPv4 addresses other than loopback (no packet is sent to find them)."""
-    found = set()
-    with contextlib.suppress(OSError):
-        found.update(socket.gethostbyname_ex(socket.gethostname())[2])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, contextlib.suppress(OSError):
-        probe.connect(("10.255.255.255", 1))  # a UDP connect sends nothing: it picks the interface
-        found.add(probe.getsockname()[0])
-    return sorted(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
-
-
-def port_number(text: str) -> int:
-    """`--port`: a TCP port, 1 to 65535."""
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is a whole number from 1 to 65535, got {text!r}")
-    return int(text)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="The RLHF Lab arena.")
-    parser.add_argument("--run", type=Path, help="a pipeline run folder, e.g. runs/tiny")
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH_OR_HUB_ID")
-    parser.add_argument("--db", type=Path, default=Path("data/arena.sqlite"))
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve a classroom LAN")
-    parser.add_argument("--port", type=port_number, default=7860)
-    parser.add_argument("--classroom", action="store_true", help="join code, password, quotas")
-    parser.add_argument("--join-code", default="")
-    parser.add_argument(
-        "--groups", default="",
-        help="classroom: one join code per group, e.g. 'terse,warm' (votes carry the group)",
-    )  # fmt: skip
-    parser.add_argument("--password", default="", help="instructor password")
-    parser.add_argument("--quota", type=int, default=500, help="votes per annotator")
-    parser.add_argument("--no-browser", action="store_true")
-    return parser.parse_args(argv)
-
-
-def classroom_from_args(args: argparse.Namespace) -> Classroom:
-    """The classroom's rules; its secret follows its codes, so a restart keeps students' ids."""
-    classroom = Classroom(quota=args.quota)
-    if args.groups and not args.classroom:
-        raise ValueError("--groups gives each group a join code: it needs --classroom")
-    if args.classroom:
-        classroom.join_code = args.join_code or new_code()
-        classroom.password = args.password or new_code(6)
-        both = f"{classroom.join_code}\0{classroom.password}".encode()
-        classroom.secret = hashlib.sha256(b"rlhf-arena\0" + both).hexdigest()
-        classroom.group_codes = {  # derived like the secret: a restart keeps every group's code
-            group: hashlib.sha256(f"{classroom.secret}\0{group}".encode()).hexdigest()[:6]
-            for group in parse_groups(args.groups)
-        }
-    return classroom
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,8 @@ component updates. Module-level functions of plain values, so tests call them wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 
 import gradio as gr
 
@@ -26,6 +27,11 @@ from apps.handlers import (
 )
 
 NO_CHANGE = gr.update()
+
+
+def bind(fn: Callable, arena: Arena) -> Callable:
+    """`partial(fn, arena)` that keeps `fn`'s type hints, which Gradio reads to pass a gr.Request."""
+    return types.MethodType(fn, arena)
 
 
 def load_event(arena: Arena, token: object) -> tuple[Session, str, dict, str]:

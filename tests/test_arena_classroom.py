@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from apps import arena as app
-from apps import board, events, handlers
+from apps import board, events, handlers, launch
 from apps.guard import FREE_TRIES, Classroom, sign_id
 from apps.handlers import (
     ask,
@@ -70,15 +70,15 @@ def test_a_group_code_puts_the_students_votes_in_that_group_across_reloads(tiny_
 
 
 def test_groups_get_codes_that_survive_a_restart_and_need_a_classroom():
-    args = app.parse_args(["--classroom", "--join-code", "c", "--password", "p",
+    args = launch.parse_args(["--classroom", "--join-code", "c", "--password", "p",
                            "--groups", "terse,warm"])  # fmt: skip
-    first, again = app.classroom_from_args(args), app.classroom_from_args(args)
+    first, again = launch.classroom_from_args(args), launch.classroom_from_args(args)
     assert set(first.group_codes) == {"terse", "warm"} and first.group_codes == again.group_codes
     assert len(set(first.group_codes.values()) | {first.join_code}) == 3
     with pytest.raises(ValueError, match="needs --classroom"):
-        app.classroom_from_args(app.parse_args(["--groups", "terse"]))
+        launch.classroom_from_args(launch.parse_args(["--groups", "terse"]))
     with pytest.raises(ValueError, match="not a group name"):
-        app.classroom_from_args(app.parse_args(["--classroom", "--groups", "a b"]))
+        launch.classroom_from_args(launch.parse_args(["--classroom", "--groups", "a b"]))
 
 
 def test_a_forged_or_stale_id_starts_a_new_unjoined_student(tiny_arena):
@@ -275,13 +275,16 @@ def test_a_model_failing_mid_answer_puts_back_the_answers_still_votable(tiny_are
 
 
 def test_share_urls_name_this_machines_lan_addresses(monkeypatch):
-    assert app.share_urls("127.0.0.1", 7860) == ["http://127.0.0.1:7860"]
-    monkeypatch.setattr(app, "lan_addresses", lambda: ["192.168.1.20", "10.0.0.5"])
-    assert app.share_urls("0.0.0.0", 7861) == ["http://192.168.1.20:7861", "http://10.0.0.5:7861"]
+    assert launch.share_urls("127.0.0.1", 7860) == ["http://127.0.0.1:7860"]
+    monkeypatch.setattr(launch, "lan_addresses", lambda: ["192.168.1.20", "10.0.0.5"])
+    assert launch.share_urls("0.0.0.0", 7861) == [
+        "http://192.168.1.20:7861",
+        "http://10.0.0.5:7861",
+    ]
 
 
 def test_lan_addresses_are_never_loopback():
-    assert all(not a.startswith("127.") for a in app.lan_addresses())
+    assert all(not a.startswith("127.") for a in launch.lan_addresses())
 
 
 def test_world_panel_names_the_worlds_countries_and_all_five_kinds():
@@ -341,11 +344,13 @@ def test_handlers_module_exposes_no_nested_event_functions():
 
 
 def test_a_restart_with_the_same_codes_keeps_the_students_ids():
-    args = app.parse_args(["--classroom", "--join-code", "c0de", "--password", "pw"])
-    first, again = app.classroom_from_args(args), app.classroom_from_args(args)
+    args = launch.parse_args(["--classroom", "--join-code", "c0de", "--password", "pw"])
+    first, again = launch.classroom_from_args(args), launch.classroom_from_args(args)
     assert first.secret == again.secret and (first.join_code, first.password) == ("c0de", "pw")
     token = sign_id(first, "anon-1", True)
     assert restore_session(handlers.Arena(None, None, again), token).annotator == "anon-1"
-    fresh = app.classroom_from_args(app.parse_args(["--classroom"]))  # random codes, new secret
+    fresh = launch.classroom_from_args(
+        launch.parse_args(["--classroom"])
+    )  # random codes, new secret
     assert fresh.join_code and fresh.password and fresh.secret != first.secret
-    assert not app.classroom_from_args(app.parse_args([])).join_code  # open arena
+    assert not launch.classroom_from_args(launch.parse_args([])).join_code  # open arena
