@@ -70,7 +70,8 @@ from lab.config import LabConfig, ModelConfig
 from lab.data import load_prompts
 from lab.generation import DecodingConfig, chat_batch, generate_kwargs
 from lab.models import load_tokenizer, resolve_device, tiny_llama_config
-from lab.ppo import add_advantages, make_learner, ppo_update, rollout
+from lab.ppo import add_advantages, ppo_update, rollout
+from lab.ppo_checkpoint import make_learner
 from lab.ppo_models import ActorCritic
 from lab.responses import response_mask
 from lab.reward_sources import model_scorer

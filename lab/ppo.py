@@ -8,7 +8,6 @@ reference, (5) rewards = score - beta * KL, (6) GAE advantages, (7) clipped upda
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,12 +18,11 @@ from tqdm.auto import tqdm
 from lab import metrics as M
 from lab import recipes
 from lab.config import LabConfig, PPOStageConfig
-from lab.distributed import average_gradients, average_metrics, check_in_sync, is_main, process
-from lab.generation import DecodingConfig, chat_batch, generate, generate_kwargs
-from lab.models import load_tokenizer, resolve_device, save_model
-from lab.ppo_checkpoint import append_samples, latest_checkpoint, load_checkpoint, save_checkpoint
+from lab.distributed import average_gradients, average_metrics, is_main, process
+from lab.generation import DecodingConfig, chat_batch, generate_kwargs
+from lab.models import resolve_device, save_model
+from lab.ppo_checkpoint import checkpoint, make_learner, resume_from
 from lab.ppo_math import (
-    KLController,
     explained_variance,
     gae,
     kl_penalty,
@@ -34,16 +32,14 @@ from lab.ppo_math import (
     token_rewards,
     value_loss,
 )
-from lab.ppo_models import ActorCritic
+from lab.ppo_models import ActorCritic, load_ppo_models
 from lab.progress import Progress
 from lab.responses import penalize_missing_eos, response_mask, sequence_kl
-from lab.reward_sources import Scorer, difference_scorer, load_scorer, parse_spec
-from lab.runlog import RunLog, truncate_log
+from lab.reward_sources import Scorer
+from lab.runlog import RunLog
 from lab.threads import side_by_side
-from lab.world import World, last_content
+from lab.world import World
 from lab.yardstick import evaluate_policy
-
-SAMPLE_DECODING = DecodingConfig(max_new_tokens=48, temperature=0.7, seed=0)  # checkpoint samples
 
 
 @dataclass
@@ -254,96 +250,6 @@ def defined(row: dict[str, float]) -> dict[str, float]:
     (a constant reward at the first update, when KL is exactly 0). The rest must be finite."""
     undefined = math.isnan(row.get(M.PPO_EXPLAINED_VARIANCE, 0.0))
     return {k: v for k, v in row.items() if not (undefined and k == M.PPO_EXPLAINED_VARIANCE)}
-
-
-def load_ppo_models(
-    cfg: LabConfig, sft: str, run_dir: Path, device, reward_model: Path | None = None,
-    reward_baseline: Path | None = None,
-) -> tuple:  # fmt: skip
-    """`(actor_critic, tokenizer, scorer)` as the profile sets them up (`ppo.reward`).
-
-    The value function starts from the reward model; with a function or classifier reward,
-    from the policy's start model with a value head at zero. With `reward_baseline` (a reward
-    model folder) the score is the reward model's minus that model's, and the value function
-    starts from the reward model's trunk with its head at zero: a difference is near 0, and a
-    critic that predicted the reward model's own score would bias every advantage (GAE's
-    lambda < 1 mixes V of the next state in) back toward what that model likes.
-    """
-    torch.manual_seed(cfg.seed)  # the value head's initial weights
-    tokenizer = load_tokenizer(sft)
-    p, m = cfg.ppo, cfg.model
-    learned = parse_spec(p.reward).kind == "model"
-    critic = str(reward_model or run_dir / "reward" / "model") if learned else sft
-    ac = ActorCritic(
-        sft, critic, p.lora_r, p.lora_alpha, m.dtype, device, m.gradient_checkpointing,
-        fresh_value_head=not learned or reward_baseline is not None,
-    )  # fmt: skip
-    scorer = load_scorer(p.reward, run_dir, device, reward_model, policy_tokenizer=tokenizer)
-    if reward_baseline is not None:
-        if not learned:
-            raise ValueError(f"a reward baseline needs a learned reward model, not {p.reward!r}")
-        baseline = load_scorer("model", run_dir, device, reward_baseline, tokenizer)
-        scorer = difference_scorer(scorer, baseline)
-    return ac, tokenizer, scorer
-
-
-@dataclass
-class Learner:
-    """What a PPO run carries from one update to the next, all of it saved in a checkpoint."""
-
-    ac: ActorCritic
-    optimizer: torch.optim.Optimizer
-    kl_ctl: KLController  # beta, fixed or adaptive
-    rng: random.Random  # which prompts each batch draws
-    gen: torch.Generator  # which responses each minibatch holds
-
-
-def make_learner(cfg: LabConfig, ac: ActorCritic, rank: int) -> Learner:
-    """The optimizer, beta and this process's random streams, every process from the same weights."""
-    p = cfg.ppo
-    ac.prepare_for_training()
-    check_in_sync(ac.trainable_parameters())  # every process starts from the same weights
-    torch.manual_seed(cfg.seed + rank)  # ...but samples its own answers
-    params = ac.trainable_parameters()
-    # Fused: one pass over every tensor (a GPU kernel; a vectorised loop on the CPU) instead of
-    # a dozen small ops per tensor: 15% of a tiny update on the CPU went to AdamW's for-loop.
-    optimizer = torch.optim.AdamW(params, lr=p.lr, eps=1e-5, fused=True)
-    kl_ctl = KLController(p.kl_coef, p.kl_target or None, p.kl_horizon)
-    # Each process draws its own prompts and minibatches; process 0 draws as a lone process does.
-    rng, gen = random.Random(cfg.seed + rank), torch.Generator().manual_seed(cfg.seed + rank)
-    return Learner(ac, optimizer, kl_ctl, rng, gen)
-
-
-def resume_from(out_dir: Path, learner: Learner) -> int:
-    """Load the latest checkpoint into `learner` and cut the log back to it; its update, or 0."""
-    if not (ckpt := latest_checkpoint(out_dir)):
-        return 0
-    start = load_checkpoint(
-        ckpt, learner.ac, learner.optimizer, learner.kl_ctl, learner.rng, learner.gen
-    )
-    truncate_log(out_dir, start)
-    print(f"[ppo] resuming from {ckpt} (update {start})")
-    return start
-
-
-def checkpoint(
-    out_dir: Path, step: int, learner: Learner, tokenizer, prompts: list, world: World | None
-) -> None:
-    """Save the learner at `step`, with the policy's answers to `prompts` (and their gold)."""
-    check_in_sync(learner.ac.trainable_parameters())
-    if is_main():  # samples drawn from their own seed: the training stream is untouched
-        with learner.ac.sampler() as model:
-            answers = generate(model, tokenizer, prompts, SAMPLE_DECODING)
-        rows = [
-            {"prompt": last_content(q, "user"), "answer": a}
-            for q, a in zip(prompts, answers, strict=False)
-        ]
-        if world is not None:
-            rows = [{**r, "gold": world.gold_score(r["prompt"], r["answer"])} for r in rows]
-        append_samples(out_dir, step, rows)
-    save_checkpoint(
-        out_dir, step, learner.ac, learner.optimizer, learner.kl_ctl, learner.rng, learner.gen
-    )  # each rank its RNG
 
 
 def update_bar(start: int, total: int):

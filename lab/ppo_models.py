@@ -5,6 +5,7 @@ frozen copy, the value function a copy of the reward model read at every token.
 LoRA mode: one copy of the SFT weights; the policy is the base + a `policy` adapter, the
 reference is the same base with adapters disabled, and the value function is a `value`
 adapter with its own linear head. The reward model stays a separate, frozen model.
+`load_ppo_models` sets up the roles and the reward as the profile says (`ppo.reward`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -19,7 +21,8 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from lab.models import DTYPES, load_causal_lm
+from lab.config import LabConfig
+from lab.models import DTYPES, load_causal_lm, load_tokenizer
 from lab.packing import packed_hidden, packed_logits, use_packed_attention
 from lab.responses import (
     align_left,
@@ -29,6 +32,7 @@ from lab.responses import (
     next_token_logits,
     position_ids,
 )
+from lab.reward_sources import difference_scorer, load_scorer, parse_spec
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -262,3 +266,34 @@ class ActorCritic(nn.Module):
         with torch.no_grad():
             for k, v in state.items():
                 params[k].copy_(v)
+
+
+def load_ppo_models(
+    cfg: LabConfig, sft: str, run_dir: Path, device, reward_model: Path | None = None,
+    reward_baseline: Path | None = None,
+) -> tuple:  # fmt: skip
+    """`(actor_critic, tokenizer, scorer)` as the profile sets them up (`ppo.reward`).
+
+    The value function starts from the reward model; with a function or classifier reward,
+    from the policy's start model with a value head at zero. With `reward_baseline` (a reward
+    model folder) the score is the reward model's minus that model's, and the value function
+    starts from the reward model's trunk with its head at zero: a difference is near 0, and a
+    critic that predicted the reward model's own score would bias every advantage (GAE's
+    lambda < 1 mixes V of the next state in) back toward what that model likes.
+    """
+    torch.manual_seed(cfg.seed)  # the value head's initial weights
+    tokenizer = load_tokenizer(sft)
+    p, m = cfg.ppo, cfg.model
+    learned = parse_spec(p.reward).kind == "model"
+    critic = str(reward_model or run_dir / "reward" / "model") if learned else sft
+    ac = ActorCritic(
+        sft, critic, p.lora_r, p.lora_alpha, m.dtype, device, m.gradient_checkpointing,
+        fresh_value_head=not learned or reward_baseline is not None,
+    )  # fmt: skip
+    scorer = load_scorer(p.reward, run_dir, device, reward_model, policy_tokenizer=tokenizer)
+    if reward_baseline is not None:
+        if not learned:
+            raise ValueError(f"a reward baseline needs a learned reward model, not {p.reward!r}")
+        baseline = load_scorer("model", run_dir, device, reward_baseline, tokenizer)
+        scorer = difference_scorer(scorer, baseline)
+    return ac, tokenizer, scorer
