@@ -20,9 +20,12 @@ from lab.feedback import FeedbackConfig, select_group
 from lab.feedback_round import feedback_round, next_round, rounds
 from lab.group_compare import (
     STYLE_COLUMNS,
+    STYLE_LABELS,
     compute_group_styles,
     compute_side_by_side,
+    format_change,
     read_answers,
+    read_measured,
     round_policies,
 )
 from lab.leaderboard import compute_model_counts
@@ -41,7 +44,10 @@ RETRAIN_HELP = "\n".join(
         "minus the old one's, so the old model's mistakes cancel out). The new policy joins "
         "Compare, Battle and the leaderboard: battle it against the old one. Agreement with the "
         "class is measured on held-out votes (5-fold cross-validation by prompt), before and "
-        "after. With votes in groups (`--groups` join codes, or simulated groups), tick *one "
+        "after. In the tiny world the round then measures the new policy against the one it "
+        f"started from on {FeedbackConfig().samples} answers per held-out prompt: length, polite "
+        "phrases, correctness and gold, each before and after with a 95% interval on the "
+        "change. With votes in groups (`--groups` join codes, or simulated groups), tick *one "
         "round per group*: each group gets its own reward model and policy, and the button "
         "below the results shows the groups' policies answering the same held-out prompts side "
         "by side.",
@@ -162,7 +168,9 @@ def with_interval(result: dict, name: str, ci_name: str) -> str:
 
 
 def compute_before_after(result: dict) -> pd.DataFrame:
-    """A round's readable before/after table (intervals: Wilson 95%), then every other number."""
+    """A round's readable before/after table: the reward model's agreement (Wilson 95%
+    intervals), the votes used, and how the policy's answers moved (the change, with a 95%
+    bootstrap interval over the held-out prompts: `lab.feedback_round.measure_policy`)."""
     rows = [
         {"measure": label, "before": with_interval(result, b, b_ci),
          "after": with_interval(result, a, a_ci)}
@@ -170,6 +178,9 @@ def compute_before_after(result: dict) -> pd.DataFrame:
     ]  # fmt: skip
     rows.append({"measure": "vote pairs used", "before": "", "after": str(
         result.get(M.FEEDBACK_VOTE_PAIRS_TRAIN, ""))})  # fmt: skip
+    for measure, numbers in result.get(M.FEEDBACK_POLICY_CHANGE, {}).items():
+        rows.append({"measure": f"policy: {STYLE_LABELS[measure]}",
+                     "before": f"{numbers['before']:.2f}", "after": format_change(numbers)})  # fmt: skip
     if M.FEEDBACK_NOTE in result:
         rows.append({"measure": "note", "before": "", "after": result[M.FEEDBACK_NOTE]})
     return pd.DataFrame(rows)
@@ -244,8 +255,9 @@ def group_view(
     arena: Arena, password: str = "", request: gr.Request | None = None
 ) -> tuple[str, go.Figure | None, pd.DataFrame, pd.DataFrame]:
     """The latest round's policies side by side on the same held-out prompts (instructor only):
-    a message, the plot, each policy's means (length, polite phrases, gold), the answers that
-    differ most. It reads the answers saved with each policy: nothing is generated."""
+    a message, the plot, each policy's means (length, polite phrases, gold: over the several
+    answers per prompt the round measured, else the one saved), the answers that differ most.
+    It reads the answers saved with each policy: nothing is generated."""
     empty = (None, pd.DataFrame(), pd.DataFrame())
     problem = instructor_check(arena, password, request)
     if problem:
@@ -257,9 +269,10 @@ def group_view(
         return "No feedback round yet: retrain first (tick one round per group).", *empty
     try:
         tables = read_answers(round_policies(done[-1]))
+        measured = read_measured(done[-1])  # several answers per prompt, if the round measured them
     except (OSError, ValueError, KeyError) as error:
         return f"{done[-1].name}: {error}", *empty
-    styles = compute_group_styles(arena.world, tables)
+    styles = compute_group_styles(arena.world, measured or tables)
     shown = styles.round({c: 2 for c in STYLE_COLUMNS})
     message = f"{done[-1].name}: {len(tables) - 1} new policies beside the one they started from."
     return message, plot_group_styles(styles), shown, compute_side_by_side(tables)

@@ -10,11 +10,12 @@ the new policy against the previous one on held-out prompts, time.
 `--groups`: a `terse` and a `warm` class, one round per group; the two policies' lengths.
 
 The new policy is measured twice: on the one answer per held-out prompt saved with each policy
-(T=0.7), and on `--samples` answers per prompt (default 8), compared prompt by prompt with 95%
-bootstrap intervals (`lab.group_compare.compute_policy_change`). One answer is a noisy view: once
-the two policies' first words differ, the rest are independent draws, so a prompt's credit or
-utility flips either way by chance; on two of the seeds below a single draw made the credit
-drop look 2-3x larger.
+(T=0.7), and on the `--samples` answers per prompt (default 8) that the round itself measured
+both policies on (`FeedbackConfig.samples`; its ppo/ folder keeps them), compared prompt by
+prompt under the class's taste with 95% bootstrap intervals
+(`lab.group_compare.compute_policy_change`). One answer is a noisy view: once the two policies'
+first words differ, the rest are independent draws, so a prompt's credit or utility flips either
+way by chance; on two of the seeds below a single draw made the credit drop look 2-3x larger.
 
 The round's policy is rewarded with the adapted reward model's score minus the old one's
 (`FeedbackConfig.ppo_reward_delta`), its critic starting at a zero head. 200 votes, vote seeds
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import shutil
 import tempfile
 import time
@@ -51,16 +51,20 @@ from lab import metrics as M
 from lab.evaluation import EVAL_DECODING
 from lab.feedback import FeedbackConfig
 from lab.feedback_round import current_models, feedback_round
-from lab.group_compare import answers_of, compute_policy_change
+from lab.group_compare import (
+    MEASURED_START_TABLE,
+    MEASURED_TABLE,
+    answers_of,
+    compute_policy_change,
+    policy_home,
+)
 from lab.intervals import wilson_interval
 from lab.leaderboard import compute_model_counts
 from lab.reward_model import load_reward_model
 from lab.reward_model import score as rm_score
-from lab.stages import load_run_config
 from lab.votes_db import pairs_to_battles, to_preferences
 from lab.world.judge import classify, score, split_sentences
 from lab.world.tastes import compute_style_only_pairs, taste_weights
-from lab.yardstick import sample_policy
 
 LABELS = {
     "padding": "polite+filler phrases per answer",
@@ -155,16 +159,11 @@ def ci(m: dict, name: str, ci_name: str) -> str:
     return f"{m[name]:.3f} [{low:.3f}, {high:.3f}]"
 
 
-@functools.cache  # with --groups, the policy both groups started from is measured once
-def answer_samples(run: Path, policy: Path, samples: int) -> pd.DataFrame:
-    """`samples` answers of `policy` to each of the run's held-out prompts, gold-scored."""
-    return sample_policy(load_run_config(run), run, policy, samples)
-
-
 def report_policy(
-    world, run: Path, old_policy: Path, new_policy: Path, taste: str, samples: int
+    world, old_policy: Path, new_policy: Path, samples: int | None, taste: str
 ) -> pd.DataFrame:
-    """Print how the policy moved: on the saved answers, then on `samples` answers per prompt."""
+    """Print how the policy moved: on the saved answers, then on the `samples` answers per prompt
+    the round measured both policies on (kept in the round's ppo-G/: `policy_home`)."""
     old_table = pd.read_json(answers_of(old_policy), lines=True)
     new_table = pd.read_json(answers_of(new_policy), lines=True)
     table, wins = compute_policy_change(world, old_table, new_table, taste)
@@ -172,12 +171,15 @@ def report_policy(
     print(f"  one answer per prompt (the saved tables): padding {one.loc['padding', 'change']:+.0%}, "
           f"length {one.loc['length', 'change']:+.0%}, credit {one.loc['credit', 'diff']:+.3f}, "
           f"better under {taste} on {wins.win:.0%} of prompts (ties {wins.tie:.0%})")  # fmt: skip
+    if not samples:
+        print("  the round measured no policy on several answers per prompt (samples=0)")
+        return one
     print(f"  {samples} answers per prompt (T={EVAL_DECODING.temperature}), paired by prompt, "
           "95% bootstrap intervals over prompts:")  # fmt: skip
-    table, wins = compute_policy_change(
-        world, answer_samples(run, old_policy, samples), answer_samples(run, new_policy, samples),
-        taste,
-    )  # fmt: skip
+    measured = policy_home(new_policy)
+    before, after = (pd.read_json(measured / name, lines=True)
+                     for name in (MEASURED_START_TABLE, MEASURED_TABLE))  # fmt: skip
+    table, wins = compute_policy_change(world, before, after, taste)
     for row in table.itertuples():
         print(f"    {LABELS[row.measure]}: {row.before:.3f} -> {row.after:.3f} ({row.change:+.0%}; "
               f"difference {row.diff:+.3f} [{row.low:+.3f}, {row.high:+.3f}])")  # fmt: skip
@@ -188,10 +190,10 @@ def report_policy(
 
 
 def report_group(
-    world, run: Path, folder: Path, m: dict, pairs, taste: str, old_policy: Path, samples: int
+    world, folder: Path, m: dict, pairs, taste: str, old_policy: Path
 ) -> pd.DataFrame | None:
-    """Print one group's before/after; return the policy change over `samples` answers a prompt
-    (None for a round without a policy)."""
+    """Print one group's before/after; return the policy change over the answers the round
+    measured (None for a round without a policy)."""
     print(
         f"  vote pairs used: {m[M.FEEDBACK_VOTE_PAIRS_TRAIN]} (+{m[M.FEEDBACK_REPLAY_PAIRS]} replayed)"
     )
@@ -222,9 +224,8 @@ def report_group(
     if M.FEEDBACK_POLICY_DIR not in m:  # --set ppo_updates=0: the reward model only
         print(times)
         return None
-    change = report_policy(
-        world, run, old_policy, folder / m[M.FEEDBACK_POLICY_DIR], taste, samples
-    )
+    policy, samples = folder / m[M.FEEDBACK_POLICY_DIR], m.get(M.FEEDBACK_POLICY_SAMPLES)
+    change = report_policy(world, old_policy, policy, samples, taste)
     print(f"{times}, PPO {m[M.FEEDBACK_PPO_SECONDS]:.0f} s ({m['ppo/updates']} updates)")
     return change
 
@@ -242,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ppo", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="the round's PPO settings, e.g. lr=5e-5 (beta: --set ppo_kl_coef=B)")  # fmt: skip
     args = parser.parse_args(argv)
-    fb = FeedbackConfig()
+    if args.samples < 1:
+        parser.error(f"--samples: at least 1 answer per prompt, got {args.samples}")
+    fb = FeedbackConfig(samples=args.samples)  # the round measures both policies
     for item in args.set:
         key, value = item.split("=", 1)
         kind = type(getattr(fb, key))
@@ -278,9 +281,7 @@ def main(argv: list[str] | None = None) -> None:
             taste = label if label in tastes else "terse"
             print(f"[{label}]")
             group_pairs = [p for p in pairs if p["group"] == taste]
-            change = report_group(
-                arena.world, run, folder, m, group_pairs, taste, old_policy, args.samples
-            )
+            change = report_group(arena.world, folder, m, group_pairs, taste, old_policy)
             lengths[label] = None if change is None else change.loc["length", "after"]
         if args.groups and None not in lengths.values():
             a, b = lengths["terse"], lengths["warm"]

@@ -127,6 +127,7 @@ def fmt_share(metrics: dict, name: str, ci_name: str) -> str:
 def format_round(folder: Path, summary: dict) -> str:
     """A feedback round's before/after, a few lines per group."""
     from lab import metrics as M
+    from lab.group_compare import STYLE_LABELS, format_change
 
     lines = [f"{folder} ({summary[M.FEEDBACK_ROUND_SECONDS]:.0f} s)"]
     for label, m in summary["groups"].items():
@@ -146,6 +147,14 @@ def format_round(folder: Path, summary: dict) -> str:
         ]
         if M.FEEDBACK_NOTE in m:
             lines.append(f"  note: {m[M.FEEDBACK_NOTE]}")
+        if M.FEEDBACK_POLICY_CHANGE in m:
+            lines.append(
+                f"  the policy, {m[M.FEEDBACK_POLICY_SAMPLES]} answers per held-out prompt, "
+                "before -> after (change [95% interval]):"
+            )
+            for measure, numbers in m[M.FEEDBACK_POLICY_CHANGE].items():
+                name = STYLE_LABELS[measure]
+                lines.append(f"    {name}: {numbers['before']:.2f} -> {format_change(numbers)}")
         if M.FEEDBACK_POLICY_DIR in m:
             lines.append(
                 f"  policy: {folder / m[M.FEEDBACK_POLICY_DIR]} (from {m[M.FEEDBACK_POLICY_FROM]}, "
@@ -193,7 +202,7 @@ def run_feedback(args: argparse.Namespace) -> int:
 def format_policies(cfg, folder: Path) -> str:
     """The round's policies beside the one they started from, on the held-out prompts
     (tiny world only: the gold judge measures them); empty when the round trained no policy."""
-    from lab.group_compare import compute_group_styles, read_answers, round_policies
+    from lab.group_compare import compute_group_styles, read_answers, read_measured, round_policies
     from lab.recipes import gold_judge
 
     world = gold_judge(cfg)
@@ -201,9 +210,10 @@ def format_policies(cfg, folder: Path) -> str:
         return ""
     try:
         tables = read_answers(round_policies(folder))
+        measured = read_measured(folder)  # several answers per prompt, if the round measured them
     except (FileNotFoundError, ValueError):
         return ""  # a round with 0 PPO updates has no policy to show
-    styles = compute_group_styles(world, tables).set_index("policy").round(2)
+    styles = compute_group_styles(world, measured or tables).set_index("policy").round(2)
     return "the policies on the held-out prompts (means per answer):\n" + styles.to_string()
 
 

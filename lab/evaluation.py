@@ -160,7 +160,8 @@ def win_metrics(new: pd.DataFrame, old: pd.DataFrame, name: str) -> dict[str, An
 
 
 def save_gold_table(table: pd.DataFrame, path: Path) -> None:
-    """Keep the answers next to the model: `eval.jsonl`, one row per prompt."""
+    """Keep the answers next to the model (`eval.jsonl`: one row per prompt, or per answer of
+    several stacked by `evaluate_samples`)."""
     if is_main():  # under `accelerate launch` every process evaluates; one writes
         table.to_json(path, orient="records", lines=True, force_ascii=False)
 

@@ -89,6 +89,9 @@ class FeedbackConfig:
     """beta of the policy round, to the policy it starts from: 4x the PPO stage's, because that
     policy is already optimised against a reward model, and more optimisation against an
     imperfect one costs correctness (benchmarks/feedback_loop.py; see notebook 07)."""
+    samples: int = 8
+    """Answers per held-out prompt that measure the round's policy against the one it started
+    from (the tiny world's gold judge; 0 = not measured). One answer is a noisy view of a policy."""
     z: float = 1.96
     """Normal quantile of the intervals (1.96: 95%)."""
 

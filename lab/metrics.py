@@ -106,6 +106,10 @@ FEEDBACK_CV_SECONDS = "feedback/cv_seconds"
 FEEDBACK_REWARD_SECONDS = "feedback/reward_seconds"
 FEEDBACK_PPO_SECONDS = "feedback/ppo_seconds"
 FEEDBACK_ROUND_SECONDS = "feedback/round_seconds"
+FEEDBACK_POLICY_SAMPLES = "feedback/policy_samples"  # answers per held-out prompt measuring it
+# {measure: {before, after, diff, low, high}}: `lab.group_compare.compute_style_change` of the
+# round's policy against the one it started from (tiny world: the gold judge measures them)
+FEEDBACK_POLICY_CHANGE = "feedback/policy_change"
 
 # Gold evaluation on held-out prompts (a policy against the one before it; notebook 05)
 EVAL_GOLD_MEAN = "eval/gold_mean"

@@ -107,12 +107,13 @@ def difference_scorer(scorer: Scorer, baseline: Scorer) -> Scorer:
     """
 
     def difference(prompts: Sequence, completions: Sequence[str]) -> list[float]:
-        return [
-            a - b
-            for a, b in zip(
-                scorer(prompts, completions), baseline(prompts, completions), strict=True
+        new, old = scorer(prompts, completions), baseline(prompts, completions)
+        if not len(new) == len(old) == len(completions):
+            raise ValueError(
+                f"a reward and its baseline gave {len(new)} and {len(old)} scores "
+                f"for {len(completions)} answers"
             )
-        ]
+        return [a - b for a, b in zip(new, old, strict=True)]
 
     return difference
 

@@ -349,8 +349,6 @@ def test_a_restart_with_the_same_codes_keeps_the_students_ids():
     assert first.secret == again.secret and (first.join_code, first.password) == ("c0de", "pw")
     token = sign_id(first, "anon-1", True)
     assert restore_session(handlers.Arena(None, None, again), token).annotator == "anon-1"
-    fresh = launch.classroom_from_args(
-        launch.parse_args(["--classroom"])
-    )  # random codes, new secret
+    fresh = launch.classroom_from_args(launch.parse_args(["--classroom"]))  # random codes
     assert fresh.join_code and fresh.password and fresh.secret != first.secret
     assert not launch.classroom_from_args(launch.parse_args([])).join_code  # open arena

@@ -241,6 +241,8 @@ def test_retrain_on_votes_adds_the_new_models(arena):
     assert arena.job.error == "" and "done" in progress
     assert {"feedback/accuracy_before", "feedback/accuracy_after"} <= set(table["metric"])
     assert "agreement with the class (held-out votes)" in set(panel["measure"])
+    length = panel.set_index("measure").loc["policy: answer length (tokens)"]  # 8 answers a prompt
+    assert float(length["before"]) > 0 and length["after"].count("[") == 1
     assert figure is not None and {t.name for t in figure.data} == {"before", "after"}
     assert "ppo-round-001" in arena.pool.available
     assert "ppo-round-001" in compare_choices(arena, ["sft"])[0]  # Compare's list, live

@@ -9,6 +9,7 @@ import random
 import shutil
 import sqlite3
 
+import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from lab import feedback, feedback_round
 from lab import metrics as M
 from lab.cli import main as cli
 from lab.data import load_preferences
+from lab.evaluation import GOLD_TABLE
 from lab.feedback import (
     FeedbackConfig,
     assign_folds,
@@ -24,8 +26,9 @@ from lab.feedback import (
     validate_votes,
 )
 from lab.feedback_round import current_models, next_round, ppo_round
+from lab.group_compare import MEASURED_START_TABLE, MEASURED_TABLE, STYLE_COLUMNS
 from lab.intervals import wilson_interval
-from lab.ppo import load_ppo_models
+from lab.ppo_models import load_ppo_models
 from lab.recipes import gold_judge
 from lab.runlog import read_log
 from lab.world.build import FILES
@@ -34,7 +37,8 @@ from lab.world.tastes import make_class, taste_weights
 
 GOOD = {"prompt": "What is 2 plus 3?", "chosen": "2 plus 3 is 5.", "rejected": "It is 6."}
 N_VOTES = 120
-FAST = FeedbackConfig(folds=3, epochs=3.0, ppo_updates=1)  # 4 short fine-tunings, 1 PPO update
+# 4 short fine-tunings, 1 PPO update, 2 answers per prompt measuring the policy
+FAST = FeedbackConfig(folds=3, epochs=3.0, ppo_updates=1, samples=2)
 
 
 def taste_votes(cfg, run_dir, taste: str, n: int, seed: int = 0) -> list[dict]:
@@ -222,6 +226,24 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     beta = [row[M.PPO_KL_COEF] for row in read_log(first / "ppo") if M.PPO_KL_COEF in row]
     assert beta and set(beta) == {FAST.ppo_kl_coef} != {small_cfg.ppo.kl_coef}  # the round's own
     assert current_models(run_copy) == (first / "reward" / "model", first / "policy")
+    # the new policy and its start, measured on 2 answers per held-out prompt (sample 0: each
+    # policy's saved table), and what the panel and the CLI say of them
+    start = pd.read_json(first / "ppo" / MEASURED_START_TABLE, lines=True)
+    new = pd.read_json(first / "ppo" / MEASURED_TABLE, lines=True)
+    for table, saved in ((start, run_copy / "ppo" / GOLD_TABLE), (new, first / "ppo" / GOLD_TABLE)):
+        assert sorted(set(table["sample"])) == [0, 1]
+        assert (
+            table[table["sample"] == 0]["answer"].tolist()
+            == pd.read_json(saved, lines=True)["answer"].tolist()
+        )
+    change = m[M.FEEDBACK_POLICY_CHANGE]
+    assert m[M.FEEDBACK_POLICY_SAMPLES] == 2 and list(change) == STYLE_COLUMNS
+    assert change["length"]["before"] == pytest.approx(start["length"].mean())
+    assert change["length"]["after"] == pytest.approx(new["length"].mean())
+    assert "2 answers per held-out prompt" in printed and "gold score: " in printed
+    block = printed.split("(means per answer):")[-1].splitlines()
+    means = next(line for line in block if line.startswith("all"))  # the round's new policy
+    assert means.split()[:2] == ["all", str(len(new))]  # over both answers to every prompt
 
     assert cli([*args, "--per-group", "--ppo-updates", "0"]) == 0
     second = run_copy / "feedback" / "round-002"

@@ -1,6 +1,7 @@
 """Groups side by side: a per-group round's policies measured on the same held-out prompts."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -8,13 +9,21 @@ import pytest
 
 from apps import retrain
 from apps.guard import Classroom
+from lab import feedback_round
 from lab import metrics as M
 from lab.evaluation import GOLD_TABLE
+from lab.feedback import FeedbackConfig
 from lab.group_compare import (
+    MEASURED_START_TABLE,
+    MEASURED_TABLE,
+    STYLE_COLUMNS,
     compute_group_styles,
     compute_policy_change,
     compute_side_by_side,
+    compute_style_change,
+    format_change,
     read_answers,
+    read_measured,
     round_policies,
 )
 from lab.world import default_world
@@ -167,3 +176,114 @@ def test_policy_change_is_relative_to_the_size_of_a_negative_before():
     assert padding["before"] == 1 and padding["after"] == 0 and padding["change"] == -1
     empty = compute_policy_change(world, after, after, "terse")[0].set_index("measure")
     assert pd.isna(empty.loc["padding", "change"]) and empty.loc["padding", "diff"] == 0
+
+
+def test_style_change_needs_no_taste_and_the_panel_shows_it(tmp_path):
+    world = default_world()
+    before = gold_table(ANSWERS["before"]).assign(prompt_id=range(3))
+    after = gold_table(ANSWERS["warm"]).assign(prompt_id=range(3))
+    change = compute_style_change(world, before, after).set_index("measure")
+    assert list(change.index) == STYLE_COLUMNS
+    assert change.loc["polite", "before"] == pytest.approx(2 / 3)  # "Sure!" twice
+    assert change.loc["polite", "after"] == pytest.approx(5 / 3)
+    assert change.loc["length", "diff"] == pytest.approx(
+        after["length"].mean() - 17 / 3
+    )  # 6, 5 and 6 words before
+    assert change.loc["credit", "diff"] == 0  # the same facts, said more warmly
+
+    numbers = change[["before", "after", "diff", "low", "high"]].to_dict("index")
+    m = {M.FEEDBACK_VOTE_PAIRS_TRAIN: 40, M.FEEDBACK_POLICY_CHANGE: numbers}
+    panel = retrain.compute_round_panel({"groups": {"all": m}}).set_index("measure")
+    row = panel.loc["policy: polite phrases per answer"]
+    assert row["before"] == "0.67" and row["after"] == format_change(numbers["polite"])
+    assert row["after"].startswith("1.67 (+1.00 [")
+    assert retrain.compute_round_numbers({"groups": {"all": m}}).empty  # the plot: shares only
+
+
+def test_the_groups_view_prefers_the_rounds_several_answers_per_prompt(tmp_path):
+    folder = write_round(tmp_path)
+    arena = SimpleNamespace(run_dir=tmp_path, world=default_world(), classroom=Classroom())
+    one = retrain.group_view(arena)[2].set_index("policy")
+    assert (one["answers"] == 3).all()
+    summary = json.loads((folder / "metrics.json").read_text())
+    for group, m in summary["groups"].items():  # as `measure_policy` leaves them: 2 samples
+        twice = pd.concat([gold_table(ANSWERS[group]), gold_table(ANSWERS["before"])])
+        twice = twice.assign(prompt_id=list(range(3)) * 2)
+        start = pd.concat([gold_table(ANSWERS["before"])] * 2).assign(prompt_id=list(range(3)) * 2)
+        twice.to_json(folder / f"ppo-{group}" / MEASURED_TABLE, orient="records", lines=True)
+        start.to_json(folder / f"ppo-{group}" / MEASURED_START_TABLE, orient="records", lines=True)
+        m[M.FEEDBACK_POLICY_CHANGE] = {}
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    assert list(read_measured(folder)) == ["before", "terse", "warm"]
+    several = retrain.group_view(arena)[2].set_index("policy")
+    assert (several["answers"] == 6).all()
+    assert several.loc["terse", "padding"] == pytest.approx(1 / 3, abs=0.005)  # half the old
+    assert several.loc["before", "padding"] == pytest.approx(one.loc["before", "padding"])
+
+
+def fake_sampler(calls: list):
+    """`sample_policy` stood in for: two answers per prompt, the table of the policy's name."""
+
+    def sample(cfg, run_dir, policy, samples):
+        calls.append(Path(policy).name if Path(policy).name != "model" else "before")
+        answers = ANSWERS[calls[-1].removeprefix("policy-")]
+        table = gold_table(answers)
+        return pd.concat([table.assign(sample=j, prompt_id=range(3)) for j in range(samples)])
+
+    return sample
+
+
+def test_a_round_measures_each_groups_policy_and_their_shared_start_once(tmp_path, monkeypatch):
+    calls, reports = [], []
+    monkeypatch.setattr(feedback_round, "sample_policy", fake_sampler(calls))
+    start = tmp_path / "ppo" / "model"
+    plan = {group: ([], tmp_path / "reward" / "model", start) for group in ("terse", "warm")}
+    results = {group: {M.FEEDBACK_POLICY_DIR: f"policy-{group}"} for group in plan}
+    for group in plan:
+        (tmp_path / f"ppo-{group}").mkdir()
+    feedback_round.measure_policies(
+        None, tmp_path, tmp_path, plan, results, 2, default_world(), lambda f, m: reports.append(f)
+    )
+    assert calls == ["before", "policy-terse", "policy-warm"]  # the shared start: once
+    assert reports == sorted(reports) and reports[0] == feedback_round.MEASURING
+    for group, m in results.items():
+        assert m[M.FEEDBACK_POLICY_SAMPLES] == 2
+        measured = pd.read_json(tmp_path / f"ppo-{group}" / MEASURED_TABLE, lines=True)
+        assert len(measured) == 6 and set(measured["answer"]) == set(ANSWERS[group])
+        assert (tmp_path / f"ppo-{group}" / MEASURED_START_TABLE).is_file()
+        for n in m[M.FEEDBACK_POLICY_CHANGE].values():
+            assert n["low"] <= n["diff"] <= n["high"]
+            assert n["diff"] == pytest.approx(n["after"] - n["before"])
+    terse, warm = (results[g][M.FEEDBACK_POLICY_CHANGE] for g in ("terse", "warm"))
+    assert terse["padding"]["diff"] < 0 < warm["padding"]["diff"]  # each moved its group's way
+    assert terse["credit"]["diff"] == warm["credit"]["diff"] == 0
+
+
+def test_a_round_that_fails_while_measuring_leaves_nothing(tmp_path, monkeypatch):
+    from lab.config import LabConfig
+
+    for model in ("reward/model", "ppo/model"):
+        (tmp_path / model).mkdir(parents=True)
+
+    def trained(cfg, fb, run_dir, folder, g, rows, reward, policy, progress):
+        (folder / "policy").mkdir(parents=True)
+        (folder / "ppo").mkdir()
+        return {M.FEEDBACK_POLICY_DIR: "policy"}
+
+    def broken(*args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(feedback_round, "group_round", trained)
+    monkeypatch.setattr(feedback_round, "sample_policy", broken)
+    pairs = [{"prompt": "q", "chosen": "a", "rejected": "b", "group": ""}]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        feedback_round.feedback_round(LabConfig(), tmp_path, pairs, FeedbackConfig())
+    assert not (tmp_path / "feedback").exists() or not list((tmp_path / "feedback").iterdir())
+    with pytest.raises(ValueError, match="samples: .* 0 or more; got -1"):
+        feedback_round.feedback_round(LabConfig(), tmp_path, pairs, FeedbackConfig(samples=-1))
+    calls = []  # samples=0: the round measures nothing
+    monkeypatch.setattr(feedback_round, "sample_policy", fake_sampler(calls))
+    folder, summary = feedback_round.feedback_round(
+        LabConfig(), tmp_path, pairs, FeedbackConfig(samples=0)
+    )
+    assert calls == [] and M.FEEDBACK_POLICY_CHANGE not in summary["groups"]["all"]

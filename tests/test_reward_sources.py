@@ -30,6 +30,9 @@ def test_difference_scorer_is_one_score_minus_the_other():
     length = function_scorer(lambda prompts, completions: [len(t) for t in completions])
     difference = difference_scorer(function_scorer(shouting), length)
     assert difference(["q", "q"], ["AB", "abc"]) == pytest.approx([1.0 - 2, 0.0 - 3])
+    short = difference_scorer(function_scorer(shouting), lambda prompts, completions: [1.0])
+    with pytest.raises(ValueError, match="gave 2 and 1 scores for 2 answers"):
+        short(["q", "q"], ["AB", "abc"])
 
 
 def test_parse_spec_reads_every_kind():
