@@ -24,7 +24,8 @@ samples), 8 samples per prompt: padding -27%, -29%, -23%; length -18%, -16%, -16
 -0.029, -0.022, -0.005 (intervals within [-0.048, +0.013]); better under `terse` on 70%, 72%,
 76% of prompts (Wilson lower bounds 64-70%); agreement 0.72 -> 0.81, 0.65 -> 0.78,
 0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy 0.720 -> 0.713, 0.708, 0.725; round
-67-68 s. One answer per prompt on the same rounds: credit -0.058, -0.070, +0.029, better on
+87-95 s, of which about 20 s measure the two policies (67-68 s before the round measured them
+itself). One answer per prompt on the same rounds: credit -0.058, -0.070, +0.029, better on
 39-46%. With beta 0.1 (`--set ppo_kl_coef=0.1`): padding -31%, -44%, -36%, length -20%, -25%,
 -20%, credit -0.046, -0.077, -0.017, better on 68%, 68%, 78%. A control round with a zero
 reward: padding +3%, credit -0.002 (one answer per prompt). `--groups` (seed 0): see notebook 07.
