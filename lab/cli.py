@@ -147,6 +147,12 @@ def format_round(folder: Path, summary: dict) -> str:
         ]
         if M.FEEDBACK_NOTE in m:
             lines.append(f"  note: {m[M.FEEDBACK_NOTE]}")
+        if M.FEEDBACK_POLICY_DIR in m:
+            lines.append(
+                f"  policy: {folder / m[M.FEEDBACK_POLICY_DIR]} (from {m[M.FEEDBACK_POLICY_FROM]}, "
+                f"{m['ppo/updates']} PPO updates, {m[M.FEEDBACK_PPO_SECONDS]:.0f} s, rewarded: "
+                f"{REWARDS[m[M.FEEDBACK_PPO_REWARD]]})"
+            )
         if M.FEEDBACK_POLICY_CHANGE in m:
             lines.append(
                 f"  the policy, {m[M.FEEDBACK_POLICY_SAMPLES]} answers per held-out prompt, "
@@ -155,12 +161,6 @@ def format_round(folder: Path, summary: dict) -> str:
             for measure, numbers in m[M.FEEDBACK_POLICY_CHANGE].items():
                 name = STYLE_LABELS[measure]
                 lines.append(f"    {name}: {numbers['before']:.2f} -> {format_change(numbers)}")
-        if M.FEEDBACK_POLICY_DIR in m:
-            lines.append(
-                f"  policy: {folder / m[M.FEEDBACK_POLICY_DIR]} (from {m[M.FEEDBACK_POLICY_FROM]}, "
-                f"{m['ppo/updates']} PPO updates, {m[M.FEEDBACK_PPO_SECONDS]:.0f} s, rewarded: "
-                f"{REWARDS[m[M.FEEDBACK_PPO_REWARD]]})"
-            )
     return "\n".join(lines)
 
 
