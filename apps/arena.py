@@ -34,11 +34,11 @@ from apps.handlers import (
     MAX_COMPARE,
     MAX_NEW_TOKENS,
     Arena,
-    load_arena,
 )
 from apps.inputs import checked_by_handler
 from apps.instructor_tabs import data_tab, instructor_box, retrain_tab
 from apps.launch import classroom_from_args, parse_args, share_urls
+from apps.loading import load_arena
 from lab import recipes
 from lab.evaluation import EVAL_DECODING
 from lab.threads import set_torch_threads

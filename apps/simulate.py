@@ -15,7 +15,8 @@ import dataclasses
 import random
 from pathlib import Path
 
-from apps.handlers import battle_answers, load_arena
+from apps.handlers import battle_answers
+from apps.loading import load_arena
 from apps.votes import Vote
 from lab.data import load_prompts
 from lab.evaluation import EVAL_DECODING

@@ -27,7 +27,7 @@ from gradio_client import Client
 
 from apps.arena import build_app
 from apps.guard import Classroom
-from apps.handlers import load_arena
+from apps.loading import load_arena
 from lab.models import load_tokenizer
 from lab.twins import make_twin
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from apps.handlers import load_arena
+from apps.loading import load_arena
 from apps.simulate import simulate_votes
 from lab import metrics as M
 from lab.evaluation import EVAL_DECODING

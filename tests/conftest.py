@@ -91,7 +91,7 @@ def arena_server(small_ppo_run, tmp_path_factory):
     """The arena on the small run, served on a free local port: (arena, url)."""
     from apps.arena import build_app, example_prompts
     from apps.guard import Classroom
-    from apps.handlers import load_arena
+    from apps.loading import load_arena
 
     db = tmp_path_factory.mktemp("arena_server") / "arena.sqlite"
     arena = load_arena(small_ppo_run, {}, db, Classroom(min_seconds_between_votes=0))

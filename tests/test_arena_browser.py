@@ -85,7 +85,7 @@ def test_prompt_battle_vote_and_leaderboard_in_chromium(arena_server, page, tmp_
 def retrain_server(small_ppo_run, tmp_path):
     """The arena on a copy of the small run (a round writes into it), with a terse class's votes."""
     from apps.arena import build_app
-    from apps.handlers import load_arena
+    from apps.loading import load_arena
     from apps.simulate import simulate_votes
 
     run = shutil.copytree(small_ppo_run, tmp_path / "run")
@@ -126,7 +126,7 @@ def classroom_server(small_ppo_run, tmp_path):
     """The arena in classroom mode on the small run: join code c0de, instructor password pw."""
     from apps.arena import build_app, example_prompts
     from apps.guard import Classroom
-    from apps.handlers import load_arena
+    from apps.loading import load_arena
 
     room = Classroom(join_code="c0de", password="pw", min_seconds_between_votes=0)
     arena = load_arena(small_ppo_run, {}, tmp_path / "class.sqlite", room)

@@ -28,12 +28,12 @@ from apps.handlers import (
     ask,
     compare_choices,
     format_stats,
-    load_arena,
     new_session,
     pick_models,
     pick_pair,
     vote,
 )
+from apps.loading import load_arena
 from apps.votes import Vote, VoteStore
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
