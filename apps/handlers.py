@@ -72,6 +72,9 @@ class Arena:
     """Wrong join codes per client address, for the wait before its next try."""
     password_backoff: JoinBackoff = field(default_factory=JoinBackoff, repr=False)
     """Wrong instructor passwords per client address, the same way."""
+    instructor_pages: set[str] = field(default_factory=set, repr=False)
+    """Pages (Gradio session hashes) where the right instructor password was typed: guesses
+    from the same address (a proxy, one NAT for the room) do not make the instructor wait."""
 
 
 @dataclass
@@ -137,14 +140,21 @@ def client_of(request: object | None) -> str | None:
 def instructor_check(arena: Arena, password: object, request: object | None) -> str | None:
     """`check_instructor`, with a wait after wrong passwords from one client (as for join
     codes), so that the password cannot be guessed through the API at full speed. A call with
-    nothing typed is not a guess; a direct call (no request) has no client to slow down."""
+    nothing typed is not a guess; a direct call (no request) has no client to slow down. A page
+    that has typed the right password keeps its access while a guesser at the same address
+    waits (the right password is still needed on every call)."""
     problem = check_instructor(arena.classroom, password)
     client, typed = client_of(request), isinstance(password, str) and bool(password.strip())
     if client is None or not arena.classroom.password or not typed:
         return problem
+    page = str(getattr(request, "session_hash", "") or "")
+    if problem is None and page in arena.instructor_pages:
+        return None  # this page knew the password before any wait: someone else's guesses
     wait = arena.password_backoff.attempt(client, problem is None, time.monotonic())
     if wait > 0:
         return f"Too many wrong passwords: try again in {math.ceil(wait)} s."
+    if problem is None and page:
+        arena.instructor_pages.add(page)
     return problem
 
 

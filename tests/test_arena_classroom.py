@@ -169,12 +169,16 @@ def test_wrong_instructor_passwords_make_that_client_wait(classroom_app, monkeyp
 
     arena, demo = classroom_app
     found = endpoints(demo)
-    guesser, other = (SimpleNamespace(client=SimpleNamespace(host=h)) for h in ("10.9", "10.7"))
+    guesser, other, teacher = (
+        SimpleNamespace(client=SimpleNamespace(host=h), session_hash=page)
+        for h, page in (("10.9", "g"), ("10.7", "o"), ("10.9", "t"))
+    )  # the teacher's page and the guesser's share an address (a proxy, the room's NAT)
     for name, inputs in INSTRUCTOR_CALLS.items():  # Gradio hands every endpoint its request
         assert guesser in special_args(found[name].fn, list(inputs), request=guesser)[0], name
     clock = iter(range(1000, 2000))  # a tenth of a second per call: the 1 s wait holds
     fake_time = SimpleNamespace(monotonic=lambda: next(clock) / 10)  # this module's clock only
     monkeypatch.setattr(handlers, "time", fake_time)
+    assert events.instructor_event(arena, "pw", teacher)[-1] == "Instructor controls shown."
     for _ in range(FREE_TRIES):
         assert "Wrong instructor password" in retrain.vote_content(arena, "guess", "", guesser)[0]
     assert "Too many wrong passwords: try again in" in retrain.simulate(
@@ -182,6 +186,10 @@ def test_wrong_instructor_passwords_make_that_client_wait(classroom_app, monkeyp
     )
     assert "try again in" in events.instructor_event(arena, "pw", guesser)[-1]  # right, but waits
     assert events.instructor_event(arena, "pw", other)[-1] == "Instructor controls shown."
+    assert events.instructor_event(arena, "pw", teacher)[-1] == "Instructor controls shown."
+    assert "try again in" in events.instructor_event(arena, "no", teacher)[-1]  # a guess, as any
+    new_page = SimpleNamespace(client=SimpleNamespace(host="10.9"), session_hash="n")
+    assert "try again in" in events.instructor_event(arena, "pw", new_page)[-1]  # still waits
     assert events.instructor_event(arena, "pw")[-1] == "Instructor controls shown."  # no client
     for _ in range(FREE_TRIES + 2):  # nothing typed is not a guess (a page's own refresh)
         assert "password required" in board.votes_table(arena, "", other)[1]
