@@ -149,7 +149,7 @@ def instructor_check(arena: Arena, password: object, request: object | None) -> 
         return problem
     page = str(getattr(request, "session_hash", "") or "")
     if problem is None and page in arena.instructor_pages:
-        return None  # this page knew the password before any wait: someone else's guesses
+        return None  # this page typed it before: a guesser's wait at its address is not its own
     wait = arena.password_backoff.attempt(client, problem is None, time.monotonic())
     if wait > 0:
         return f"Too many wrong passwords: try again in {math.ceil(wait)} s."
