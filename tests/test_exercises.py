@@ -7,6 +7,7 @@ import pytest
 
 from lab import exercises as ex
 from lab import metrics as M
+from lab import solutions
 from lab.tokenizer import train_tokenizer
 from lab.world import World
 
@@ -315,16 +316,16 @@ TRY_IT = {"03.3", "04.1", "04.2", "04.3"}  # train a variant; their checks are t
 def test_worked_solution_passes_and_a_wrong_answer_fails(exercise):
     inputs, check, wrong = CASES[exercise]
     namespace = inputs()
-    exec(ex.SOLUTIONS[exercise][0], namespace)  # the cell as the solution writes it
+    exec(solutions.SOLUTIONS[exercise][0], namespace)  # the cell as the solution writes it
     assert check(namespace)
     with pytest.raises(AssertionError):
         check({**inputs(), **wrong})
 
 
 def test_every_exercise_has_a_solution(capsys):
-    assert set(ex.SOLUTIONS) == set(CASES) | TRY_IT
-    assert all("TRY_IT = True" in ex.SOLUTIONS[name][0] for name in TRY_IT)
-    ex.solution("06.2")
+    assert set(solutions.SOLUTIONS) == set(CASES) | TRY_IT
+    assert all("TRY_IT = True" in solutions.SOLUTIONS[name][0] for name in TRY_IT)
+    solutions.solution("06.2")
     assert "statistics.stdev" in capsys.readouterr().out
     with pytest.raises(KeyError, match="05.1"):
-        ex.solution("9.9")
+        solutions.solution("9.9")
