@@ -46,7 +46,8 @@ from lab.world import World, last_content, phrases
 from lab.world.tasks import KINDS, MAX_OPERAND
 
 INTRO = """# RLHF Lab arena
-The same prompt goes to every model with the same seed and decoding settings. Vote for the
+In Compare the same prompt goes to every model with the same seed and decoding settings; a
+Battle draws a seed of its own each time, so Compare cannot tell you who is in it. Vote for the
 better answer: each vote becomes a `prompt` / `chosen` / `rejected` pair for the reward model."""
 STUDENT_ID_KEY = "rlhf-arena-student"  # the browser's localStorage key for the signed student id
 CONCURRENT_REQUESTS = 64  # events at once: a class battles together and the pool batches them
@@ -86,11 +87,11 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
             with gr.Tab("Data"):
                 instructor_data, data_password = data_tab(arena, instructor_open)
             with gr.Tab("Retrain", visible=instructor_open, elem_id="retrain-tab") as retrain_page:
-                retrain_tab(arena)
+                retrain_password = retrain_tab(arena)
             with gr.Tab("Training dashboard") as dashboard:
                 dashboard_tab(arena, dashboard)
         if not instructor_open:
-            instructor_box(arena, [instructor_data, retrain_page, data_password])
+            instructor_box(arena, [instructor_data, retrain_page, data_password, retrain_password])
         demo.load(
             partial(load_event, arena),
             student_id,
@@ -123,6 +124,14 @@ def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tu
     return row, status
 
 
+def prompt_box(elem_id: str) -> gr.Textbox:
+    """A prompt box without a length cap: the browser would cut a long paste silently, where
+    `guard.check_prompt` says how long it is and what the limit is."""
+    return gr.Textbox(
+        label="Prompt", lines=2, elem_id=elem_id, info=f"up to {MAX_PROMPT_CHARS:,} characters"
+    )
+
+
 def answer_slots(
     n: int, labels: list[str], prefix: str
 ) -> tuple[list[gr.Textbox], list[gr.Markdown]]:
@@ -151,9 +160,7 @@ def compare_tab(
     )
     if arena.pool.unavailable:
         gr.Markdown("Unavailable: " + ", ".join(f"`{n}`" for n in arena.pool.unavailable))
-    prompt = gr.Textbox(
-        label="Prompt", lines=2, max_length=MAX_PROMPT_CHARS, elem_id="compare-prompt"
-    )
+    prompt = prompt_box("compare-prompt")
     button = gr.Button("Ask every model", variant="primary", elem_id="compare-ask")
     if examples:
         gr.Examples([[e] for e in examples], inputs=prompt)
@@ -184,9 +191,7 @@ def compare_tab(
 
 def battle_tab(arena: Arena, session: gr.State, settings: list, examples: list[str]) -> None:
     """Two anonymous models answer; their names appear only after the vote."""
-    prompt = gr.Textbox(
-        label="Prompt", lines=2, max_length=MAX_PROMPT_CHARS, elem_id="battle-prompt"
-    )
+    prompt = prompt_box("battle-prompt")
     button = gr.Button("Battle!", variant="primary", elem_id="battle-go")
     if examples:
         gr.Examples([[e] for e in examples], inputs=prompt)

@@ -62,13 +62,14 @@ def join_event(
 
 def instructor_event(
     arena: Arena, password: str, request: gr.Request | None = None
-) -> tuple[dict, dict, dict, str]:
-    """Unlock: the instructor's controls appear (Data › Instructor, Retrain) for this page only."""
+) -> tuple[dict, dict, dict, dict, str]:
+    """Unlock: the instructor's controls appear (Data › Instructor, Retrain) for this page only,
+    their password boxes filled in."""
     problem = instructor_check(arena, password, request)
     if problem:
-        return NO_CHANGE, NO_CHANGE, NO_CHANGE, problem
-    shown = gr.update(visible=True)
-    return shown, shown, gr.update(value=password), "Instructor controls shown."
+        return NO_CHANGE, NO_CHANGE, NO_CHANGE, NO_CHANGE, problem
+    shown, typed = gr.update(visible=True), gr.update(value=password)
+    return shown, shown, typed, typed, "Instructor controls shown."
 
 
 def refresh_compare(arena: Arena, selected: list[str] | None) -> dict:
@@ -84,9 +85,10 @@ def compare_event(
     settings = (temperature, top_p, max_tokens, seed)
     streamed = False
     for new, shown, texts, lines, message in ask(arena, "compare", prompt, models, settings, state):
-        if shown:
+        if shown:  # the first new answers clear the last question's pick of the best one
+            best = gr.update(choices=shown) if streamed else gr.update(choices=shown, value=None)
             streamed = True
-            yield new, *slot_updates(shown, texts, lines), gr.update(choices=shown), message
+            yield new, *slot_updates(shown, texts, lines), best, message
         elif streamed:  # failed mid-answer: back to the answers the session still holds
             kept = new.models if new.mode == "compare" and not new.voted else []
             yield new, *slot_updates(kept, new.answers, new.stats), gr.update(choices=kept), message

@@ -116,9 +116,9 @@ def check_join(classroom: Classroom, code: str) -> str | None:
 def join_group(classroom: Classroom, code: object) -> str | None:
     """The group a join code puts a student in ('' for the class's own code), None if no code."""
     for group, group_code in classroom.group_codes.items():
-        if same_secret(code, group_code):
+        if same_secret(code, group_code, any_case=True):
             return group
-    return "" if same_secret(code, classroom.join_code) else None
+    return "" if same_secret(code, classroom.join_code, any_case=True) else None
 
 
 def parse_groups(text: str) -> list[str]:
@@ -228,6 +228,14 @@ class JoinBackoff:
             return 0.0
 
 
-def same_secret(given: object, expected: str) -> bool:
-    """Constant-time comparison of a typed secret with the expected one."""
-    return isinstance(given, str) and hmac.compare_digest(given.strip(), expected)
+def same_secret(given: object, expected: str, any_case: bool = False) -> bool:
+    """Constant-time comparison of a typed secret with the expected one; `any_case` for join
+    codes, which phones capitalise. Compared as UTF-8 bytes: a typed "é" is a wrong guess."""
+    if not isinstance(given, str):
+        return False
+    given = given.strip()
+    if any_case:
+        given, expected = given.casefold(), expected.casefold()
+    return hmac.compare_digest(
+        given.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
+    )

@@ -44,6 +44,7 @@ MAX_NEW_TOKENS = 256  # the most the arena lets a client ask for
 MIN_TEMPERATURE = 0.01
 MAX_SEED = 2**32 - 1  # torch.manual_seed overflows above 2**64 - 1; a smaller bound reads better
 ALREADY_VOTED = "You have already voted on these answers: ask again for a new vote."
+ANSWERING = "The answers are still coming: vote once they are complete."
 MAX_COMPARE = 6  # answers side by side on the Compare tab: base, SFT, PPO, DPO, GRPO, ORPO
 BATTLE_NAMES = ("Model A", "Model B")
 BATTLE_DRAWS = 3  # pairs a battle may draw before it keeps two identical answers
@@ -66,6 +67,8 @@ class Arena:
     cache: dict = field(default_factory=dict)  # derived views (the leaderboard), keyed by votes
     vote_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held around a vote's checks and its insert, so concurrent votes see each other."""
+    job_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held from "is a job running?" to the new job's start: two clicks start one round."""
     voted_battles: set[str] = field(default_factory=set, repr=False)
     """Battle ids already voted on: each request has its own copy of the session, not this."""
     join_backoff: JoinBackoff = field(default_factory=JoinBackoff, repr=False)
@@ -226,6 +229,8 @@ def ask(
     if mode == "battle":
         enough = len(arena.pool.available) >= 2
         problem = problem or ("" if enough else "The arena needs two working models for a battle.")
+        if decoding is not None:
+            decoding = battle_decoding(decoding, arena.rng)
         answers = battle_answers(arena, prompt, decoding, arena.rng)
     else:
         names, note = pick_models(names, arena.pool.available)
@@ -235,10 +240,15 @@ def ask(
         yield session, [], [], [], problem
         return
     names, texts, stats, lines = [], [], [], []
+    # While the answers stream in, the page holds a session with nothing to vote on: a vote
+    # clicked now must not land on the previous answers, which are no longer on screen.
+    answering = dataclasses.replace(
+        session, mode=mode, models=[], answers=[], voted=False, battle_id=""
+    )
     try:
         for names, texts, stats, message in answers:
             lines = [format_stats(s) if s else "" for s in stats]
-            yield session, names, texts, (lines if mode == "compare" else []), message
+            yield answering, names, texts, (lines if mode == "compare" else []), message
     except Exception:  # noqa: BLE001 - the client gets one line, the server log the traceback
         logger.exception("answering %r failed", names)
         yield session, [], [], [], "The models could not answer that prompt; please try another."
@@ -296,6 +306,12 @@ def pick_pair(
     pairs = [[a, b] for a in names for b in names if a != b]
     fresh = [p for p in pairs if frozenset(p) not in (avoid or set())]
     return rng.choice(fresh or pairs)
+
+
+def battle_decoding(decoding: DecodingConfig, rng: random.Random) -> DecodingConfig:
+    """A battle's decoding: the page's settings with a seed of its own. With the page's seed,
+    asking Compare the same prompt would show the very same answers under the models' names."""
+    return dataclasses.replace(decoding, seed=rng.randrange(MAX_SEED + 1))
 
 
 def same_answers(texts: list[str]) -> bool:
@@ -374,6 +390,8 @@ def vote(
 
 def check_ballot(outcome: object, winner: object, session: Session, mode: str = "") -> str | None:
     """What is wrong with this vote on this session's answers, before any limit; None if nothing."""
+    if not session.answers and not session.voted:
+        return ANSWERING
     if not session.answers or not session.battle_id:
         return "Ask the models first, then vote on their answers."
     if session.voted:

@@ -76,8 +76,9 @@ def data_tab(arena: Arena, instructor_open: bool) -> tuple[gr.Column, gr.Textbox
     return instructor, password
 
 
-def retrain_tab(arena: Arena) -> None:
-    """Instructor: a feedback round on the class's votes in the background, before / after."""
+def retrain_tab(arena: Arena) -> gr.Textbox:
+    """Instructor: a feedback round on the class's votes in the background, before / after;
+    returns its password box (unlocking the controls fills it in)."""
     gr.Markdown(retrain.RETRAIN_HELP)
     with gr.Row():
         password = gr.Textbox(label="Instructor password", type="password")
@@ -106,6 +107,7 @@ def retrain_tab(arena: Arena) -> None:
         api_visibility="private",
     )
     groups_view(arena, password)
+    return password
 
 
 def vote_content_view(arena: Arena, password: gr.Textbox, group: gr.Textbox) -> None:

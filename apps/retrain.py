@@ -83,6 +83,12 @@ def start(
         return "Either one group's votes or one round per group: empty the group box or untick."
     if arena.cfg is None or arena.run_dir is None:
         return "Retraining needs the pipeline's run folder (start the arena with --run)."
+    with arena.job_lock:  # the check and the start as one step: two clicks start one round
+        return start_round(arena, group, per_group, updates)
+
+
+def start_round(arena: Arena, group: str, per_group: bool, updates: int) -> str:
+    """`start` once its input is checked, under `arena.job_lock`: the votes now, then the job."""
     if arena.job is not None and arena.job.running:
         return "A retraining job is already running: wait for it to finish."
     pairs = to_preferences(arena.store.votes())

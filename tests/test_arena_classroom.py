@@ -204,8 +204,9 @@ def test_instructor_controls_show_only_with_the_password(classroom_app):
     assert retrain_tab[0].visible is False
     *shown, message = events.instructor_event(arena, "wrong")
     assert all(update == events.NO_CHANGE for update in shown) and "password" in message
-    data, retrain, password, message = events.instructor_event(arena, "pw")
+    data, retrain, password, retrain_password, message = events.instructor_event(arena, "pw")
     assert data["visible"] is True and retrain["visible"] is True and password["value"] == "pw"
+    assert retrain_password["value"] == "pw"  # Retrain works without typing it again
 
 
 def test_an_open_arena_shows_everything(tiny_arena):

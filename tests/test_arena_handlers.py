@@ -8,6 +8,7 @@ import math
 import random
 import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,10 +17,11 @@ import pandas as pd
 import pytest
 import torch
 
-from apps import board, retrain
+from apps import board, events, retrain
 from apps.guard import Classroom
 from apps.handlers import (
     ALREADY_VOTED,
+    ANSWERING,
     BATTLE_DRAWS,
     MAX_COMPARE,
     MAX_SEED,
@@ -35,6 +37,7 @@ from apps.handlers import (
 )
 from apps.loading import load_arena
 from apps.votes import Vote, VoteStore
+from lab.config import LabConfig
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
 from lab.reward_model import score
@@ -513,6 +516,60 @@ def test_a_model_that_fails_mid_answer_raises_and_frees_the_pool(tiny_pool, monk
     monkeypatch.undo()
     assert not tiny_pool.lock.locked()
     assert tiny_pool.answer("ppo", "What is 2 plus 3?", DecodingConfig(8, 0.7, 1.0, 0)) is not None
+
+
+def test_a_vote_while_new_answers_stream_in_is_refused_and_stores_nothing(tiny_arena):
+    for mode, names in (("battle", []), ("compare", ["sft", "ppo"])):
+        before = tiny_arena.store.count()
+        old = last(ask(tiny_arena, mode, PROMPT, names, TINY_SETTINGS, new_session()))[0]
+        stream = ask(tiny_arena, mode, "What is 3 plus 4?", names, TINY_SETTINGS, old)
+        streaming = next(stream)[0]  # the session the page holds while the new answers grow
+        assert vote(tiny_arena, "win", 0, streaming)[1] == ANSWERING  # not a vote on `old`
+        assert tiny_arena.store.count() == before
+        done = last(stream)[0]
+        assert vote(tiny_arena, "win", 0, done)[1].startswith("Vote #")
+        assert tiny_arena.store.votes().iloc[-1]["prompt"] == "What is 3 plus 4?"
+
+
+def test_a_battle_draws_its_own_seed_so_compare_cannot_unmask_it(tiny_arena):
+    sessions = [
+        last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
+        for _ in range(3)
+    ]
+    seeds = {session.decoding["seed"] for session in sessions}
+    assert len(seeds) == 3 and TINY_SETTINGS[3] not in seeds
+    # The session keeps the seed the answers were sampled with: the battle can be replayed.
+    battle = sessions[-1]
+    replay = (*TINY_SETTINGS[:3], battle.decoding["seed"])
+    texts = last(ask(tiny_arena, "compare", PROMPT, battle.models, replay, new_session()))[2]
+    assert texts == battle.answers
+
+
+def test_compare_clears_the_last_pick_of_the_best_answer(tiny_arena):
+    state = last(ask(tiny_arena, "compare", PROMPT, ["sft", "ppo"], TINY_SETTINGS, new_session()))
+    outputs = list(
+        events.compare_event(tiny_arena, PROMPT, ["sft", "ppo"], *TINY_SETTINGS, state[0])
+    )
+    best = [out[-2] for out in outputs]  # (session, boxes..., stats..., best, message)
+    assert best[0]["value"] is None and all("value" not in b for b in best[1:])
+
+
+def test_two_retrains_at_once_start_one_round(tiny_arena, tmp_path, monkeypatch):
+    tiny_arena.store.add(Vote("s1", "battle", PROMPT, ("sft", "ppo"), ("5.", "Six."), "win", 0))
+    tiny_arena.cfg, tiny_arena.run_dir = LabConfig(), tmp_path
+    started = []
+
+    def slow_start(name, work):  # starting takes a moment: the window two clicks fell into
+        time.sleep(0.05)
+        started.append(name)
+        return SimpleNamespace(running=True)
+
+    monkeypatch.setattr(retrain, "start_job", slow_start)
+    with ThreadPoolExecutor(4) as pool:
+        messages = list(pool.map(lambda _: retrain.start(tiny_arena, "", 0), range(4)))
+    assert len(started) == 1, messages
+    assert sum(m.startswith("Retraining on") for m in messages) == 1
+    assert sum("already running" in m for m in messages) == 3, messages
 
 
 def test_compare_list_follows_the_pool_and_keeps_the_selection(tiny_arena):

@@ -138,6 +138,15 @@ def test_join_backoff_refuses_a_waiting_client_even_with_the_right_code():
     assert "pc-1" not in backoff.failures
 
 
+def test_join_codes_take_any_case_and_odd_characters_are_wrong_guesses_not_crashes():
+    room = Classroom(join_code="abc123", password="Pw-9", group_codes={"terse": "t0001"})
+    assert join_group(room, "ABC123") == "" and join_group(room, " T0001") == "terse"  # phones
+    assert join_group(room, "abç123") is None and join_group(room, "\ud800") is None
+    assert check_instructor(room, "Pw-9") is None and check_instructor(room, " Pw-9 ") is None
+    assert check_instructor(room, "pw-9") == "Wrong instructor password."  # a password is exact
+    assert check_instructor(room, "pässwört") == "Wrong instructor password."  # crashed hmac
+
+
 def test_group_codes_join_a_group_and_bad_group_names_are_refused():
     room = Classroom(join_code="abc123", group_codes={"terse": "t0001", "warm": "w0002"})
     assert check_join(room, " w0002 ") is None and join_group(room, "w0002") == "warm"
