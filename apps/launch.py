@@ -38,6 +38,15 @@ def port_number(text: str) -> int:
     return int(text)
 
 
+def quota(text: str) -> int:
+    """`--quota`: votes per student, 1 or more (0 would refuse every vote with a thank-you)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f"a quota is a whole number of votes, 1 or more, got {text!r}"
+        )
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The RLHF Lab arena.")
     parser.add_argument("--run", type=Path, help="a pipeline run folder, e.g. runs/tiny")
@@ -52,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="classroom: one join code per group, e.g. 'terse,warm' (votes carry the group)",
     )  # fmt: skip
     parser.add_argument("--password", default="", help="instructor password")
-    parser.add_argument("--quota", type=int, default=500, help="votes per annotator")
+    parser.add_argument("--quota", type=quota, default=500, help="votes per annotator")
     parser.add_argument("--no-browser", action="store_true")
     return parser.parse_args(argv)
 

@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.votes < 1:
         parser.error(f"--votes: at least 1, got {args.votes}")
     arena = load_arena(args.run, {}, args.db)
-    ids = simulate_votes(arena, args.votes, args.seed, args.taste, args.group)
+    try:
+        ids = simulate_votes(arena, args.votes, args.seed, args.taste, args.group)
+    except (OSError, ValueError) as err:  # the run cannot vote: say so, leave no empty database
+        arena.store.remove_if_unused()
+        raise SystemExit(f"error: {err}") from None
     who = f"a {args.taste} class" if args.taste else "the world's annotators"
     group = f" (group {args.group!r})" if args.group else ""
     print(f"cast {len(ids)} simulated votes by {who} into {args.db}{group}")

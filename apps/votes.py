@@ -30,6 +30,7 @@ from lab.votes_db import (
     GROUP_NAME,
     GROUP_RULE,
     SCHEMA_VERSION,
+    check_votes_table,
     quoted,
     schema_version,
     select_votes,
@@ -168,7 +169,8 @@ class VoteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_file() and self.path.stat().st_size:
             with self._connect() as conn:  # reading only: a foreign file is refused untouched
-                schema_version(conn, self.path)
+                if (version := schema_version(conn, self.path)) is not None:
+                    check_votes_table(conn, version, self.path)
         self._enable_wal()
         with self._write() as conn:  # the write lock: one process creates the schema
             self._check_or_create_schema(conn)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -18,7 +21,7 @@ from lab.distributed import is_main
 from lab.overrides import apply_overrides, parse_set_args, to_dict
 from lab.profiles import PROFILES, load_config
 from lab.recipes import RECIPES
-from lab.stages import STAGE_NAMES, check_stages, last_stage, run_stages
+from lab.stages import STAGE_NAMES, STAGES, check_stages, last_stage, run_stages
 from lab.summary import (
     REPORT_FILE,
     SUMMARY_FILE,
@@ -85,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 STAGE_RUNS = {*STAGE_NAMES, "pipeline"}
+T = TypeVar("T")
 # Options that only some commands read: any other command refuses them rather than ignore them.
 ONLY_FOR: dict[str, set[str]] = {
     "profile": STAGE_RUNS | {"config", "plan", "sweep"},
     "out": STAGE_RUNS | {"sweep"},
     "force": STAGE_RUNS,
-    "resume": STAGE_RUNS,
+    "resume": {stage.name for stage in STAGES if stage.resumable},
     "gpu": {"plan"},
     "gpu_mem": {"plan"},
     "seeds": {"sweep"},
@@ -233,6 +237,19 @@ def print_plan(cfg, gpu: str, gpu_mem: str | None) -> int:
     return 0
 
 
+def explained(run: Callable[..., T], *args, **kwargs) -> T | None:
+    """`run(*args, **kwargs)`, or None after one line on stderr when it fails on what it was
+    given (a data file, a setting, a folder). `LAB_TRACEBACK=1` shows the traceback instead."""
+    try:
+        return run(*args, **kwargs)
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        if os.environ.get("LAB_TRACEBACK"):
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        print("(LAB_TRACEBACK=1 shows where it failed)", file=sys.stderr)
+        return None
+
+
 def one_line(err: BaseException) -> str:
     """An error as one line: its first line (a KeyError's text without its quotes)."""
     text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
@@ -271,12 +288,16 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        sweep = run_sweep(cfg, run_dir, list(range(args.seeds)))
+        sweep = explained(run_sweep, cfg, run_dir, list(range(args.seeds)))
+        if sweep is None:
+            return 2
         print("\n" + format_sweep(sweep))
         print(f"\nWrote {run_dir / SWEEP_DIR / SWEEP_FILE}")
         return 0
     until = last_stage(cfg) if args.stage == "pipeline" else args.stage
-    results = run_stages(cfg, run_dir, until, force=args.force, resume=args.resume)
+    results = explained(run_stages, cfg, run_dir, until, force=args.force, resume=args.resume)
+    if results is None:
+        return 2
     if not is_main():  # under `accelerate launch` the main process reports
         return 0
     if args.stage != "pipeline":  # one stage: its numbers in full

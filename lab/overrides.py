@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Hashable
@@ -23,7 +24,8 @@ POSITIVE = frozenset(
         "steps", "updates", "batch_size", "mini_batch_size", "ppo_epochs", "epochs",
         "max_new_tokens", "max_completion_length", "num_generations", "seq_len", "max_length",
         "grad_accum", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
-        "intermediate_size", "vocab_size",
+        "intermediate_size", "vocab_size", "n_countries", "n_annotators", "n_pretrain_docs",
+        "n_sft", "n_pairs_train", "n_pairs_test", "n_ppo_prompts",
     }
 )  # fmt: skip
 """Settings that must be above 0 (every number setting must be finite and 0 or more)."""
@@ -31,8 +33,19 @@ CHOICES = {
     "dtype": ("float32", "bfloat16", "float16"),
     "kl_estimator": ("k1", "k3"),
     "report_to": REPORT_TO,
+    "policy": ("sft", "base"),
 }
 """Text settings with a fixed set of values."""
+PATTERNS = {
+    "device": (re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?"), "auto, cpu, cuda, cuda:N or mps"),
+    "reward": (
+        re.compile(r"model|function:.+|classifier:.+", re.DOTALL),
+        "model, function:module.name or classifier:PATH[:LABEL[:prob|logit]]",
+    ),
+}
+"""Text settings of a fixed form: (the form, what to tell a user who missed it)."""
+NOT_SETTINGS = {"profile": "choose a profile with --profile NAME; it is a set of settings"}
+"""Names a run records but a `--set` or a YAML file may not change (see `check_settable`)."""
 
 
 class SetText(str):
@@ -75,6 +88,15 @@ def check_value(key: str, name: str, value: Any) -> None:
             raise ValueError(f"{key} must be above 0, got {value}")
     if name in CHOICES and value not in CHOICES[name]:
         raise ValueError(f"{key} must be one of {', '.join(CHOICES[name])}; got {value!r}")
+    if name in PATTERNS and isinstance(value, str) and not PATTERNS[name][0].fullmatch(value):
+        raise ValueError(f"{key} must be {PATTERNS[name][1]}; got {value!r}")
+
+
+def check_settable(overrides: dict[str, Any], where: str) -> None:
+    """Refuse a name a run records but `where` (`--set`, a YAML file) may not change."""
+    for key in overrides:
+        if key in NOT_SETTINGS:
+            raise KeyError(f"{where}: {key} is not a setting: {NOT_SETTINGS[key]}")
 
 
 def parse_set_args(items: list[str]) -> dict[str, Any]:
@@ -152,19 +174,25 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     # Accept ints for float fields and strings that YAML left as strings; refuse the rest.
+    optional = False
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        if value is None and type(None) in typing.get_args(hint):
+        optional = type(None) in typing.get_args(hint)
+        if value is None and optional:
             return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if isinstance(value, SetText):  # as typed on the command line
-        if hint is str or not value.strip():
+        if hint is str:
             return str(value)
+        if not value.strip():
+            raise TypeError(f"{key} expects {getattr(hint, '__name__', hint)}, got nothing")
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError:
             raise TypeError(
                 f"{key} expects {getattr(hint, '__name__', hint)}, got {value!r}"
             ) from None
+        if value is None and optional:  # `--set key=null`
+            return None
     if hint in (int, float) and isinstance(value, str):
         # YAML reads "1e-3" (no dot) as a string; numbers written that way are still numbers.
         try:

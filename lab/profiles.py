@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.config import LabConfig
-from lab.overrides import apply_overrides, load_yaml_overrides
+from lab.overrides import apply_overrides, check_settable, load_yaml_overrides
 from lab.recipes import HUB_RECIPES, RECIPES
 
 # What every real model on one GPU shares.
@@ -74,6 +74,9 @@ def load_config(
         if cfg.model.name_or_path:  # a hub model: the recipe's hub variant, if it has one
             apply_overrides(cfg, HUB_RECIPES.get(recipe, {}))
     if yaml_file:
-        apply_overrides(cfg, load_yaml_overrides(yaml_file))
+        settings = load_yaml_overrides(yaml_file)
+        check_settable(settings, str(yaml_file))
+        apply_overrides(cfg, settings)
+    check_settable(overrides or {}, "--set")
     apply_overrides(cfg, overrides or {})
     return cfg

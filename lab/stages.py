@@ -19,7 +19,7 @@ from lab.config import LabConfig
 from lab.distributed import barrier, is_main
 from lab.overrides import apply_overrides, from_dict, to_dict
 from lab.recipes import base_model_path
-from lab.runlog import RunLog, is_done, read_metrics, write_json
+from lab.runlog import LOG_FILE, METRICS_FILE, RunLog, is_done, read_metrics, write_json
 from lab.world.build import build_world
 
 CONFIG_FILE = "config.json"
@@ -148,11 +148,44 @@ def last_stage(cfg: LabConfig) -> str:
     return [s.name for s in STAGES if wanted(cfg, s, until="")][-1]
 
 
+NOT_OUTPUTS = {LOG_FILE, METRICS_FILE, "tensorboard", "checkpoints"}  # no later stage reads them
+
+
+def stage_outputs(out: Path) -> str:
+    """What a finished stage left in its folder for later stages, comma-separated."""
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    return ",".join(name for name in names if name not in NOT_OUTPUTS)
+
+
+def missing_outputs(out: Path, metrics: dict) -> list[str]:
+    """What a finished stage left (its `M.STAGE_OUTPUTS`) and is gone now, e.g. a deleted
+    model: reusing the stage would fail later, in a stage that reads it."""
+    return [n for n in metrics.get(M.STAGE_OUTPUTS, "").split(",") if n and not (out / n).exists()]
+
+
 def fingerprint(cfg: LabConfig, sections: tuple[str, ...]) -> str:
-    """A short hash of the config sections a stage depends on."""
-    data = to_dict(cfg)
-    blob = json.dumps({s: data[s] for s in sections}, sort_keys=True)
+    """A short hash of the config sections a stage depends on, and of the contents of the
+    local files they name (`reward.train_data=my_pairs.jsonl`): a file fixed in place reruns
+    the stage, as a changed setting does."""
+    data = {s: to_dict(cfg)[s] for s in sections}
+    files = {path: file_digest(path) for path in sorted(local_files(data))}
+    blob = json.dumps({**data, **({"files": files} if files else {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def local_files(settings: object) -> set[str]:
+    """The text settings in `settings` (nested dicts) that name a file on this machine."""
+    if isinstance(settings, dict):
+        return set().union(*(local_files(value) for value in settings.values()))
+    return (
+        {settings} if isinstance(settings, str) and settings and Path(settings).is_file() else set()
+    )
+
+
+def file_digest(path: str) -> str:
+    """The sha256 of a file's contents."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def run_stages(
@@ -194,8 +227,10 @@ def run_stage(
         shutil.rmtree(out, ignore_errors=True)  # a run killed mid-stage: the finished one is back
         aside.rename(out)
     barrier()
-    stale = is_done(out) and read_metrics(out).get(M.STAGE_FINGERPRINT) != fp
-    if is_done(out) and not (rerun or stale or (force and stage.name == until)):
+    done = read_metrics(out) if is_done(out) else None
+    stale = done is not None and done.get(M.STAGE_FINGERPRINT) != fp
+    gone = missing_outputs(out, done or {})
+    if done is not None and not (rerun or stale or gone or (force and stage.name == until)):
         print(f"[{stage.name}] reusing {out}")
         results[stage.name] = read_metrics(out)
         return rerun
@@ -207,7 +242,8 @@ def run_stage(
         else:  # an interrupted run's leftovers
             shutil.rmtree(out)
     barrier()
-    print(f"[{stage.name}] running -> {out}" + (" (settings changed)" if stale else ""))
+    why = " (settings changed)" if stale else f" ({', '.join(gone)} missing)" if gone else ""
+    print(f"[{stage.name}] running -> {out}{why}")
     extra = {"resume": resuming} if stage.resumable else {}
     try:
         ran = stage.run(cfg, run_dir, **extra) if stage.parallel or is_main() else {}
@@ -218,7 +254,8 @@ def run_stage(
         raise
     metrics = {**ran, M.STAGE_FINGERPRINT: fp}
     if is_main():
-        write_json(out / "metrics.json", metrics)
+        metrics[M.STAGE_OUTPUTS] = stage_outputs(out)
+        write_json(out / METRICS_FILE, metrics)
         shutil.rmtree(aside, ignore_errors=True)
     barrier()
     results[stage.name] = metrics
@@ -236,7 +273,11 @@ def load_run_config(run_dir: Path) -> LabConfig:
         raise ValueError(f"{path}: not a run's settings ({err})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a run's settings (a {type(data).__name__}, not a mapping)")
-    return from_dict(data)
+    try:
+        return from_dict(data)
+    except (KeyError, TypeError, ValueError) as err:
+        reason = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        raise ValueError(f"{path}: {reason}") from None
 
 
 def run_variant(

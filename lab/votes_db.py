@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab.leaderboard import BATTLE_COLUMNS
+from lab.leaderboard import BATTLE_COLUMNS, OUTCOMES
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")
 """A voters' group as votes store it: a feedback round names the group's folders after it."""
@@ -58,7 +58,27 @@ def as_frame(rows: list[tuple], path: Path | str = "votes") -> pd.DataFrame:
         table[column] = [decoded(text, path, vote_id, column) for vote_id, text in
                          zip(table["id"], table[column], strict=True)]  # fmt: skip
     table["winner"] = table["winner"].astype("Int64")  # nullable: <NA> unless a "win"
+    for vote in table.itertuples(index=False):
+        if problem := vote_problem(vote):
+            raise ValueError(f"{path}: vote {vote.id}, {problem}")
     return table
+
+
+def vote_problem(vote) -> str | None:
+    """What is wrong with one row of the votes table (a file edited by hand), or None: the
+    arena writes only rows its `Vote` checked, but a round must not learn from a broken one."""
+    models, responses = vote.models, vote.responses
+    if not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
+        return f"column 'models': expected a list of names, got {models!r:.60}"
+    if not (isinstance(responses, list) and all(isinstance(r, str) for r in responses)):
+        return f"column 'responses': expected a list of texts, got {responses!r:.60}"
+    if len(models) != len(responses):
+        return f"{len(models)} models but {len(responses)} responses"
+    if vote.outcome not in OUTCOMES:
+        return f"column 'outcome': expected one of {', '.join(OUTCOMES)}, got {vote.outcome!r:.40}"
+    if vote.outcome == "win" and (pd.isna(vote.winner) or not 0 <= vote.winner < len(models)):
+        return f"column 'winner': {vote.winner} is not the index of one of its {len(models)} models"
+    return None
 
 
 def decoded(text: str, path: Path | str, vote_id: int, column: str):
@@ -71,18 +91,26 @@ def decoded(text: str, path: Path | str, vote_id: int, column: str):
         ) from None
 
 
-def select_votes(
+def check_votes_table(
     conn: sqlite3.Connection, version: int, path: Path | str = "votes"
-) -> pd.DataFrame:
-    """Every vote, oldest first; a version-1 table's votes get group ''. A votes table without
-    a column this version has raises, naming it (SQLite would read a quoted unknown column as
-    its own name)."""
+) -> tuple[str, ...]:
+    """The columns a version's votes table has; a missing table or column raises, naming it."""
     columns = COLUMNS if version >= 2 else COLUMNS[:-1]
     have = {row[1] for row in conn.execute("PRAGMA table_info(votes)")}
     if not have:
         raise ValueError(f"{path}: a vote store without its votes table")
     if missing := [c for c in columns if c not in have]:
         raise ValueError(f"{path}: the votes table has no column {missing[0]!r}")
+    return columns
+
+
+def select_votes(
+    conn: sqlite3.Connection, version: int, path: Path | str = "votes"
+) -> pd.DataFrame:
+    """Every vote, oldest first; a version-1 table's votes get group ''. A votes table without
+    a column this version has raises, naming it (SQLite would read a quoted unknown column as
+    its own name)."""
+    columns = check_votes_table(conn, version, path)
     rows = conn.execute(f"SELECT {quoted(columns)} FROM votes ORDER BY id").fetchall()
     return as_frame([row if version >= 2 else (*row, "") for row in rows], path)
 

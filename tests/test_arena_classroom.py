@@ -81,6 +81,14 @@ def test_groups_get_codes_that_survive_a_restart_and_need_a_classroom():
         launch.classroom_from_args(launch.parse_args(["--classroom", "--groups", "a b"]))
 
 
+def test_a_quota_below_one_vote_is_refused_at_the_command_line(capsys):
+    assert launch.parse_args(["--quota", "1"]).quota == 1
+    for bad in ("0", "-3", "2.5", "x"):
+        with pytest.raises(SystemExit):
+            launch.parse_args(["--quota", bad])
+        assert "a quota is a whole number of votes, 1 or more" in capsys.readouterr().err
+
+
 def test_a_forged_or_stale_id_starts_a_new_unjoined_student(tiny_arena):
     tiny_arena.classroom = Classroom(**ROOM)
     stale = sign_id(Classroom(**ROOM), "anon-someone", True)  # another run's secret

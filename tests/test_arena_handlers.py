@@ -755,3 +755,16 @@ def test_the_retrain_tab_says_who_the_votes_are_about_and_what_they_show_alone(t
         store=VoteStore(tmp_path / "empty.sqlite"), world=None, classroom=Classroom()
     )
     assert retrain.vote_content(empty)[0].startswith("No preference pairs yet")
+
+
+def test_simulate_on_a_run_that_cannot_vote_is_one_line_and_leaves_no_database(
+    tiny_pool, tmp_path, monkeypatch
+):
+    from apps import simulate
+
+    db = tmp_path / "new.sqlite"
+    no_world = lambda run, models, path: Arena(tiny_pool, VoteStore(path))  # noqa: E731
+    monkeypatch.setattr(simulate, "load_arena", no_world)
+    with pytest.raises(SystemExit, match="^error: simulated annotators need the tiny world"):
+        simulate.main(["--run", str(tmp_path), "--db", str(db), "--votes", "2"])
+    assert not db.exists()  # it made the file, and no vote is in it

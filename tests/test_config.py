@@ -68,6 +68,12 @@ def test_set_args_are_read_for_their_settings_type():
         ({"model.dtype": "int8"}, ValueError, "model.dtype must be one of float32, bfloat16"),
         ({"ppo.kl_estimator": "k9"}, ValueError, "ppo.kl_estimator must be one of k1, k3"),
         ({"log.report_to": "wandb"}, ValueError, "log.report_to must be one of none"),
+        ({"world.n_annotators": 0}, ValueError, "world.n_annotators must be above 0"),
+        ({"world.n_pairs_test": 0}, ValueError, "world.n_pairs_test must be above 0"),
+        ({"device": "gpu"}, ValueError, "device must be auto, cpu, cuda, cuda:N or mps; got 'gpu'"),
+        ({"ppo.policy": "xyz"}, ValueError, "ppo.policy must be one of sft, base"),
+        ({"ppo.reward": "foo"}, ValueError, "ppo.reward must be model, function:module.name or"),
+        ({"grpo.reward": "function:"}, ValueError, "grpo.reward must be model"),
     ],
 )
 def test_bad_overrides_name_the_field(overrides, error, words):
@@ -78,6 +84,25 @@ def test_bad_overrides_name_the_field(overrides, error, words):
 def test_bad_set_syntax():
     with pytest.raises(ValueError, match="key=value"):
         parse_set_args(["pretrain.steps"])
+
+
+def test_an_empty_set_value_is_refused_for_numbers_and_kept_for_text():
+    for empty in ("", " "):
+        with pytest.raises(TypeError, match="pretrain.steps expects int, got nothing"):
+            load_config("tiny", parse_set_args([f"pretrain.steps={empty}"]))
+        with pytest.raises(TypeError, match="ppo.whiten_rewards expects bool, got nothing"):
+            load_config("tiny", parse_set_args([f"ppo.whiten_rewards={empty}"]))
+    assert load_config("tiny", parse_set_args(["model.name_or_path="])).model.name_or_path == ""
+    for good in ("cpu", "cuda", "cuda:1", "auto", "mps"):
+        assert load_config("tiny", {"device": good}).device == good
+
+
+def test_a_profile_is_chosen_by_name_not_set_as_a_setting(tmp_path):
+    with pytest.raises(KeyError, match="--set: profile is not a setting: choose a profile with"):
+        load_config("tiny", parse_set_args(["profile=qwen2.5-0.5b"]))
+    (tmp_path / "mine.yaml").write_text("profile: qwen2.5-0.5b\n")
+    with pytest.raises(KeyError, match="mine.yaml: profile is not a setting"):
+        load_config("tiny", {}, str(tmp_path / "mine.yaml"))
 
 
 def test_a_settings_file_that_cannot_be_read_is_named_in_one_line(tmp_path):

@@ -185,6 +185,7 @@ def test_every_gpu_has_positive_numbers():
             "feedback does not read --profile, --out",
         ),
         (["sweep", "--gpu-mem", "8GB", "--resume"], "sweep does not read --resume, --gpu-mem"),
+        (["world", "--resume"], "world does not read --resume"),  # only PPO resumes
         (["ppo", "--db", "votes.sqlite", "--per-group"], "ppo does not read --db, --per-group"),
         (
             ["config", "--ppo-updates", "0", "--seeds", "0"],
@@ -197,3 +198,11 @@ def test_an_option_a_command_would_ignore_is_refused(argv, unread, capsys, tmp_p
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == f"error: {unread}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stage_that_fails_on_its_input_says_so_in_one_line(capsys, tmp_path):
+    (tmp_path / "afile").write_text("")
+    assert main(["world", "--out", str(tmp_path / "afile" / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: ") and "Not a directory" in err[0] and len(err) == 2
+    assert "LAB_TRACEBACK=1" in err[1]

@@ -63,3 +63,34 @@ def test_an_unknown_stage_name_is_refused_before_anything_runs(monkeypatch, tmp_
     with pytest.raises(ValueError, match="unknown stage 'bb'; stages: a, b"):
         stages.run_stages(cfg, tmp_path, "b")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_stage_whose_output_is_gone_runs_again_and_so_do_the_stages_after_it(
+    monkeypatch, tmp_path, capsys
+):
+    fake_stages(monkeypatch, fail=set())
+    cfg = LabConfig()
+    stages.run_stages(cfg, tmp_path, "b")
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["stage/outputs"] == "made.txt"
+    (tmp_path / "a" / "made.txt").unlink()  # a student deleted the model to save space
+    capsys.readouterr()
+    stages.run_stages(cfg, tmp_path, "b")
+    out = capsys.readouterr().out
+    assert "[a] running" in out and "(made.txt missing)" in out and "[b] running" in out
+    assert (tmp_path / "a" / "made.txt").exists()
+    stages.run_stages(cfg, tmp_path, "b")  # whole again: reused
+    assert "[a] reusing" in capsys.readouterr().out
+
+
+def test_a_data_file_fixed_in_place_reruns_the_stage_that_reads_it(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    cfg = LabConfig()
+    plain = stages.fingerprint(cfg, ("reward",))
+    cfg.reward.train_data = str(data)
+    named = stages.fingerprint(cfg, ("reward",))
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "c"}\n')  # the same name
+    assert len({plain, named, stages.fingerprint(cfg, ("reward",))}) == 3
+    cfg.reward.train_data = "trl-lib/tldr-preference"  # a hub id: its settings alone
+    assert stages.fingerprint(cfg, ("reward",)) != plain
+    assert stages.fingerprint(LabConfig(), ("reward",)) == plain  # no file: as before

@@ -238,6 +238,36 @@ def test_a_votes_table_without_a_column_names_it(store):
         read_votes(store.path)
 
 
+@pytest.mark.parametrize(
+    ("sql", "words"),
+    [
+        ("winner = 5", r"vote 1, column 'winner': 5 is not the index of one of its 3 models"),
+        ("responses = '[1, 2, 3]'", r"vote 1, column 'responses': expected a list of texts"),
+        ("models = '\"sft\"'", r"vote 1, column 'models': expected a list of names"),
+        ('responses = \'["a", "b"]\'', r"vote 1, 3 models but 2 responses"),
+        ("outcome = 'maybe'", r"vote 1, column 'outcome': expected one of win, tie, both_bad"),
+    ],
+)
+def test_a_vote_row_edited_by_hand_is_named_not_learnt_from(store, sql, words):
+    store.add(vote())
+    with sqlite3.connect(store.path) as conn:
+        for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute(f"UPDATE votes SET {sql}")
+    with pytest.raises(ValueError, match=f"{store.path}: {words}"):
+        read_votes(store.path)  # the round's input: it crashed with an IndexError before
+
+
+def test_a_store_without_its_votes_table_is_refused_untouched(store):
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DROP TABLE votes")
+    before = store.path.read_bytes()
+    for open_it in (VoteStore, read_votes):
+        with pytest.raises(ValueError, match="a vote store without its votes table"):
+            open_it(store.path)
+    assert store.path.read_bytes() == before
+
+
 def test_votes_are_append_only_in_the_file_too(store):
     store.add(vote())
     with sqlite3.connect(store.path) as conn:
