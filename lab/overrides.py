@@ -134,6 +134,36 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+class YamlInt(int):
+    """A YAML integer that remembers how it was written: a text setting keeps `0123` as typed
+    (YAML 1.1 reads it as the octal 83)."""
+
+    text: str
+
+
+class YamlFloat(float):
+    """A YAML float that remembers how it was written (`1.10` stays `1.10` for a text setting)."""
+
+    text: str
+
+
+def _as_written(kind: type, construct):
+    def constructor(loader: yaml.SafeLoader, node: yaml.ScalarNode):
+        value = kind(construct(loader, node))
+        value.text = node.value
+        return value
+
+    return constructor
+
+
+UniqueKeyLoader.add_constructor(
+    "tag:yaml.org,2002:int", _as_written(YamlInt, yaml.SafeLoader.construct_yaml_int)
+)
+UniqueKeyLoader.add_constructor(
+    "tag:yaml.org,2002:float", _as_written(YamlFloat, yaml.SafeLoader.construct_yaml_float)
+)
+
+
 def load_yaml_overrides(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of nested sections and flatten it to dotted keys."""
     try:
@@ -202,11 +232,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if hint is str and isinstance(value, int | float):
-        return str(value)
+        return getattr(value, "text", str(value))  # as written in a YAML file
     if (
         isinstance(hint, type)
         and isinstance(value, hint)
         and not (hint is int and isinstance(value, bool))
     ):
-        return value
+        return int(value) if hint is int else value  # a plain int, not a `YamlInt`
     raise TypeError(f"{key} expects {getattr(hint, '__name__', hint)}, got {value!r}")

@@ -161,3 +161,19 @@ def untrained_pool(folder: Path, num_layers: int = 1):
     for seed, name in enumerate(("sft", "ppo")):
         save_model(build_tiny_llama(cfg, tokenizer, seed), tokenizer, folder / name)
     return ModelPool({name: str(folder / name) for name in ("sft", "ppo")})
+
+
+def measured_again(cfg, run: Path, stage: str) -> dict:
+    """A stage's KL to SFT and reward on the held-out prompts, measured again on its saved
+    model: the yardstick is seeded, so the stage's own metrics must be these numbers."""
+    from lab.evaluation import compute_kl_and_reward
+    from lab.models import load_causal_lm, load_tokenizer
+    from lab.recipes import eval_prompts
+    from lab.reward_sources import load_scorer
+
+    policy = load_causal_lm(str(run / stage / "model"), "float32", "cpu")
+    sft = load_causal_lm(str(run / "sft" / "model"), "float32", "cpu")
+    tokenizer = load_tokenizer(str(run / stage / "model"))
+    scorer = load_scorer("model", run, policy.device)
+    prompts = eval_prompts(cfg, run / "world")
+    return compute_kl_and_reward(policy, sft, tokenizer, None, None, prompts, scorer=scorer)

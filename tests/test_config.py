@@ -129,6 +129,14 @@ def test_a_key_given_twice_in_a_settings_file_is_refused_with_its_line(tmp_path)
     assert (cfg.reward.lr, cfg.reward.epochs, cfg.sft.lr) == (0.001, 2, 0.0003)
 
 
+def test_a_settings_file_keeps_text_as_written(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model:\n  name_or_path: 0123\nsft:\n  lr: 1.10\npretrain:\n  steps: 0x10\n")
+    cfg = load_config("tiny", {}, str(path))
+    assert cfg.model.name_or_path == "0123"  # YAML 1.1 would read the octal 83
+    assert (cfg.sft.lr, cfg.pretrain.steps) == (1.1, 16) and type(cfg.pretrain.steps) is int
+
+
 def test_yaml_file_then_set_wins(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump({"pretrain": {"steps": 7, "lr": 0.01}, "world": {"seed": 4}}))

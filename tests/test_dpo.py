@@ -20,7 +20,7 @@ from lab.reward_model import load_reward_model, score
 from lab.runlog import read_log
 from lab.world import World
 from lab.world.build import FILES
-from tests.conftest import SMALL
+from tests.conftest import SMALL, measured_again
 
 DPO = {"dpo.max_train_pairs": 640, "dpo.logging_steps": 2}  # 20 steps
 
@@ -124,7 +124,10 @@ def test_dpo_keeps_gold_and_reports_it_against_sft(dpo_run, small_cfg):
     assert metrics[M.EVAL_WIN_RATE] > 0.4
     assert sum(metrics[M.DPO_WIN_TIE_LOSS]) == pytest.approx(1.0)
     assert 0.0 < metrics[M.DPO_EVAL_KL] < 5.0
-    assert math.isfinite(metrics[M.DPO_EVAL_REWARD])
+    again = measured_again(load_config("tiny", {**SMALL, **DPO}), run, "dpo")
+    assert metrics[M.DPO_EVAL_KL] == pytest.approx(again["kl"], rel=1e-4)  # each under its name
+    assert metrics[M.DPO_EVAL_REWARD] == pytest.approx(again["reward"], rel=1e-4, abs=1e-5)
+    assert metrics[M.DPO_EVAL_EOS_RATE] == pytest.approx(again["eos_rate"])
 
 
 def test_dpo_saves_a_plain_model(dpo_run):

@@ -175,6 +175,41 @@ def test_few_votes_are_all_trained_on_and_the_result_says_so(
     assert result[M.FEEDBACK_VOTES_ACCURACY_TRAINED] in (0.0, 1.0)
 
 
+def test_each_fold_is_scored_by_a_model_that_never_saw_its_prompts(
+    small_cfg, small_reward_run, tmp_path, monkeypatch
+):
+    votes = [
+        {"prompt": f"Vote prompt {k}: which?", "chosen": f"Answer {k}.", "rejected": f"No {k}."}
+        for k in range(8)
+        for _ in range(3)
+    ]  # 24 pairs on 8 prompts: enough for 3 folds
+    trained, scored = [], []
+
+    def fake_fine_tune(cfg, fb, start, pairs, out_dir, log=None, progress=None):
+        model, tokenizer = feedback.load_reward_model(start)
+        model.call = len(trained)  # which training made this model
+        trained.append({p[0]["content"] for p in pairs["prompt"]})
+        return model, tokenizer
+
+    def recording_agreement(model, tokenizer, pairs):
+        scored.append((getattr(model, "call", None), {p[0]["content"] for p in pairs["prompt"]}))
+        return [True] * len(pairs)
+
+    monkeypatch.setattr(feedback, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(feedback, "agreement", recording_agreement)
+    fb = FeedbackConfig(folds=3)
+    result = retrain_reward(small_cfg, small_reward_run, votes, tmp_path / "out", fb=fb)
+    vote_prompts = {v["prompt"] for v in votes}
+    assert len(trained) == fb.folds + 1  # one model per fold, then one on every vote
+    assert trained[-1] >= vote_prompts and result[M.FEEDBACK_FOLDS] == 3
+    held_out = [(call, prompts) for call, prompts in scored if call is not None and call < fb.folds]
+    assert len(held_out) == fb.folds  # (the final model is scored on what it trained on, apart)
+    for call, prompts in held_out:
+        assert prompts and not prompts & trained[call]  # no leak from the fold into its model
+        assert trained[call] & vote_prompts  # the other folds' votes were trained on
+    assert set().union(*(prompts for _, prompts in held_out)) == vote_prompts
+
+
 # --- rounds: the CLI, the chain of models, errors ----------------------------------------------
 
 

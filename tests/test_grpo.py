@@ -13,7 +13,7 @@ from lab.profiles import load_config
 from lab.reward_model import load_reward_model, score
 from lab.reward_sources import model_scorer
 from lab.runlog import read_log
-from tests.conftest import SMALL
+from tests.conftest import SMALL, measured_again
 from tests.test_dpo import copy_run
 
 # All 200 RL prompts of the small world, 4 per step (8 answers each): 50 steps.
@@ -58,6 +58,9 @@ def test_grpo_raises_the_reward(grpo_run):
     assert rows[0][M.GRPO_KL] == pytest.approx(0.0, abs=1e-3)  # policy == SFT at the start
     assert rows[-1][M.GRPO_KL] > 0.0
     assert 0.0 < metrics[M.GRPO_EVAL_KL] < 20.0
+    again = measured_again(grpo_run[2], run, "grpo")
+    assert metrics[M.GRPO_EVAL_KL] == pytest.approx(again["kl"], rel=1e-4)  # each under its name
+    assert metrics[M.GRPO_EVAL_REWARD] == pytest.approx(again["reward"], rel=1e-4, abs=1e-5)
 
 
 def test_grpo_saves_and_reports_against_sft(grpo_run):

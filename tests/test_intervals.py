@@ -23,6 +23,9 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_data():
     assert hi_l - lo_l < 0.5 * (hi_s - lo_s)  # ~1/sqrt(25) as wide
     assert bootstrap_ci([2.0] * 10) == (2.0, 2.0)  # no spread, no width
     assert bootstrap_ci(small) == bootstrap_ci(small)  # seeded
+    # A 95% interval, not any interval: half-width ≈ 1.96 standard errors of the mean.
+    half = (hi_l - lo_l) / 2
+    assert half == pytest.approx(1.96 * statistics.pstdev(large) / math.sqrt(len(large)), rel=0.1)
 
 
 def test_win_score_counts_ties_as_half():

@@ -176,6 +176,16 @@ def test_bootstrap_interval_narrows_with_more_battles():
     assert width(large) < width(small) / 2  # ≈ 1/4 in theory: 16x the data
 
 
+def test_bootstrap_interval_is_95_percent_wide():
+    """A beats B in 300 of 400: the rating gap's standard error is 1 / sqrt(n p (1 - p)) in
+    natural units, x 400 / ln 10 in Elo; each of two ratings carries half the gap."""
+    table = battles(*[("a", "b", "model_a")] * 300, *[("a", "b", "model_b")] * 100)
+    boot = compute_bootstrap(table, rounds=400, seed=0)
+    se_gap = 400 / math.log(10) / math.sqrt(400 * 0.75 * 0.25)
+    half = (boot["upper"] - boot["lower"]) / 2
+    assert half.tolist() == pytest.approx([1.96 * se_gap / 2] * 2, rel=0.15)
+
+
 def test_bootstrap_survives_a_model_missing_from_some_resamples():
     table = pd.concat([random_battles(n=100), battles(("rare", "m0", "model_a"))])
     boot = compute_bootstrap(table, rounds=50).set_index("model")

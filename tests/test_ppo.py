@@ -7,13 +7,52 @@ import pytest
 import torch
 
 from lab import metrics as M
-from lab.ppo import run_ppo
+from lab.ppo import Rollout, add_advantages, run_ppo
 from lab.ppo_checkpoint import latest_checkpoint, read_samples
 from lab.ppo_models import ActorCritic
 from lab.profiles import load_config
 from lab.responses import response_mask
 from lab.runlog import read_log, read_metrics
 from tests.conftest import SMALL
+
+
+def hand_rollout(seed: int = 0) -> Rollout:
+    """A rollout of 4 responses of 2-6 tokens, made by hand: nothing sampled, nothing scored."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([6, 2, 4, 5])
+    mask = (torch.arange(6) < lengths[:, None]).float()  # (B, R)
+    logprobs = -torch.rand(4, 6, generator=g) * mask
+    return Rollout(
+        prompts=[], texts=[], ids=torch.zeros(4, 8, dtype=torch.long), mask=torch.ones(4, 8),
+        response_mask=mask, has_eos=torch.ones(4, dtype=torch.bool),
+        score=torch.tensor([1.0, -0.5, 2.0, 0.3]), logprobs=logprobs,
+        ref_logprobs=(logprobs - 0.3 * torch.rand(4, 6, generator=g)) * mask,
+        values=torch.randn(4, 6, generator=g) * mask, entropy=torch.zeros(4, 6),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("whiten", [True, False])
+def test_advantages_are_the_score_minus_beta_kl_through_gae_whitened(whiten):
+    cfg = load_config("tiny")
+    cfg.ppo.whiten_advantages, cfg.ppo.gamma, cfg.ppo.lam = whiten, 1.0, 1.0
+    for beta in (0.0, 0.5):
+        r = hand_rollout()
+        add_advantages(r, beta, cfg)
+        mask = r.response_mask.bool()
+        kl = (r.logprobs - r.ref_logprobs) * r.response_mask  # k1, by hand
+        assert torch.allclose(r.kl, kl)
+        # Each response's rewards add up to its score minus beta times its KL ...
+        assert torch.allclose(r.rewards.sum(1), r.score - beta * kl.sum(1), atol=1e-6)
+        # ... and with gamma = lambda = 1 a token's return is the reward still to come.
+        to_come = r.rewards.flip(1).cumsum(1).flip(1)
+        assert torch.allclose(r.returns[mask], to_come[mask], atol=1e-5)
+        raw = r.returns - r.values
+        if whiten:  # whitened over the real tokens only
+            assert abs(r.advantages[mask].mean()) < 1e-5
+            assert r.advantages[mask].std() == pytest.approx(1.0, abs=1e-3)  # unbiased, as TRL
+        else:
+            assert torch.allclose(r.advantages[mask], raw[mask], atol=1e-5)
+        assert not r.advantages[~mask].any()
 
 
 def test_response_mask_stops_at_first_eos():
@@ -40,6 +79,9 @@ def test_ppo_raises_the_reward_with_bounded_kl(ppo_run):
     assert 0.0 < metrics[M.PPO_EVAL_KL] < 10.0
     for r in rows:
         assert 0.8 < r[M.PPO_RATIO] < 1.2  # small steps: the trust region holds
+    # The ratio's mean is ~1 under any step size; the clip fractions show the clip at work.
+    assert any(r[M.PPO_CLIPFRAC] > 0 for r in rows) and all(r[M.PPO_CLIPFRAC] < 0.5 for r in rows)
+    assert any(r[M.PPO_VALUE_CLIPFRAC] > 0 for r in rows)
 
 
 def test_every_metric_is_logged(ppo_run):
@@ -338,6 +380,7 @@ def actor_critic(
         str(run / "sft" / "model"), str(run / "reward" / "model"), lora_r, 8,
         "float32", "cpu", gradient_checkpointing=checkpointing, packed=packed,
     )  # fmt: skip
+    assert ac.packed is (True if packed is None else packed)  # else both cases test one path
     ac.prepare_for_training()
     if moved:
         with torch.no_grad():
@@ -413,19 +456,24 @@ def test_one_lora_ppo_update_moves_every_adapter_and_the_head(small_reward_run):
 
 def test_dropout_is_off_in_every_role(small_reward_run, tmp_path):
     """A model trained with dropout: PPO's ratios and values must not see its noise."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     sft = AutoModelForCausalLM.from_pretrained(small_reward_run / "sft" / "model")
     sft.config.attention_dropout = 0.5
     sft.save_pretrained(tmp_path / "sft")
+    reward = AutoModelForSequenceClassification.from_pretrained(
+        small_reward_run / "reward" / "model"
+    )
+    reward.config.attention_dropout = 0.5  # the value trunk of full mode loads from it
+    reward.save_pretrained(tmp_path / "reward")
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        if (small_reward_run / "sft" / "model" / name).exists():
-            shutil.copy(small_reward_run / "sft" / "model" / name, tmp_path / "sft")
+        for role in ("sft", "reward"):
+            if (small_reward_run / role / "model" / name).exists():
+                shutil.copy(small_reward_run / role / "model" / name, tmp_path / role)
     for lora_r in (0, 4):
         ac = ActorCritic(
-            str(tmp_path / "sft"), str(small_reward_run / "reward" / "model"), lora_r, 8,
-            "float32", "cpu",
-        ).train()  # fmt: skip
+            str(tmp_path / "sft"), str(tmp_path / "reward"), lora_r, 8, "float32", "cpu"
+        ).train()
         mask = torch.ones_like(IDS)
         with torch.no_grad():
             first = ac.response_logits(IDS, mask, 3), ac.values(IDS, mask, 3)
