@@ -47,7 +47,7 @@ from lab.world.tasks import KINDS, MAX_OPERAND
 
 INTRO = """# RLHF Lab arena
 In Compare the same prompt goes to every model with the same seed and decoding settings; a
-Battle draws a seed of its own each time, so Compare cannot tell you who is in it. Vote for the
+Battle samples with a seed of its own each time, so Compare cannot tell you who is in it. Vote for the
 better answer: each vote becomes a `prompt` / `chosen` / `rejected` pair for the reward model."""
 STUDENT_ID_KEY = "rlhf-arena-student"  # the browser's localStorage key for the signed student id
 CONCURRENT_REQUESTS = 64  # events at once: a class battles together and the pool batches them

@@ -45,6 +45,10 @@ MIN_TEMPERATURE = 0.01
 MAX_SEED = 2**32 - 1  # torch.manual_seed overflows above 2**64 - 1; a smaller bound reads better
 ALREADY_VOTED = "You have already voted on these answers: ask again for a new vote."
 ANSWERING = "The answers are still coming: vote once they are complete."
+GREEDY_BATTLE = (
+    "Battles sample: at temperature 0 every answer is fixed, and Compare would show who wrote it. "
+    "Set a temperature above 0."
+)
 MAX_COMPARE = 6  # answers side by side on the Compare tab: base, SFT, PPO, DPO, GRPO, ORPO
 BATTLE_NAMES = ("Model A", "Model B")
 BATTLE_DRAWS = 3  # pairs a battle may draw before it keeps two identical answers
@@ -227,8 +231,7 @@ def ask(
     decoding, problem = parse_decoding(settings)
     problem = check_prompt(prompt) or problem
     if mode == "battle":
-        enough = len(arena.pool.available) >= 2
-        problem = problem or ("" if enough else "The arena needs two working models for a battle.")
+        problem = problem or battle_problem(arena, decoding)
         if decoding is not None:
             decoding = battle_decoding(decoding, arena.rng)
         answers = battle_answers(arena, prompt, decoding, arena.rng)
@@ -306,6 +309,13 @@ def pick_pair(
     pairs = [[a, b] for a in names for b in names if a != b]
     fresh = [p for p in pairs if frozenset(p) not in (avoid or set())]
     return rng.choice(fresh or pairs)
+
+
+def battle_problem(arena: Arena, decoding: DecodingConfig | None) -> str:
+    """What stops a battle that a good prompt and good settings do not ('' if nothing)."""
+    if len(arena.pool.available) < 2:
+        return "The arena needs two working models for a battle."
+    return GREEDY_BATTLE if decoding is not None and decoding.temperature == 0 else ""
 
 
 def battle_decoding(decoding: DecodingConfig, rng: random.Random) -> DecodingConfig:

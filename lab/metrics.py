@@ -121,6 +121,7 @@ EVAL_WIN_RATE = "eval/win_rate"
 STAGE_SECONDS = "time/seconds"
 STAGE_FINGERPRINT = "stage/config_fingerprint"  # the settings a stage ran with (lab.stages)
 STAGE_OUTPUTS = "stage/outputs"  # what a finished stage left for later ones ("model,eval.jsonl")
+STAGE_INPUTS = "stage/input_files"  # the local files its settings named, with digests (JSON text)
 NUM_PARAMS = "model/num_params"
 
 # Stage 6: DPO (per logged step on training pairs; eval_* on the held-out pairs)

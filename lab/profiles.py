@@ -75,6 +75,8 @@ def load_config(
             apply_overrides(cfg, HUB_RECIPES.get(recipe, {}))
     if yaml_file:
         settings = load_yaml_overrides(yaml_file)
+        if settings.get("profile") == profile:  # a file `python -m lab config` printed
+            del settings["profile"]
         check_settable(settings, str(yaml_file))
         apply_overrides(cfg, settings)
     check_settable(overrides or {}, "--set")

@@ -163,14 +163,36 @@ def missing_outputs(out: Path, metrics: dict) -> list[str]:
     return [n for n in metrics.get(M.STAGE_OUTPUTS, "").split(",") if n and not (out / n).exists()]
 
 
+def rerun_reason(stale: bool, missing: list[str], changed: list[str]) -> str:
+    """Why a finished stage must run again ('' if it need not): its settings, what it left for
+    later stages, or a file it read."""
+    if stale:
+        return "settings changed"
+    if missing:
+        return f"{', '.join(missing)} missing"
+    return f"{', '.join(changed)} changed" if changed else ""
+
+
 def fingerprint(cfg: LabConfig, sections: tuple[str, ...]) -> str:
-    """A short hash of the config sections a stage depends on, and of the contents of the
-    local files they name (`reward.train_data=my_pairs.jsonl`): a file fixed in place reruns
-    the stage, as a changed setting does."""
-    data = {s: to_dict(cfg)[s] for s in sections}
-    files = {path: file_digest(path) for path in sorted(local_files(data))}
-    blob = json.dumps({**data, **({"files": files} if files else {})}, sort_keys=True)
+    """A short hash of the config sections a stage depends on."""
+    data = to_dict(cfg)
+    blob = json.dumps({s: data[s] for s in sections}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def input_digests(cfg: LabConfig, sections: tuple[str, ...]) -> str:
+    """The local files the stage's settings name (`reward.train_data=my_pairs.jsonl`) and a
+    digest of each, as JSON text for metrics.json ('' when none)."""
+    data = to_dict(cfg)
+    files = sorted(local_files({s: data[s] for s in sections}))
+    return json.dumps([[path, file_digest(path)] for path in files]) if files else ""
+
+
+def changed_inputs(metrics: dict) -> list[str]:
+    """The files a finished stage read (its `M.STAGE_INPUTS`) that are different now: fixed in
+    place, the stage must run again. A file that is gone (moved, another machine) is no change."""
+    recorded = json.loads(metrics.get(M.STAGE_INPUTS) or "[]")
+    return [p for p, digest in recorded if Path(p).is_file() and file_digest(p) != digest]
 
 
 def local_files(settings: object) -> set[str]:
@@ -183,9 +205,12 @@ def local_files(settings: object) -> set[str]:
 
 
 def file_digest(path: str) -> str:
-    """The sha256 of a file's contents."""
+    """The sha256 of a file's contents, read a MiB at a time."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def run_stages(
@@ -229,8 +254,8 @@ def run_stage(
     barrier()
     done = read_metrics(out) if is_done(out) else None
     stale = done is not None and done.get(M.STAGE_FINGERPRINT) != fp
-    gone = missing_outputs(out, done or {})
-    if done is not None and not (rerun or stale or gone or (force and stage.name == until)):
+    why = rerun_reason(stale, missing_outputs(out, done or {}), changed_inputs(done or {}))
+    if done is not None and not (rerun or why or (force and stage.name == until)):
         print(f"[{stage.name}] reusing {out}")
         results[stage.name] = read_metrics(out)
         return rerun
@@ -242,8 +267,7 @@ def run_stage(
         else:  # an interrupted run's leftovers
             shutil.rmtree(out)
     barrier()
-    why = " (settings changed)" if stale else f" ({', '.join(gone)} missing)" if gone else ""
-    print(f"[{stage.name}] running -> {out}{why}")
+    print(f"[{stage.name}] running -> {out}" + (f" ({why})" if why else ""))
     extra = {"resume": resuming} if stage.resumable else {}
     try:
         ran = stage.run(cfg, run_dir, **extra) if stage.parallel or is_main() else {}
@@ -255,6 +279,8 @@ def run_stage(
     metrics = {**ran, M.STAGE_FINGERPRINT: fp}
     if is_main():
         metrics[M.STAGE_OUTPUTS] = stage_outputs(out)
+        if inputs := input_digests(cfg, stage.depends_on):
+            metrics[M.STAGE_INPUTS] = inputs
         write_json(out / METRICS_FILE, metrics)
         shutil.rmtree(aside, ignore_errors=True)
     barrier()

@@ -23,6 +23,7 @@ from apps.handlers import (
     ALREADY_VOTED,
     ANSWERING,
     BATTLE_DRAWS,
+    GREEDY_BATTLE,
     MAX_COMPARE,
     MAX_SEED,
     REDRAWING,
@@ -538,6 +539,8 @@ def test_a_battle_draws_its_own_seed_so_compare_cannot_unmask_it(tiny_arena):
     ]
     seeds = {session.decoding["seed"] for session in sessions}
     assert len(seeds) == 3 and TINY_SETTINGS[3] not in seeds
+    greedy = (0, *TINY_SETTINGS[1:])  # a seed changes nothing there: refused, not unmaskable
+    assert last(ask(tiny_arena, "battle", PROMPT, [], greedy, new_session()))[-1] == GREEDY_BATTLE
     # The session keeps the seed the answers were sampled with: the battle can be replayed.
     battle = sessions[-1]
     replay = (*TINY_SETTINGS[:3], battle.decoding["seed"])

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from lab.config import LabConfig
-from lab.overrides import apply_overrides, parse_set_args
+from lab.overrides import apply_overrides, parse_set_args, to_dict
 from lab.profiles import GPU, LORA, PROFILES, load_config
 from lab.recipes import RECIPES
 
@@ -98,6 +98,9 @@ def test_an_empty_set_value_is_refused_for_numbers_and_kept_for_text():
 
 
 def test_a_profile_is_chosen_by_name_not_set_as_a_setting(tmp_path):
+    printed = tmp_path / "printed.yaml"  # what `python -m lab config` prints, edited
+    printed.write_text(yaml.safe_dump({**to_dict(load_config("tiny")), "seed": 5}))
+    assert load_config("tiny", {}, str(printed)).seed == 5  # its own profile line is fine
     with pytest.raises(KeyError, match="--set: profile is not a setting: choose a profile with"):
         load_config("tiny", parse_set_args(["profile=qwen2.5-0.5b"]))
     (tmp_path / "mine.yaml").write_text("profile: qwen2.5-0.5b\n")

@@ -10,7 +10,7 @@ from lab import stages
 from lab.config import LabConfig
 
 
-def fake_stages(monkeypatch, fail: set[str]) -> None:
+def fake_stages(monkeypatch, fail: set[str], depends_on: tuple[str, ...] = ("world",)) -> None:
     """Two quick stages, `a` then `b`, each writing a file of the world seed it ran with."""
 
     def make(name: str):
@@ -21,7 +21,7 @@ def fake_stages(monkeypatch, fail: set[str]) -> None:
                 raise RuntimeError(f"{name} broke")
             return {"seed": cfg.world.seed}
 
-        return stages.Stage(name, run, ("world",))
+        return stages.Stage(name, run, depends_on)
 
     monkeypatch.setattr(stages, "STAGES", [make("a"), make("b")])
     monkeypatch.setattr(stages, "STAGE_NAMES", ["a", "b"])
@@ -82,15 +82,22 @@ def test_a_stage_whose_output_is_gone_runs_again_and_so_do_the_stages_after_it(
     assert "[a] reusing" in capsys.readouterr().out
 
 
-def test_a_data_file_fixed_in_place_reruns_the_stage_that_reads_it(tmp_path):
+def test_a_data_file_fixed_in_place_reruns_the_stage_that_reads_it(monkeypatch, tmp_path, capsys):
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
-    cfg = LabConfig()
+    fake_stages(monkeypatch, fail=set(), depends_on=("reward",))
+    cfg, run = LabConfig(), tmp_path / "run"
     plain = stages.fingerprint(cfg, ("reward",))
     cfg.reward.train_data = str(data)
-    named = stages.fingerprint(cfg, ("reward",))
-    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "c"}\n')  # the same name
-    assert len({plain, named, stages.fingerprint(cfg, ("reward",))}) == 3
-    cfg.reward.train_data = "trl-lib/tldr-preference"  # a hub id: its settings alone
-    assert stages.fingerprint(cfg, ("reward",)) != plain
-    assert stages.fingerprint(LabConfig(), ("reward",)) == plain  # no file: as before
+    stages.run_stages(cfg, run, "b")
+    stages.run_stages(cfg, run, "b")
+    assert "[a] reusing" in capsys.readouterr().out
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "c"}\n')  # fixed, same name
+    stages.run_stages(cfg, run, "b")
+    out = capsys.readouterr().out
+    assert f"[a] running -> {run / 'a'} ({data} changed)" in out and "[b] running" in out
+    data.unlink()  # moved away, or the run copied to another machine: no change to rerun for
+    stages.run_stages(cfg, run, "b")
+    assert "[a] reusing" in capsys.readouterr().out
+    cfg.reward.train_data = ""
+    assert stages.fingerprint(cfg, ("reward",)) == plain  # the settings alone, as before
