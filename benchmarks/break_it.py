@@ -19,7 +19,7 @@ from lab import exercises as ex
 from lab.config import LabConfig
 from lab.profiles import PROFILES, load_config
 from lab.runlog import read_log
-from lab.stages import run_stages, run_variant
+from lab.stages import run_stages, run_variant, settings_of
 
 
 def tiny_reward_data(cfg: LabConfig, run: Path) -> bool:
@@ -70,10 +70,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="tiny", choices=list(PROFILES))
     parser.add_argument("--run", type=Path, default=None, help="base run (default runs/<profile>)")
-    parser.add_argument("--only", nargs="*", choices=list(EXERCISES), default=list(EXERCISES))
+    parser.add_argument("--only", nargs="+", choices=list(EXERCISES), default=list(EXERCISES))
     args = parser.parse_args()
-    cfg = load_config(args.profile)
     run = args.run or Path("runs") / args.profile
+    cfg = settings_of(run, load_config(args.profile))  # the run's own settings, if it has some
     run_stages(cfg, run, "ppo")
     verdicts = {}
     for name in args.only:

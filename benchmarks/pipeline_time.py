@@ -18,7 +18,7 @@ import torch
 
 from lab.overrides import parse_set_args
 from lab.profiles import PROFILES, load_config
-from lab.stages import STAGE_NAMES, run_stages
+from lab.stages import last_stage, run_stages
 from lab.summary import format_summary, summarize
 
 TARGET_S = 300
@@ -30,13 +30,16 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, default=None, help="keep the run here (must be empty)")
     args = parser.parse_args()
-    cfg = load_config(args.profile, parse_set_args(args.overrides))
+    try:
+        cfg = load_config(args.profile, parse_set_args(args.overrides))
+    except (KeyError, TypeError, ValueError) as err:
+        parser.error(str(err.args[0]) if isinstance(err, KeyError) else str(err))
     if args.out and args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"{args.out} is not empty: the benchmark times a run from scratch")
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.out or Path(tmp) / args.profile
         start = time.perf_counter()
-        run_stages(cfg, run_dir, until=STAGE_NAMES[-1])
+        run_stages(cfg, run_dir, until=last_stage(cfg))  # what `lab pipeline` runs
         wall = time.perf_counter() - start
         print("\n" + format_summary(summarize(run_dir)))
     verdict = "meets" if wall < TARGET_S else "misses"

@@ -114,6 +114,8 @@ def load_models(args, p, device, folder: Path):
         prompts = [[{"role": "user", "content": f"What is {i} plus {i + 1}?"}] for i in range(99)]
     ac = ActorCritic(str(sft), str(reward), p.lora_r, p.lora_alpha, "float32", device)
     rm = LlamaForSequenceClassification.from_pretrained(reward).to(device).eval()
+    if len(prompts) < p.batch_size:  # samples/s would count answers that were never generated
+        raise SystemExit(f"--batch-size {p.batch_size}: only {len(prompts)} prompts to batch")
     return ac, model_scorer(rm, tokenizer), tokenizer, prompts[: p.batch_size]
 
 
@@ -182,6 +184,11 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=3, help="timed updates (after one warm-up)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    for name in ("batch_size", "mini_batch_size", "response_length", "ppo_epochs", "updates"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
+    if args.lora_r < 0:
+        parser.error(f"--lora-r must be 0 (full fine-tuning) or more, got {args.lora_r}")
 
     cfg = LabConfig()
     p = cfg.ppo

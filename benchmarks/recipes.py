@@ -19,7 +19,8 @@ from pathlib import Path
 
 from lab import metrics as M
 from lab.profiles import load_config
-from lab.stages import run_stages
+from lab.recipes import RECIPES
+from lab.stages import run_stages, settings_of
 
 TARGETS = (
     "sentiment: P(positive) +0.2; detox: rude+unsafe per answer halved, garbled not up; "
@@ -62,9 +63,12 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("runs/tiny"), help="shared stages")
     parser.add_argument("--recipes", default="sentiment,detox")
     args = parser.parse_args()
-    run_stages(load_config("tiny"), args.run, until="pretrain")  # reused when done
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if unknown := [r for r in recipes if r not in RECIPES]:
+        parser.error(f"--recipes: unknown recipe {unknown[0]!r}; recipes: {', '.join(RECIPES)}")
+    run_stages(settings_of(args.run, load_config("tiny")), args.run, until="pretrain")  # reused
     lines = [f"targets: {TARGETS}"]
-    for recipe in args.recipes.split(","):
+    for recipe in recipes:
         out = args.run.parent / f"{args.run.name}+{recipe}"
         metrics, seconds = run_recipe(recipe, args.run, out)
         lines += report(recipe, metrics, seconds)

@@ -231,6 +231,10 @@ def print_plan(cfg, gpu: str, gpu_mem: str | None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (OSError, AttributeError) as err:  # a folder the planner cannot read as a Llama-like
+        model = cfg.model.name_or_path or "the tiny Llama"
+        print(f"error: cannot plan for {model}: {one_line(err)}", file=sys.stderr)
+        return 2
     name = cfg.model.name_or_path or "tiny Llama"
     title = f"{cfg.profile} ({name}, {cfg.model.dtype}) on {gpu}, {gb:g} GB"
     print(format_plan(cfg, plans, title, gb, plan_notes(cfg, gpu)))

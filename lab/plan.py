@@ -24,6 +24,8 @@ from lab.plan_memory import (
     kv_cache_bytes,
     matmul_params,
 )
+from lab.stages import STAGES as PIPELINE
+from lab.stages import wanted
 
 STAGES = ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "orpo")
 CUDA_CONTEXT_GB = 0.75  # CUDA context and kernels: on the card, outside the allocator
@@ -106,7 +108,8 @@ def stage_work(cfg: LabConfig, s: Setup) -> Work:
         n = p.updates * p.batch_size * seq  # rollout: policy, reference, value, reward model
         return Work(2 * p.ppo_epochs * n, 4 * n, p.updates * p.max_new_tokens, p.batch_size)
     g = cfg.grpo
-    n = g.max_prompts * g.num_generations * g.epochs
+    prompts = g.max_prompts or cfg.world.n_ppo_prompts  # 0: every RL prompt (the world's count)
+    n = prompts * g.num_generations * g.epochs
     return Work(n * seq, 2 * n * seq, n / g.batch_size * g.max_completion_length, g.batch_size)
 
 
@@ -211,16 +214,20 @@ def candidates(s: Setup) -> list[Setup]:
     levels.append({"checkpointing": True, "lora_r": lora})
     if s.stage == "pretrain":  # the lab's pretraining loop has no checkpointing switch
         levels = [{}, {"lora_r": lora}]
+    # Micro-batches that divide the effective batch exactly: `grad_accum` must divide
+    # `batch_size` (`trainers.trainer_args` refuses the rest), and the effective batch is kept.
+    effective = s.batch * s.accum
+    micro = [b for b in range(s.batch, 0, -1) if effective % b == 0]
     out = []
     for level in levels:
-        batch = s.batch
-        while batch >= 1:
-            rollout = max(1, s.rollout_batch * batch // s.batch) if s.rollout_batch else 0
-            accum = s.accum * s.batch // batch
+        for batch in micro:
+            rollout = s.rollout_batch
+            if s.stage == "ppo" and rollout:  # PPO's rollout shrinks with its mini-batch;
+                rollout = max(1, rollout * batch // s.batch)  # GRPO's is its effective batch
+            accum = effective // batch
             out.append(
                 dataclasses.replace(s, **level, batch=batch, accum=accum, rollout_batch=rollout)
             )
-            batch //= 2
     return out[1:]  # the first is `s` itself
 
 
@@ -243,7 +250,9 @@ def compute_plan(cfg: LabConfig, gpu_name: str, gpu_gb: float | None = None) -> 
     if gpu_name not in GPUS:
         raise ValueError(f"unknown GPU {gpu_name!r}; choose one of: {', '.join(GPUS)}")
     gpu, a = GPUS[gpu_name], load_arch(cfg)
-    stages = STAGES if not cfg.model.name_or_path else STAGES[1:]
+    pipeline = {stage.name: stage for stage in PIPELINE}
+    stages = [st for st in STAGES if wanted(cfg, pipeline[st], until="")]  # as `lab pipeline`
+    stages = stages if not cfg.model.name_or_path else [st for st in stages if st != "pretrain"]
     return [
         plan_stage(a, cfg, st, gpu, gpu.memory_gb if gpu_gb is None else gpu_gb) for st in stages
     ]

@@ -288,6 +288,12 @@ def run_stage(
     return True
 
 
+def settings_of(run_dir: Path, default: LabConfig) -> LabConfig:
+    """The settings a run was made with, or `default` for a run not made yet: a script that
+    reuses a run's stages must not rewrite its config.json with other settings (nor rerun them)."""
+    return load_run_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else default
+
+
 def load_run_config(run_dir: Path) -> LabConfig:
     """The settings a run folder was last made with (written by `run_stages`)."""
     path = run_dir / CONFIG_FILE

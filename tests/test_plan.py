@@ -206,3 +206,19 @@ def test_a_stage_that_fails_on_its_input_says_so_in_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error: ") and "Not a directory" in err[0] and len(err) == 2
     assert "LAB_TRACEBACK=1" in err[1]
+
+
+def test_proposals_keep_the_effective_batch_and_only_stages_that_run():
+    cfg = load_config("smollm2-135m", {"sft.batch_size": 100, "sft.grad_accum": 1})
+    plans = {p.setup.stage: p for p in compute_plan(cfg, "T4", 2.5)}
+    sft = plans["sft"].proposal
+    assert sft is not None and 100 % sft.accum == 0 and sft.batch * sft.accum == 100  # accepted
+    assert plans["grpo"].setup.rollout_batch == cfg.grpo.batch_size
+    recipe = [p.setup.stage for p in compute_plan(load_config("tiny+sentiment"), "T4")]
+    assert recipe == ["pretrain", "ppo"]  # what `lab pipeline` runs for it
+    every_prompt = load_config("tiny", {"grpo.max_prompts": 0})  # 0 = every RL prompt, not none
+    grpo = {p.setup.stage: p for p in compute_plan(every_prompt, "T4")}["grpo"]
+    assert (
+        grpo.seconds
+        > {p.setup.stage: p for p in compute_plan(load_config("tiny"), "T4")}["grpo"].seconds
+    )

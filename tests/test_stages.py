@@ -101,3 +101,13 @@ def test_a_data_file_fixed_in_place_reruns_the_stage_that_reads_it(monkeypatch, 
     assert "[a] reusing" in capsys.readouterr().out
     cfg.reward.train_data = ""
     assert stages.fingerprint(cfg, ("reward",)) == plain  # the settings alone, as before
+
+
+def test_a_script_reusing_a_run_takes_the_runs_own_settings(monkeypatch, tmp_path):
+    fake_stages(monkeypatch, fail=set())
+    made = LabConfig()
+    made.world.seed = 9
+    stages.run_stages(made, tmp_path, "b")
+    defaults = LabConfig()
+    assert stages.settings_of(tmp_path, defaults).world.seed == 9  # not the defaults' 0
+    assert stages.settings_of(tmp_path / "new", defaults) is defaults
