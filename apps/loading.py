@@ -15,16 +15,7 @@ from apps.handlers import Arena
 from apps.pool import RUN_REWARD, ModelPool, find_run_models
 from apps.votes import VoteStore
 from lab import recipes
-from lab.config import LabConfig
-from lab.stages import load_run_config
-
-
-def run_config(run_dir: Path) -> LabConfig | None:
-    """The run's settings, or None for a folder the pipeline did not write."""
-    try:
-        return load_run_config(run_dir)
-    except FileNotFoundError:
-        return None
+from lab.stages import settings_of
 
 
 def open_store(db: Path) -> VoteStore:
@@ -50,7 +41,7 @@ def load_arena(
             )
         reward = run_dir / RUN_REWARD if run_dir else None
         pool = ModelPool(sources, str(reward) if reward and reward.is_dir() else None)
-        cfg = run_config(run_dir) if run_dir else None
+        cfg = settings_of(run_dir, None) if run_dir else None  # None: not a pipeline run
         world = recipes.gold_judge(cfg) if cfg else None  # the tiny world's judge, if its data
     except BaseException:
         store.remove_if_unused()  # an arena that never started leaves no empty database behind

@@ -288,9 +288,9 @@ def run_stage(
     return True
 
 
-def settings_of(run_dir: Path, default: LabConfig) -> LabConfig:
-    """The settings a run was made with, or `default` for a run not made yet: a script that
-    reuses a run's stages must not rewrite its config.json with other settings (nor rerun them)."""
+def settings_of(run_dir: Path, default: LabConfig | None) -> LabConfig | None:
+    """The settings a run was made with, or `default` for a folder the pipeline did not write:
+    a script that reuses a run's stages must not rewrite its config.json with other settings."""
     return load_run_config(run_dir) if (run_dir / CONFIG_FILE).is_file() else default
 
 
