@@ -8,7 +8,7 @@ stage does not fit, the nearest setting that does is proposed as `--set` lines.
 from __future__ import annotations
 
 import dataclasses
-import math
+import re
 from dataclasses import dataclass
 
 from lab.config import LabConfig
@@ -323,15 +323,17 @@ def format_time(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(gb|g|gib|gi)?", re.IGNORECASE)
+"""A memory size: a number, then GB or G (10^9 bytes) or GiB or Gi (2^30 bytes), or nothing (GB)."""
+
+
 def parse_gb(text: str) -> float:
     """`16GB`, `16`, `16 GiB` -> gigabytes."""
-    t = text.strip().lower().replace(" ", "")
-    scale = 1.073741824 if t.endswith(("gib", "gi")) else 1.0
-    number = t.rstrip("gib").rstrip("b")
-    try:
-        gb = float(number) * scale
-    except ValueError:
-        raise ValueError(f"--gpu-mem expects a size like 16GB, got {text!r}") from None
-    if not math.isfinite(gb) or gb <= 0:
+    size = SIZE.fullmatch(text.strip())
+    if size is None:
+        raise ValueError(f"--gpu-mem expects a size like 16GB or 16GiB, got {text!r}")
+    number, unit = size.groups()
+    gb = float(number) * (1.073741824 if (unit or "").lower().startswith("gi") else 1.0)
+    if gb <= 0:
         raise ValueError(f"--gpu-mem expects a size above 0 GB, got {text!r}")
     return gb

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from lab.config import LabConfig
-from lab.overrides import apply_overrides, parse_set_args, to_dict
+from lab.overrides import CHOICES, apply_overrides, parse_set_args, to_dict
 from lab.profiles import GPU, LORA, PROFILES, load_config
 from lab.recipes import RECIPES
 
@@ -74,11 +74,23 @@ def test_set_args_are_read_for_their_settings_type():
         ({"ppo.policy": "xyz"}, ValueError, "ppo.policy must be one of sft, base"),
         ({"ppo.reward": "foo"}, ValueError, "ppo.reward must be model, function:module.name or"),
         ({"grpo.reward": "function:"}, ValueError, "grpo.reward must be model"),
+        ({"dpo.loss_type": "sigmod"}, ValueError, "dpo.loss_type must be one of sigmoid, hinge"),
+        ({"grpo.loss_type": "sigmoid"}, ValueError, "grpo.loss_type must be one of dapo, grpo"),
     ],
 )
 def test_bad_overrides_name_the_field(overrides, error, words):
     with pytest.raises(error, match=words):
         apply_overrides(LabConfig(), overrides)
+
+
+def test_the_loss_choices_are_losses_trl_documents():
+    from trl import DPOConfig, GRPOConfig
+
+    for section, config in (("dpo", DPOConfig), ("grpo", GRPOConfig)):
+        help_text = config.__dataclass_fields__["loss_type"].metadata["help"]
+        for choice in CHOICES[f"{section}.loss_type"]:
+            assert f"'{choice}'" in help_text or f'"{choice}"' in help_text, (section, choice)
+            apply_overrides(LabConfig(), {f"{section}.loss_type": choice})
 
 
 def test_bad_set_syntax():

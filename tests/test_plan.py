@@ -140,8 +140,13 @@ def test_parse_gb():
     assert parse_gb("16GB") == 16
     assert parse_gb("24") == 24
     assert parse_gb("16GiB") == pytest.approx(17.18, abs=0.01)
-    with pytest.raises(ValueError, match="16GB"):
-        parse_gb("lots")
+    assert parse_gb(" 8 gb ") == parse_gb("8G") == 8 and parse_gb("0.5") == 0.5
+    assert parse_gb("80gi") == pytest.approx(85.9, abs=0.01)
+    for bad in ("lots", "16MB", "16bg", "16gigi", "16ib", "inf", "nan", "-4GB", "GB", ""):
+        with pytest.raises(ValueError, match="--gpu-mem expects a size like 16GB"):
+            parse_gb(bad)
+    with pytest.raises(ValueError, match="above 0 GB, got '0GB'"):
+        parse_gb("0GB")
 
 
 def test_cli_plan_tiny(capsys):
