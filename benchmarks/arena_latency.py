@@ -29,7 +29,7 @@ from apps.arena import build_app
 from apps.guard import Classroom
 from apps.loading import load_arena
 from lab.models import load_tokenizer
-from lab.twins import make_twin
+from lab.twins import TWINS, make_twin
 
 SETTINGS = (0.7, 1.0, 64, 0)  # temperature, top-p, max tokens, seed
 TARGET = 2.0  # p95 with the class at once / p95 of one student alone
@@ -94,6 +94,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="queue workers per event")
     parser.add_argument("--twin", help="serve two random twins of this hub model (lab.twins)")
     args = parser.parse_args()
+    for name in ("clients", "rounds", "concurrency"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be 1 or more, got {getattr(args, name)}")
+    if args.alone < 2:  # a percentile needs two battles
+        parser.error(f"--alone must be 2 or more (a p95 needs two battles), got {args.alone}")
+    if args.clients * args.rounds < 2:
+        parser.error(
+            f"--clients x --rounds must be 2 or more battles (a p95 needs two), "
+            f"got {args.clients} x {args.rounds}"
+        )
+    if args.twin and args.twin not in TWINS:
+        parser.error(f"--twin: no twin of {args.twin!r}; twins: {', '.join(TWINS)}")
+    if not args.run.is_dir():
+        parser.error(f"--run {args.run}: no such folder (make pipeline writes runs/tiny)")
 
     folder = Path(tempfile.mkdtemp())
     run, models = args.run, {}

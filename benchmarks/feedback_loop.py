@@ -49,6 +49,7 @@ import pandas as pd
 from apps.loading import load_arena
 from apps.simulate import simulate_votes
 from lab import metrics as M
+from lab.config import LabConfig
 from lab.evaluation import EVAL_DECODING
 from lab.feedback import FeedbackConfig
 from lab.feedback_round import current_models, feedback_round
@@ -61,8 +62,10 @@ from lab.group_compare import (
 )
 from lab.intervals import wilson_interval
 from lab.leaderboard import compute_model_counts
+from lab.overrides import apply_overrides, parse_set_args
 from lab.reward_model import load_reward_model
 from lab.reward_model import score as rm_score
+from lab.stages import CONFIG_FILE
 from lab.votes_db import pairs_to_battles, to_preferences
 from lab.world.judge import classify, score, split_sentences
 from lab.world.tastes import compute_style_only_pairs, taste_weights
@@ -77,6 +80,12 @@ TARGETS = (
     "agreement >= 0.80 or ceiling - 0.05; gold loss <= 0.03; polite+filler -50%; length -20%; "
     "credit drop <= 0.05; new beats old on >= 70% of prompts"
 )
+
+
+def one_line(err: Exception) -> str:
+    """An error's message as one line (a KeyError's without its quotes)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return text.splitlines()[0] if text.strip() else type(err).__name__
 
 
 def noise_ceiling(world, pairs: list[dict], taste: str) -> float:
@@ -246,25 +255,37 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error(f"--samples: at least 1 answer per prompt, got {args.samples}")
+    if args.votes < 1:
+        parser.error(f"--votes: at least 1 vote, got {args.votes}")
+    for flag, items in (("--set", args.set), ("--ppo", args.ppo)):
+        for item in items:
+            if not item.partition("=")[1] or not item.partition("=")[0].strip():
+                parser.error(f"{flag}: expected FIELD=VALUE, got {item!r}")
     fb = FeedbackConfig(samples=args.samples)  # the round measures both policies
-    for item in args.set:
-        key, value = item.split("=", 1)
-        kind = type(getattr(fb, key))
-        if kind is bool and value.lower() not in ("1", "true", "yes", "0", "false", "no"):
-            parser.error(f"--set {key}: true or false, not {value!r}")
-        typed = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-        fb = dataclasses.replace(fb, **{key: typed})
+    ppo_values = parse_set_args(args.ppo)
+    if "kl_coef" in ppo_values:  # the round's beta is FeedbackConfig's, not the profile's
+        parser.error("the round's beta is --set ppo_kl_coef=B, not --ppo kl_coef=B")
+    checked = LabConfig()  # the --ppo values, read and checked before any model loads
+    for flag, target, values in (
+        ("--set", fb, parse_set_args(args.set)),
+        ("--ppo", checked, {f"ppo.{key}": value for key, value in ppo_values.items()}),
+    ):
+        try:
+            apply_overrides(target, values)
+        except (KeyError, TypeError, ValueError) as err:
+            parser.error(f"{flag}: {one_line(err)}")
+    if not args.run.is_dir():
+        parser.error(f"--run {args.run}: no such folder (make pipeline writes runs/tiny)")
+    if not (args.run / CONFIG_FILE).is_file():
+        parser.error(f"--run {args.run}: not a pipeline run (no {CONFIG_FILE})")
     print(f"{fb}")
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"  # a copy: the run itself stays clean
         shutil.copytree(args.run, run, ignore=shutil.ignore_patterns("checkpoints", "feedback"))
         arena = load_arena(run, {}, Path(tmp) / "votes.sqlite")
-        ppo = arena.cfg.ppo
-        for item in args.ppo:
-            key, value = item.split("=", 1)
-            if key == "kl_coef":  # the round's beta is FeedbackConfig's, not the profile's
-                parser.error("the round's beta is --set ppo_kl_coef=B, not --ppo kl_coef=B")
-            ppo = dataclasses.replace(ppo, **{key: type(getattr(ppo, key))(value)})
+        ppo = dataclasses.replace(
+            arena.cfg.ppo, **{key: getattr(checked.ppo, key) for key in ppo_values}
+        )
         arena.cfg = dataclasses.replace(arena.cfg, ppo=ppo)
         tastes = ["terse", "warm"] if args.groups else ["terse"]
         t0 = time.perf_counter()

@@ -286,6 +286,13 @@ def run_case(twin: str, case: str, device: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def twin_names() -> list[str]:
+    """Every hub model with an architecture twin (`lab.twins.TWINS`)."""
+    from lab.twins import TWINS
+
+    return list(TWINS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--twins", nargs="*", default=list(DEFAULT_CASES))
@@ -296,6 +303,13 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(*args.child, args.device)))
         return
+    if unknown := [c for c in args.cases or [] if c not in CASES]:
+        parser.error(f"--cases: unknown case {unknown[0]!r}; cases: {', '.join(CASES)}")
+    known = twin_names() if args.cases else list(DEFAULT_CASES)  # without --cases: its defaults
+    if not args.twins:
+        parser.error(f"--twins: at least one twin; twins: {', '.join(known)}")
+    if unknown := [t for t in args.twins if t not in known]:
+        parser.error(f"--twins: no twin {unknown[0]!r} to measure; twins: {', '.join(known)}")
     print(f"batch {BATCH} x seq {SEQ} (PPO: {PPO}), float32, {args.device}")
     print(
         f"{'twin':28} {'case':9} {'seq':>4} {'planned GB':>10} {'measured GB':>11} {'error':>7}  time"

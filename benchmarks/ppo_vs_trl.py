@@ -74,6 +74,7 @@ target rather than clear of it. The same RM scores and gold as the commit before
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import resource
@@ -98,7 +99,7 @@ from transformers import (
 
 import lab.ppo
 import lab.recipes
-from lab.config import PPOStageConfig
+from lab.config import LabConfig, PPOStageConfig
 from lab.data import load_prompts
 from lab.evaluation import evaluate_model
 from lab.models import load_tokenizer
@@ -348,6 +349,51 @@ def print_table(rows: dict[str, dict], title: str) -> None:
         print(f"{name:<30}" + "".join(f"{c:>12}" for c in cells))
 
 
+def one_line(err: Exception) -> str:
+    """An error's message as one line (a KeyError's without its quotes)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return text.splitlines()[0] if text.strip() else type(err).__name__
+
+
+def trl_version(folder: str) -> str | None:
+    """The version of TRL installed in `folder` (`pip install --target`), None if none is."""
+    if not (Path(folder) / "trl" / "__init__.py").is_file():
+        return None
+    found = importlib.metadata.distributions(name="trl", path=[folder])
+    return next((d.version for d in found), None)
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse settings neither side can run, with one line naming the flag, before any work."""
+    counts = ("updates", "batch_size", "response_length", "ppo_epochs", "mini_batches", "repeats")
+    for name in counts:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
+    if args.batch_size % args.mini_batches:
+        parser.error(
+            f"--batch-size {args.batch_size} must be divisible by --mini-batches {args.mini_batches}"
+        )
+    if args.lora_r < 0:
+        parser.error(f"--lora-r must be 0 (full fine-tuning) or more, got {args.lora_r}")
+    for item in args.lab_set:
+        if not item.partition("=")[1] or not item.partition("=")[0].strip():
+            parser.error(f"--lab-set: expected key=value, got {item!r}")
+    try:
+        apply_overrides(LabConfig(), parse_set_args(args.lab_set))  # as the lab's side will
+    except (KeyError, TypeError, ValueError) as err:
+        parser.error(f"--lab-set: {one_line(err)}")
+    if args.baseline and not (args.baseline / "lab" / "ppo.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a copy of the lab (no lab/ppo.py)")
+    if (version := trl_version(args.trl_path)) != "1.12.0":
+        found = f"found TRL {version}" if version else "no TRL there"
+        parser.error(
+            f"--trl-path {args.trl_path}: the folder does not hold TRL 1.12 ({found}); install "
+            f"it with: .venv/bin/pip install --no-deps --target {args.trl_path} trl==1.12.0"
+        )
+    if args.keep and args.keep.exists() and not args.keep.is_dir():
+        parser.error(f"--keep {args.keep}: a file, not a folder")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=["tiny", "smollm2-135m"], default="tiny")
@@ -374,6 +420,7 @@ def main() -> None:
         result = (run_lab if args.worker == "lab" else run_trl)(s, args.run_dir)
         (args.run_dir / "result.json").write_text(json.dumps(result))
         return
+    check_args(parser, args)
 
     shared = {f.name: getattr(args, f.name) for f in fields(Settings) if f.name != "lora_r"}
     r = args.lora_r if args.shape != "tiny" else 0

@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    for name in ("steps", "batch_size", "seq_len", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more, got {getattr(args, name)}")
     torch.set_num_threads(args.threads)
 
     tokenizer = train_tokenizer(
