@@ -38,6 +38,9 @@ def test_agreement():
     seven = pd.DataFrame({"gold_chosen": [1.0] * 3 + [0.0] * 4, "gold_rejected": [0.0] * 7})
     with pytest.raises(AssertionError, match="looks rounded"):  # 3/7 typed in as 0.4286
         ex.check_agreement(seven, 0.4286)
+    for typed in (0.43, 0.429, 0.4):  # rounded to fewer decimals: still typed in
+        with pytest.raises(AssertionError, match="looks rounded"):
+            ex.check_agreement(seven, typed)
     assert ex.check_agreement(seven, 3 / 7)
 
 
@@ -50,8 +53,14 @@ def test_template_overhead():
 
 def test_perplexity():
     assert ex.check_perplexity(1.0, math.e)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="nats"):
         ex.check_perplexity(1.0, 1.0)
+    with pytest.raises(AssertionError, match="looks rounded"):  # e^0.734 = 2.0834
+        ex.check_perplexity(0.734, 2.08)
+    for not_a_number in ([math.e, 1.0], "e"):
+        with pytest.raises(AssertionError, match="not one number"):
+            ex.check_perplexity(1.0, not_a_number)
+    assert ex.check_perplexity(1.0, None) is False
 
 
 def test_win_rate():
@@ -160,8 +169,13 @@ def test_kl_budget():
     gold = [0.0, 0.5, 1.0, 1.5, 2.0, 1.5, 1.0, 0.5, 0.0, -0.5]
     log = _log(**{"ppo/gold": gold, "ppo/kl": [0.5 * i for i in range(10)]})
     assert ex.check_kl_budget(log, 2.0, window=3)
-    with pytest.raises(AssertionError, match="Hint"):
-        ex.check_kl_budget(log, 4.5, window=3)
+    assert ex.check_kl_budget(log, 1.5, window=3)  # a neighbour of the peak: a fair reading
+    for wrong in (4.5, 0.0, log[0]["ppo/kl"], 3.5):  # far off, no drift, the first update
+        with pytest.raises(AssertionError, match="Hint") as error:
+            ex.check_kl_budget(log, wrong, window=3)
+        assert "to" not in str(error.value).split("Hint")[0], "the message gives a range away"
+    with pytest.raises(AssertionError, match="not one number"):  # a Series of two runs
+        ex.check_kl_budget(log, pd.Series([2.0, 0.5]), window=3)
     assert ex.check_kl_budget(log, None) is False
 
 
@@ -187,7 +201,25 @@ def test_group_advantages():
     for wrong in (no_epsilon, median):
         with pytest.raises(AssertionError, match="epsilon"):
             ex.check_group_advantages(wrong)
+
+    def no_return(rs):
+        [r - statistics.mean(rs) for r in rs]
+
+    def tensor_maths(rs):  # a list has no .mean()
+        return (rs - rs.mean()) / (rs.std() + 1e-4)
+
+    for wrong in (no_return, tensor_maths, lambda rs: 0.0):
+        with pytest.raises(AssertionError, match="one advantage per reward"):
+            ex.check_group_advantages(wrong)
     assert ex.check_group_advantages(None) is False
+
+
+def test_tone_reward_names_an_answer_that_is_not_a_list():
+    for wrong in (lambda prompts, completions: None, lambda prompts, completions: 1.0):
+        with pytest.raises(AssertionError, match="one number per completion"):
+            ex.check_tone_reward(wrong)
+    with pytest.raises(AssertionError, match="1 rewards for 6 completions"):
+        ex.check_tone_reward(lambda prompts, completions: [0.0])
 
 
 # Each worked solution's inputs (what the notebook has at that point), its check, a wrong answer.
