@@ -21,16 +21,17 @@ from lab import metrics as M
 from lab.leaderboard import (
     MIN_BATTLES,
     MIN_MODEL_BATTLES,
-    compute_annotator_agreement,
     compute_battles,
     compute_bt,
+    compute_groups,
     compute_model_counts,
     compute_outcome_counts,
     compute_pairs_met,
     compute_ranking,
+    compute_repeat_agreement,
     compute_win_matrix,
 )
-from lab.plots import plot_curves, plot_leaderboard, plot_win_matrix
+from lab.plots import format_bound, plot_curves, plot_leaderboard, plot_win_matrix
 from lab.reward_model import pair_accuracy, score
 from lab.runlog import LOG_FILE, read_log
 from lab.style_control import (
@@ -52,6 +53,7 @@ DASHBOARD = {
 }
 T = TypeVar("T")
 ELO_PER_NAT = 400 / math.log(10)  # a log-odds of 1 on the leaderboard's Elo scale
+REPEAT_AGREEMENT = "votes agree on a repeated prompt and model pair (answers re-sampled)"
 VOTE_COLUMNS = ["id", "time", "annotator", "mode", "prompt", "models", "outcome", "winner"]
 
 
@@ -110,20 +112,22 @@ def build_style_leaderboard(votes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     table["raw rating"] = table["model"].map(raw)
     table["style effect"] = table["raw rating"] - table["rating"]
     shown = table.rename(columns={"votes": "battles"})
-    columns = ["rating", "lower", "upper", "raw rating", "style effect"]
+    columns = ["rating", "raw rating", "style effect"]
     shown[columns] = shown[columns].round().astype(int)
-    return shown, format_coefficients(coefficients), style_message(coefficients)
+    message = style_message(coefficients) + groups_line(compute_groups(battles))
+    return format_bounds(shown), format_coefficients(coefficients), message
 
 
 def format_coefficients(coefficients: pd.DataFrame) -> pd.DataFrame:
-    """Each style feature's weight in log-odds and in Elo points, with what it means."""
-    shown = coefficients.copy()
-    shown["Elo points"] = shown["beta"] * ELO_PER_NAT
+    """Each style feature's weight and 95% interval, in log-odds and in Elo, and its meaning."""
+    shown = coefficients.rename(columns={"lower": "beta lower", "upper": "beta upper"})
+    for elo, beta in [("Elo points", "beta"), ("Elo lower", "lower"), ("Elo upper", "upper")]:
+        shown[elo] = (coefficients[beta] * ELO_PER_NAT).round()
     shown["meaning"] = [
         style_meaning(row.feature, row.beta, row.lower, row.upper)
         for row in coefficients.itertuples(index=False)
     ]
-    return shown.round({"beta": 2, "lower": 2, "upper": 2, "Elo points": 0})
+    return shown.round({"beta": 2, "beta lower": 2, "beta upper": 2})
 
 
 def style_meaning(feature: str, beta: float, lower: float, upper: float) -> str:
@@ -173,7 +177,7 @@ def leaderboard_status(votes: pd.DataFrame, battles: pd.DataFrame) -> str:
         parts.append(f"{n['both_bad']} 'both bad' (not rated)")
     if n["compare"]:
         parts.append(f"{n['compare']} Compare votes (names shown, not rated)")
-    line = "; ".join(parts) + "."
+    line = "; ".join(parts) + "." + groups_line(compute_groups(battles))
     few = counts[counts["battles"] < MIN_MODEL_BATTLES]
     if not enough_votes(counts):
         return (
@@ -186,13 +190,53 @@ def leaderboard_status(votes: pd.DataFrame, battles: pd.DataFrame) -> str:
     return line
 
 
+def groups_line(groups: pd.Series) -> str:
+    """' The models fall into N groups never compared…' naming them; '' for a single group."""
+    if groups.nunique() < 2:
+        return ""
+    named = "; ".join(
+        f"group {g}: {', '.join(sorted(models.index))}" for g, models in groups.groupby(groups)
+    )
+    return (
+        f" The models fall into {groups.nunique()} groups never compared with each other, "
+        f"directly or through others ({named}): ratings and ranks compare models within a "
+        "group only."
+    )
+
+
 def format_ranking(table: pd.DataFrame) -> pd.DataFrame:
     """The ranking as shown: whole Elo points, "battles" for the battles each model played."""
     shown = table.rename(columns={"votes": "battles"})
-    shown[["rating", "lower", "upper"]] = shown[["rating", "lower", "upper"]].round().astype(int)
+    shown["rating"] = shown["rating"].round().astype(int)
     if "gold_mean" in shown:
         shown["gold_mean"] = shown["gold_mean"].round(2)
+    return format_bounds(shown)
+
+
+def format_bounds(table: pd.DataFrame) -> pd.DataFrame:
+    """Bounds as text ("∞" where open) with a note saying why; a group column only if several."""
+    shown = table.copy()
+    notes = [
+        bound_note(lower, upper)
+        for lower, upper in zip(table["lower"], table["upper"], strict=True)
+    ]
+    shown["lower"] = table["lower"].map(format_bound)
+    shown["upper"] = table["upper"].map(format_bound)
+    groups = shown.pop("group")
+    if groups.nunique() > 1:  # a rank is within its group: say which
+        shown.insert(0, "group", groups)
+    if any(notes):
+        shown["note"] = notes
     return shown
+
+
+def bound_note(lower: float, upper: float) -> str:
+    """Why a bound is open: the model only won, or only lost ('' when both sides are bounded)."""
+    if upper == math.inf:
+        return "only wins so far: no upper bound, the rating is a placeholder"
+    if lower == -math.inf:
+        return "only losses so far: no lower bound, the rating is a placeholder"
+    return ""
 
 
 def compute_gold_means(votes: pd.DataFrame, world: World) -> pd.DataFrame:
@@ -293,10 +337,10 @@ def compute_agreement(arena: Arena) -> pd.DataFrame:
                 "n": len(pairs),
             }
         )
-    between = compute_annotator_agreement(votes)
+    between = compute_repeat_agreement(votes)  # fresh answers each time: see its docstring
     rows.append(
         {
-            "measure": "annotators agree (repeated prompts)",
+            "measure": REPEAT_AGREEMENT,
             "value": between["agreement"],
             "n": between["n"],
         }

@@ -14,6 +14,14 @@ models with MIN_MODEL_BATTLES of them.
 Bradley–Terry on the Elo scale (FastChat's convention): P(a beats b) = 1 / (1 + base^((R_b -
 R_a) / scale)). In natural units θ = (R - init) · ln(base) / scale this is sigmoid(θ_a - θ_b).
 A tie counts as half a win for each side, so it carries the weight of one decisive battle.
+
+What the votes cannot say is shown as such. A model nobody has scored against (no losses and
+no ties) has no upper bound: the data would let its rating run to +inf, so its upper bound is
++inf and its finite rating is the prior's guess; likewise no wins (and no ties) gives lower =
+-inf. A tie bounds both sides, because the fit reads it as half a win and half a loss: a model
+with only ties has a finite, well-defined rating. Models that never met, directly or through
+others, fall into separate *groups*; each group's ratings are centred on its own models with
+both sides bounded, and ranks compare models within a group only.
 """
 
 from __future__ import annotations
@@ -100,12 +108,61 @@ def encode_battles(battles: pd.DataFrame, models: Sequence[str]) -> tuple[np.nda
     return a, b, score_a
 
 
-def _win_counts(a: np.ndarray, b: np.ndarray, score_a: np.ndarray, n: int) -> np.ndarray:
+def win_counts(a: np.ndarray, b: np.ndarray, score_a: np.ndarray, n: int) -> np.ndarray:
     """(M, M) matrix W: W[i, j] = wins of model i over model j, a tie adding 0.5 to each side."""
     wins = np.zeros((n, n))
     np.add.at(wins, (a, b), score_a)  # halves and ones sum exactly, so row order cannot matter
     np.add.at(wins, (b, a), 1.0 - score_a)
     return wins
+
+
+def comparison_groups(games: np.ndarray) -> np.ndarray:
+    """(M,) group per model, 0 the largest: models joined by battles (ties too), directly or not."""
+    n = len(games)
+    found = np.full(n, -1)  # (M,) the order in which each group was found
+    for start in range(n):
+        if found[start] >= 0:
+            continue
+        found[start], stack = start, [start]
+        while stack:
+            met = np.flatnonzero((games[stack.pop()] > 0) & (found < 0))
+            found[met] = start
+            stack.extend(met.tolist())
+    # Largest group first; equal sizes keep the order found (that of the models' names).
+    roots, sizes = np.unique(found, return_counts=True)
+    order = sorted(range(len(roots)), key=lambda k: (-sizes[k], roots[k]))
+    number = {roots[k]: g for g, k in enumerate(order)}
+    return np.array([number[r] for r in found], dtype=int)
+
+
+def open_sides(wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(no_wins, no_losses), (M,) masks of models whose rating the data cannot bound below / above.
+
+    No loss means nobody scored against the model: a tie gives the opponent half a point, so a
+    model with ties is bounded on both sides (the fit sees it lose half of each tie).
+    """
+    return wins.sum(axis=1) == 0, wins.sum(axis=0) == 0
+
+
+def centre(theta: np.ndarray, groups: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """θ (M,) shifted so each group's `anchors` average 0 (all its models if none); NaN stays NaN.
+
+    The anchors are the models bounded on both sides: an unbeaten model's θ is the prior's
+    guess, and centring on it would move every other rating of its group.
+    """
+    theta = theta.copy()
+    known = ~np.isnan(theta)
+    for g in np.unique(groups[known]):
+        members = known & (groups == g)
+        reference = members & anchors
+        theta[members] -= theta[reference if reference.any() else members].mean()
+    return theta
+
+
+def rating_frame(wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(groups, anchors) of a win matrix: what `centre` needs to put ratings on a shared zero."""
+    no_wins, no_losses = open_sides(wins)
+    return comparison_groups(wins + wins.T), ~(no_wins | no_losses)
 
 
 def _fit_bt(wins: np.ndarray, reg: float) -> np.ndarray:
@@ -164,15 +221,17 @@ def compute_bt(
     init: float = 1000,
     reg: float = REG,
 ) -> pd.Series:
-    """Bradley–Terry ratings on the Elo scale, best first; they average to `init`.
+    """Bradley–Terry ratings on the Elo scale, best first; each group's anchors average `init`.
 
     Maximises Σ log-likelihood - (reg / 2) · Σ θ², θ = (rating - init) · ln(base) / scale.
-    With reg > 0 the optimum is unique and finite, and its mean θ is exactly 0. reg = 0 gives
-    the plain MLE, which runs off to infinity when a model is unbeaten.
+    With reg > 0 the optimum is unique and finite; reg = 0 gives the plain MLE, which runs off
+    to infinity when a model is unbeaten. The ratings are then shifted so that in each group
+    the models bounded on both sides average `init` (see `centre`).
     """
     models = battle_models(battles)
-    wins = _win_counts(*encode_battles(battles, models), len(models))
-    ratings = pd.Series(to_elo(_fit_bt(wins, reg), scale, base, init), index=models)
+    wins = win_counts(*encode_battles(battles, models), len(models))
+    theta = centre(_fit_bt(wins, reg), *rating_frame(wins))
+    ratings = pd.Series(to_elo(theta, scale, base, init), index=models)
     ratings.index.name, ratings.name = "model", "rating"
     # Sort by rating then name, so equal ratings come out in a fixed order.
     return ratings[sorted(models, key=lambda m: (-ratings[m], m))]
@@ -189,37 +248,67 @@ def compute_bootstrap(
 ) -> pd.DataFrame:
     """Ratings with 95% percentile intervals from refitting on battles resampled with replacement.
 
-    Columns model, rating (the fit on all battles), lower, upper, votes (battles played), best
-    first. A model absent from a resample is left out of that round's percentiles.
+    Columns model, rating (the fit on all battles), lower, upper, votes (battles played), group,
+    best first. A model absent from a resample is left out of that round's percentiles; a side
+    the data cannot bound is infinite (see `open_sides`).
     """
     ratings = compute_bt(battles, scale, base, init, reg)
     models = battle_models(battles)
     if not models:
-        return pd.DataFrame(columns=["model", "rating", "lower", "upper", "votes"])
+        return pd.DataFrame(columns=["model", "rating", "lower", "upper", "votes", "group"])
     a, b, score_a = encode_battles(battles, models)
+    wins = win_counts(a, b, score_a, len(models))
+    groups, anchors = rating_frame(wins)  # of all battles, so every round shares one zero
     rng = np.random.default_rng(seed)
     samples = np.full((rounds, len(models)), np.nan)  # (rounds, M)
     for r in range(rounds):
         pick = rng.integers(0, len(a), size=len(a))  # (N,) battle indices, with replacement
-        wins = _win_counts(a[pick], b[pick], score_a[pick], len(models))
-        played = (wins + wins.T).sum(axis=1) > 0
-        theta = _fit_bt(wins, reg)
-        samples[r, played] = to_elo(theta[played], scale, base, init)
-    lower, upper = np.nanpercentile(samples, [2.5, 97.5], axis=0)
-    votes = np.bincount(a, minlength=len(models)) + np.bincount(b, minlength=len(models))
-    table = pd.DataFrame({"lower": lower, "upper": upper, "votes": votes}, index=models)
-    table.insert(0, "rating", ratings)
+        resampled = win_counts(a[pick], b[pick], score_a[pick], len(models))
+        theta = _fit_bt(resampled, reg)
+        theta[(resampled + resampled.T).sum(axis=1) == 0] = np.nan  # not played this round
+        samples[r] = to_elo(centre(theta, groups, anchors), scale, base, init)
+    return interval_table(ratings, samples, wins)
+
+
+def interval_table(ratings: pd.Series, samples: np.ndarray, wins: np.ndarray) -> pd.DataFrame:
+    """Ratings + bootstrap samples (rounds, M) -> model, rating, lower, upper, votes, group.
+
+    `samples` and `wins` follow the models' sorted order; a side `open_sides` finds unbounded
+    is ±inf, and the group numbers (1 the largest) come from `comparison_groups`.
+    """
+    models = sorted(ratings.index)
+    lower, upper = np.nanpercentile(samples, [2.5, 97.5], axis=0)  # (M,), (M,)
+    no_wins, no_losses = open_sides(wins)
+    lower[no_wins], upper[no_losses] = -np.inf, np.inf
+    games = wins + wins.T  # (M, M) battles per pair, a tie counting once
+    table = pd.DataFrame(
+        {
+            "rating": ratings.reindex(models),
+            "lower": lower,
+            "upper": upper,
+            "votes": np.rint(games.sum(axis=1)).astype(int),
+            "group": comparison_groups(games) + 1,
+        },
+        index=models,
+    )
     return table.loc[ratings.index].rename_axis("model").reset_index()
 
 
-def compute_rank_ub(lower: Sequence[float], upper: Sequence[float]) -> np.ndarray:
+def compute_rank_ub(
+    lower: Sequence[float], upper: Sequence[float], groups: Sequence[int] | None = None
+) -> np.ndarray:
     """LMArena's "rank (UB)": 1 + the number of models whose lower bound is above this one's upper.
 
     Models whose intervals overlap share a rank, so a rank is never claimed that the votes do
-    not support: lower = [10, 0, -10], upper = [20, 15, 5] gives ranks [1, 1, 2].
+    not support: lower = [10, 0, -10], upper = [20, 15, 5] gives ranks [1, 1, 2]. Bounds may
+    be infinite. With `groups`, a model is ranked among its own group only.
     """
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)  # (M,), (M,)
-    return 1 + (lower[None, :] > upper[:, None]).sum(axis=1)
+    above = lower[None, :] > upper[:, None]  # (M, M) [i, j]: j clearly above i
+    if groups is not None:
+        groups = np.asarray(groups)
+        above &= groups[None, :] == groups[:, None]
+    return 1 + above.sum(axis=1)
 
 
 def compute_model_counts(battles: pd.DataFrame) -> pd.DataFrame:
@@ -242,6 +331,15 @@ def compute_model_counts(battles: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["battles", "model"], ascending=[False, True], ignore_index=True)
 
 
+def compute_groups(battles: pd.DataFrame) -> pd.Series:
+    """Group number per model (1 the largest): models joined by battles, directly or not."""
+    models = battle_models(battles)
+    wins = win_counts(*encode_battles(battles, models), len(models))
+    groups = pd.Series(comparison_groups(wins + wins.T) + 1, index=models, name="group")
+    groups.index.name = "model"
+    return groups
+
+
 def compute_pairs_met(battles: pd.DataFrame) -> int:
     """How many distinct pairs of models have met in at least one battle."""
     return len(
@@ -258,17 +356,22 @@ def compute_ranking(
     """`compute_bootstrap` with a rank (UB) column, for models with `min_model_battles` or more.
 
     Every battle informs the fit; a model with fewer battles is only left out of the table
-    (and of the ranks), since its interval is too wide to say anything. Sorted by rank, rating.
+    (and of the ranks), since its interval is too wide to say anything. Ranks are within each
+    group (see `ranked_table`).
     """
     return ranked_table(compute_bootstrap(battles, rounds, seed), min_model_battles)
 
 
 def ranked_table(table: pd.DataFrame, min_model_battles: int) -> pd.DataFrame:
-    """Models with enough battles, a rank (UB) column first, sorted by rank then rating."""
+    """Models with enough battles, a rank (UB) column first, sorted by group, rank, rating.
+
+    The rank is within the model's group: models that never met, even through others, are
+    not ranked against each other.
+    """
     table = table[table["votes"] >= min_model_battles].copy()
-    table.insert(0, "rank", compute_rank_ub(table["lower"], table["upper"]))
+    table.insert(0, "rank", compute_rank_ub(table["lower"], table["upper"], table["group"]))
     return table.sort_values(
-        ["rank", "rating", "model"], ascending=[True, False, True], ignore_index=True
+        ["group", "rank", "rating", "model"], ascending=[True, True, False, True], ignore_index=True
     )
 
 
@@ -279,7 +382,7 @@ def compute_win_matrix(battles: pd.DataFrame, order: Sequence[str] | None = None
     matches what the Bradley–Terry fit sees. Rows and columns follow `order`, or the BT ranking.
     """
     models = list(order) if order is not None else list(compute_bt(battles).index)
-    wins = _win_counts(*encode_battles(battles, models), len(models))
+    wins = win_counts(*encode_battles(battles, models), len(models))
     games = wins + wins.T
     with np.errstate(invalid="ignore"):  # 0 / 0 -> NaN: never met
         share = wins / games
@@ -289,19 +392,27 @@ def compute_win_matrix(battles: pd.DataFrame, order: Sequence[str] | None = None
 def compute_vote_counts(battles: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
     """Battles per pair of models (ties included), a symmetric matrix in `order` or BT order."""
     models = list(order) if order is not None else list(compute_bt(battles).index)
-    wins = _win_counts(*encode_battles(battles, models), len(models))
+    wins = win_counts(*encode_battles(battles, models), len(models))
     counts = np.rint(wins + wins.T).astype(int)
     return pd.DataFrame(counts, index=pd.Index(models, name="model"), columns=models)
 
 
-def compute_annotator_agreement(votes: pd.DataFrame) -> dict:
-    """How often two different annotators judging the same prompt and model pair agree.
+def compute_repeat_agreement(votes: pd.DataFrame) -> dict:
+    """How often two annotators' votes on one prompt and model pair agree, answers re-sampled.
+
+    Not the annotators' agreement alone: each battle samples fresh answers (battles refuse
+    temperature 0 and draw their own seed), so two votes on one prompt and model pair nearly
+    always judged different texts, and a "disagreement" may be the models' sampling as much as
+    the people. Grouping by the two answers too would isolate the annotators, but identical
+    answer pairs practically never recur (40 simulated votes on the small run: 13 repeated
+    prompt-and-model answers, none the same text), so that measure would stay empty. This one
+    says how reproducible a verdict on a prompt and model pair is.
 
     Each vote gives a result per pair it decides (see `vote_to_battles`): the better model's
-    name, or "tie". Here "both_bad" counts as a tie: it gives no rated battle, but two people
-    who both see no better answer agree. Every two results for the
-    same (prompt, pair) from different annotators make one comparison. Returns
-    {"agreement": fraction of comparisons that agree (NaN if none), "n": comparisons}.
+    name, or "tie"; "both_bad" counts as a tie here (it gives no rated battle, but two people
+    who both see no better answer agree). Every two results for the same (prompt, pair) from
+    different annotators make one comparison. Returns {"agreement": fraction of comparisons
+    that agree (NaN if none), "n": comparisons}.
     """
     results: dict[tuple[str, frozenset[str]], list[tuple[str, str]]] = {}
     for vote in votes.itertuples(index=False):

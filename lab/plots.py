@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -67,22 +69,46 @@ def plot_gold_by_kind(tables: dict[str, pd.DataFrame]) -> go.Figure:
     return fig
 
 
+def format_bound(bound: float) -> str:
+    """A rating bound in whole Elo points; "∞" / "−∞" for a side the votes leave open, "—" if unknown."""
+    if math.isnan(bound):  # a model missing from every resample
+        return "—"
+    return {math.inf: "∞", -math.inf: "−∞"}.get(bound, f"{bound:.0f}")
+
+
 def plot_leaderboard(table: pd.DataFrame) -> go.Figure:
-    """Arena ratings, best first, with 95% interval error bars (from `compute_bootstrap`)."""
+    """Arena ratings, best first, with 95% interval error bars (from `compute_bootstrap`).
+
+    A bound the votes leave open (a model that only won, or only lost) runs off the plot and
+    reads "∞"; models in groups never compared with each other are labelled by group."""
+    finite = table[["rating", "lower", "upper"]].to_numpy(float)
+    finite = finite[np.isfinite(finite)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    pad = max(50.0, 0.1 * (high - low))
+    lower, upper = (
+        table["lower"].clip(lower=low - 2 * pad),
+        table["upper"].clip(upper=high + 2 * pad),
+    )
+    names = table["model"].astype(str)
+    if "group" in table and table["group"].nunique() > 1:
+        names = names + " (group " + table["group"].astype(str) + ")"
+    hover = np.column_stack(
+        [table["lower"].map(format_bound), table["upper"].map(format_bound), table["votes"]]
+    )
     fig = go.Figure(
         go.Scatter(
-            x=table["model"],
+            x=names,
             y=table["rating"],
             mode="markers",
             marker={"size": 10},
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": table["upper"] - table["rating"],
-                "arrayminus": table["rating"] - table["lower"],
+                "array": upper - table["rating"],
+                "arrayminus": table["rating"] - lower,
             },
-            customdata=table[["lower", "upper", "votes"]],
-            hovertemplate="%{x}: %{y:.0f} [%{customdata[0]:.0f}, %{customdata[1]:.0f}]"
+            customdata=hover,
+            hovertemplate="%{x}: %{y:.0f} [%{customdata[0]}, %{customdata[1]}]"
             "<br>%{customdata[2]} battles<extra></extra>",
         )
     )
@@ -93,6 +119,8 @@ def plot_leaderboard(table: pd.DataFrame) -> go.Figure:
         template="plotly_white",
         height=350,
     )
+    if finite.size:  # open bounds' bars run past the edge
+        fig.update_yaxes(range=[low - pad, high + pad])
     return fig
 
 
@@ -107,12 +135,12 @@ def plot_win_matrix(matrix: pd.DataFrame) -> go.Figure:
             zmax=1,
             colorscale="RdBu",
             texttemplate="%{z:.2f}",
-            hovertemplate="%{y} beats %{x}: %{z:.2f}<extra></extra>",
-            colorbar={"title": "P(win)"},
+            hovertemplate="%{y} beats %{x}: %{z:.2f} (a tie counts as ½)<extra></extra>",
+            colorbar={"title": "P(win), tie = ½"},
         )
     )
     fig.update_layout(
-        title="How often the row model beats the column model",
+        title="How often the row model beats the column model (a tie counts as ½)",
         xaxis_title="opponent",
         yaxis_title="model",
         yaxis_autorange="reversed",  # best model on top, as in the leaderboard

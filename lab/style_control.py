@@ -21,11 +21,15 @@ from lab.leaderboard import (
     RATED_MODES,
     REG,
     battle_models,
+    centre,
     encode_battles,
+    interval_table,
     newton_maximize,
     ranked_table,
+    rating_frame,
     to_elo,
     vote_to_battles,
+    win_counts,
 )
 
 STYLE_FEATURES = ("length", "headers", "lists", "bold")
@@ -121,11 +125,13 @@ def compute_style_bt(
 
     β is in log-odds per root-mean-square of the feature's normalised difference; NaN for
     a feature that never differs (nothing to learn from). See `compute_style_features`.
+    Ratings are centred as in `compute_bt`.
     """
     models = battle_models(battles)
     a, b, score_a = encode_battles(battles, models)
     x = compute_style_features(battles, features)
     theta, beta = _fit_bt_style(a, b, score_a, x, len(models), reg)
+    theta = centre(theta, *rating_frame(win_counts(a, b, score_a, len(models))))
     ratings = pd.Series(to_elo(theta, scale, base, init), index=models)
     ratings.index.name, ratings.name = "model", "rating"
     constant = ~x.any(axis=0) if len(x) else np.ones(len(features), dtype=bool)
@@ -143,13 +149,16 @@ def compute_style_ranking(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`compute_ranking` with style controlled, and the coefficients with 95% intervals.
 
-    Returns (ratings: rank, model, rating, lower, upper, votes; coefficients: feature, beta,
-    lower, upper). Intervals come from refitting on resampled battles, as in `compute_bootstrap`.
+    Returns (ratings: rank, model, rating, lower, upper, votes, group; coefficients: feature,
+    beta, lower, upper, all in log-odds). Intervals come from refitting on resampled battles,
+    and open sides and groups are found, as in `compute_bootstrap`.
     """
     ratings, beta = compute_style_bt(battles, features)
     models = battle_models(battles)
     a, b, score_a = encode_battles(battles, models)
     x = compute_style_features(battles, features)  # (N, K), scaled once on all battles
+    wins = win_counts(a, b, score_a, len(models))
+    groups, anchors = rating_frame(wins)  # of all battles, as in `compute_bootstrap`
     rng = np.random.default_rng(seed)
     thetas = np.full((rounds, len(models)), np.nan)  # (rounds, M)
     betas = np.full((rounds, len(features)), np.nan)  # (rounds, K)
@@ -157,14 +166,9 @@ def compute_style_ranking(
         pick = rng.integers(0, len(a), size=len(a))
         played = np.bincount(np.r_[a[pick], b[pick]], minlength=len(models)) > 0
         theta, betas[r] = _fit_bt_style(a[pick], b[pick], score_a[pick], x[pick], len(models), REG)
-        thetas[r, played] = to_elo(theta[played], 400, 10, 1000)
-    votes = np.bincount(a, minlength=len(models)) + np.bincount(b, minlength=len(models))
-    lower, upper = np.nanpercentile(thetas, [2.5, 97.5], axis=0)
-    table = pd.DataFrame({"lower": lower, "upper": upper, "votes": votes}, index=models)
-    table.insert(0, "rating", ratings)
-    table = ranked_table(
-        table.loc[ratings.index].rename_axis("model").reset_index(), min_model_battles
-    )
+        theta[~played] = np.nan
+        thetas[r] = to_elo(centre(theta, groups, anchors), 400, 10, 1000)
+    table = ranked_table(interval_table(ratings, thetas, wins), min_model_battles)
     b_lower, b_upper = np.percentile(betas, [2.5, 97.5], axis=0)
     coefficients = pd.DataFrame(
         {"feature": list(features), "beta": beta.to_numpy(), "lower": b_lower, "upper": b_upper}

@@ -205,7 +205,9 @@ def test_simulated_votes_move_the_leaderboard_towards_gold(arena, tmp_path):
     assert len(ids) == 40 and len(set(ids)) == 40
     _, _, table, message = board.leaderboard(arena)
     assert set(table["model"]) == {"base", "sft", "ppo"} and "votes" in message
-    assert (table["lower"] <= table["rating"]).all() and (table["rating"] <= table["upper"]).all()
+    # Bounds are text: whole Elo points, or "−∞" / "∞" for a model that only lost or only won.
+    lower, upper = (table[s].str.replace("−", "-").astype(float) for s in ("lower", "upper"))
+    assert (lower <= table["rating"]).all() and (table["rating"] <= upper).all()
     # The simulated class follows the gold judge: the model gold rates worst (base) comes last.
     assert table.iloc[-1]["model"] == table.sort_values("gold_mean").iloc[0]["model"] == "base"
 
@@ -232,6 +234,10 @@ def test_agreement_and_dashboard(arena):
     table = board.agreement(arena)
     row = table.set_index("measure").loc["reward model agrees with votes"]
     assert 0.5 < row["value"] <= 1 and row["n"] > 0  # the RM mostly agrees with gold-like votes
+    # Each battle samples fresh answers: the repeat measure says so, and claims no annotators.
+    measures = set(table["measure"])
+    assert board.REPEAT_AGREEMENT in measures and "re-sampled" in board.REPEAT_AGREEMENT
+    assert not any(m.startswith("annotators agree") for m in measures)
     figure = board.dashboard(arena, "ppo")
     assert len(figure.data) >= 3
 
@@ -471,7 +477,8 @@ def test_leaderboard_rates_blind_battles_only():
         "rank", "model", "rating", "lower", "upper", "battles", "wins", "ties", "losses",
     ]  # fmt: skip
     assert table["model"].tolist() == ["A", "B", "C"] and table["rank"].iloc[0] == 1
-    assert table[["rating", "lower", "upper"]].dtypes.eq("int64").all()  # whole Elo points
+    assert table["rating"].dtype == "int64"  # whole Elo points; the bounds as text ("∞" if open)
+    assert table[["lower", "upper"]].map(str.isdigit).all().all()
     assert table["battles"].tolist() == [9 + 4, 9 + 9, 9 + 4] and len(ratings.data) == 1
     assert message == "22 votes: 22 blind battles, 3 of 3 model pairs met."
     assert message_extra == (
@@ -494,6 +501,65 @@ def test_leaderboard_says_when_there_are_not_enough_votes():
     assert board.build_leaderboard(vote_rows())[-1].startswith("No votes yet")
     only_bad = board.build_leaderboard(vote_rows(("battle", ["A", "B"], "both_bad", None)))
     assert only_bad[2].empty and "0 blind battles" in only_bad[3]
+
+
+def test_leaderboard_leaves_open_the_bound_of_a_model_that_only_won_or_only_lost():
+    figure, matrix, table, message = board.build_leaderboard(
+        vote_rows(*[("battle", ["A", "B"], "win", 0)] * 20)
+    )
+    rows = table.set_index("model")
+    assert rows.loc["A", "upper"] == "∞" and rows.loc["B", "lower"] == "−∞"  # were 1559, 441
+    assert rows.loc["A", "note"].startswith("only wins so far: no upper bound")
+    assert rows.loc["B", "note"].startswith("only losses so far: no lower bound")
+    assert "inf" not in table.to_string() and "group" not in table  # one group: no column
+    # The plot: the open bars run past the axis, and the hover says ∞.
+    points, top = figure.data[0], figure.layout.yaxis.range[1]
+    assert points.y[0] + points.error_y.array[0] > top and "∞" in points.customdata[0].tolist()
+    assert "inf" not in str(points.customdata.tolist()) and figure.to_json()
+    # The win matrix says that a tie counts as half a win.
+    assert "tie counts as ½" in matrix.layout.title.text
+    assert "tie" in matrix.data[0].colorbar.title.text
+
+
+def test_leaderboard_names_groups_never_compared_and_ranks_within_them():
+    apart = [("battle", ["A", "B"], "win", 0)] * 15 + [("battle", ["A", "B"], "win", 1)] * 5
+    apart += [("battle", ["C", "D"], "win", 0)] * 15 + [("battle", ["C", "D"], "win", 1)] * 5
+    figure, _, table, message = board.build_leaderboard(vote_rows(*apart))
+    assert table[["group", "rank", "model"]].values.tolist() == [
+        [1, 1, "A"], [1, 2, "B"], [2, 1, "C"], [2, 2, "D"],
+    ]  # fmt: skip  # was ranks 1, 1, 3, 3 across both groups
+    assert "fall into 2 groups never compared with each other" in message
+    assert "group 1: A, B; group 2: C, D" in message
+    assert list(figure.data[0].x) == ["A (group 1)", "B (group 1)", "C (group 2)", "D (group 2)"]
+
+
+def test_style_leaderboard_leaves_open_bounds_and_gives_every_weight_in_elo():
+    unbeaten = pd.DataFrame(
+        [("battle", ["A", "B"], ["short", "a longer answer"], "win", 0)] * 20,
+        columns=["mode", "models", "responses", "outcome", "winner"],
+    )
+    table, _, _ = board.build_style_leaderboard(unbeaten)
+    rows = table.set_index("model")
+    assert rows.loc["A", "upper"] == "∞" and rows.loc["B", "lower"] == "−∞"  # were 1393, 607
+    assert rows.loc["A", "note"].startswith("only wins so far")
+    # Every weight's interval in Elo too, not only beta (whose own bounds say "beta").
+    _, raw = board.compute_style_ranking(board.compute_style_battles(length_votes()), rounds=20)
+    shown = board.format_coefficients(raw).set_index("feature").loc["length"]
+    row = raw.set_index("feature").loc["length"]
+    assert shown["Elo lower"] == round(row["lower"] * board.ELO_PER_NAT)
+    assert shown["Elo upper"] == round(row["upper"] * board.ELO_PER_NAT)
+    assert shown["beta lower"] == round(row["lower"], 2)
+
+
+def length_votes():
+    """60 blind votes of A against B; the longer answer (mostly B's) wins 9 times in 10."""
+    rows = []
+    for i in range(60):
+        b_long, longer_wins = i % 4 != 0, i % 10 != 0
+        responses = ["short answer", "a much longer answer " * 5]
+        responses = responses if b_long else responses[::-1]
+        rows.append(("battle", ["A", "B"], responses, "win", 1 if b_long == longer_wins else 0))
+    return pd.DataFrame(rows, columns=["mode", "models", "responses", "outcome", "winner"])
 
 
 def test_leaderboard_is_cached_per_vote_count(tiny_arena):

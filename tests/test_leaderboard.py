@@ -10,18 +10,22 @@ import pytest
 from lab.leaderboard import (
     MIN_MODEL_BATTLES,
     REG,
-    compute_annotator_agreement,
     compute_battles,
     compute_bootstrap,
     compute_bt,
+    compute_groups,
     compute_model_counts,
     compute_outcome_counts,
     compute_pairs_met,
     compute_rank_ub,
     compute_ranking,
+    compute_repeat_agreement,
     compute_vote_counts,
     compute_win_matrix,
+    encode_battles,
+    open_sides,
     vote_to_battles,
+    win_counts,
 )
 from lab.plots import plot_leaderboard, plot_win_matrix
 from lab.style_control import (
@@ -148,7 +152,7 @@ def test_rejects_unknown_winner_label():
 def test_empty_battles():
     assert compute_bt(battles()).empty
     assert compute_bootstrap(battles()).columns.tolist() == [
-        "model", "rating", "lower", "upper", "votes",
+        "model", "rating", "lower", "upper", "votes", "group",
     ]  # fmt: skip
 
 
@@ -158,7 +162,7 @@ def test_empty_battles():
 def test_bootstrap_interval_contains_estimate_and_is_deterministic():
     table = random_battles()
     boot = compute_bootstrap(table, rounds=100, seed=3)
-    assert boot.columns.tolist() == ["model", "rating", "lower", "upper", "votes"]
+    assert boot.columns.tolist() == ["model", "rating", "lower", "upper", "votes", "group"]
     assert boot["model"].tolist() == list(compute_bt(table).index)
     assert boot["rating"].tolist() == compute_bt(table).tolist()
     assert ((boot["lower"] < boot["rating"]) & (boot["rating"] < boot["upper"])).all()
@@ -187,11 +191,77 @@ def test_bootstrap_interval_is_95_percent_wide():
 
 
 def test_bootstrap_survives_a_model_missing_from_some_resamples():
-    table = pd.concat([random_battles(n=100), battles(("rare", "m0", "model_a"))])
+    rare = battles(("rare", "m0", "model_a"), ("m1", "rare", "model_a"))  # a win and a loss
+    table = pd.concat([random_battles(n=100), rare])
     boot = compute_bootstrap(table, rounds=50).set_index("model")
-    # P(one battle of 101 missing from a resample) ≈ 1/e, so some rounds lack "rare".
-    assert boot.loc["rare", "votes"] == 1
+    # P(both battles of 102 missing from a resample) ≈ 1/e², so some rounds lack "rare".
+    assert boot.loc["rare", "votes"] == 2
     assert np.isfinite(boot.loc["rare", ["lower", "upper"]].astype(float)).all()
+
+
+# ---------------------------------------------------------------- what the votes cannot bound
+
+UNBEATEN = battles(*[("A", "B", "model_a")] * 20)
+
+
+def test_a_model_that_only_won_has_no_upper_bound_and_one_that_only_lost_no_lower():
+    boot = compute_bootstrap(UNBEATEN, rounds=20).set_index("model")
+    assert boot.loc["A", "upper"] == math.inf and boot.loc["B", "lower"] == -math.inf
+    assert math.isfinite(boot.loc["A", "lower"]) and math.isfinite(boot.loc["B", "upper"])
+    ranking = compute_ranking(UNBEATEN, rounds=20)
+    assert ranking["model"].tolist() == ["A", "B"] and ranking["rank"].tolist() == [1, 2]
+
+
+def test_open_sides_by_hand_a_tie_bounds_both_sides():
+    table = battles(
+        ("W", "X", "model_a"),  # W only wins: unbounded above
+        ("T", "X", "model_a"), ("T", "X", "tie"),  # T wins and ties: bounded, a tie is half a loss
+        ("Y", "Z", "tie"), ("Z", "Y", "tie"),  # Y and Z only tie: bounded on both sides
+    )  # fmt: skip
+    models = ["T", "W", "X", "Y", "Z"]
+    no_wins, no_losses = open_sides(win_counts(*encode_battles(table, models), len(models)))
+    assert no_wins.tolist() == [False, False, False, False, False]  # X tied T
+    assert no_losses.tolist() == [False, True, False, False, False]
+    boot = compute_bootstrap(table, rounds=20).set_index("model")
+    assert np.isfinite(boot.loc[["T", "X", "Y", "Z"], ["lower", "upper"]].to_numpy(float)).all()
+    assert boot.loc["W", "upper"] == math.inf
+
+
+def test_a_winless_model_does_not_shift_the_others():
+    """Centred on the models with wins and losses: a prior-made rating moves nobody else."""
+    mixed = random_battles(n=300, skill=(0.0, 0.4, 0.8))
+    with_loser = pd.concat([mixed, battles(*[(f"m{i % 3}", "base", "model_a") for i in range(9)])])
+    ratings = compute_bt(with_loser)
+    assert ratings.drop("base").mean() == pytest.approx(1000)  # was ≈ 1000 + 1/4 of base's gap
+    gaps = compute_bt(mixed) - compute_bt(mixed).mean()
+    assert (ratings.drop("base") - 1000).to_numpy() == pytest.approx(
+        gaps.reindex(ratings.drop("base").index).to_numpy(), abs=5
+    )
+
+
+# ---------------------------------------------------------------- groups never compared
+
+APART = battles(
+    *[("A", "B", "model_a")] * 15, *[("A", "B", "model_b")] * 5,
+    *[("C", "D", "model_a")] * 15, *[("C", "D", "model_b")] * 5,
+)  # fmt: skip
+
+
+def test_groups_by_hand():
+    table = battles(("a", "b", "tie"), ("c", "d", "tie"), ("e", "c", "model_a"), ("f", "g", "tie"))
+    assert compute_groups(table).to_dict() == {
+        "a": 2, "b": 2, "c": 1, "d": 1, "e": 1, "f": 3, "g": 3,
+    }  # fmt: skip  # the largest first; equal sizes by name
+    assert compute_groups(random_battles()).eq(1).all()
+    assert compute_groups(battles()).empty
+
+
+def test_models_never_compared_are_ranked_within_their_group_only():
+    ranking = compute_ranking(APART, rounds=50)
+    assert ranking[["model", "group", "rank"]].values.tolist() == [
+        ["A", 1, 1], ["B", 1, 2], ["C", 2, 1], ["D", 2, 2],
+    ]  # fmt: skip  # rank 3 for B and D claimed both were below A and C
+    assert compute_bootstrap(APART, rounds=5)["group"].tolist() == [1, 2, 1, 2]  # best first
 
 
 # ---------------------------------------------------------------- win matrix and counts
@@ -297,6 +367,11 @@ def test_rank_ub_by_hand():
     assert compute_rank_ub([30, 5, -20], [40, 35, 10]).tolist() == [1, 1, 2]
     assert compute_rank_ub([0, 0], [0, 0]).tolist() == [1, 1]  # equal is not above
     assert compute_rank_ub([], []).tolist() == []
+    inf = math.inf
+    assert compute_rank_ub([500, -inf, 0], [inf, -400, 100]).tolist() == [1, 3, 2]  # open sides
+    assert compute_rank_ub([-inf, -inf], [inf, inf]).tolist() == [1, 1]
+    # Within groups: the second group's best is first of its own, not third of all.
+    assert compute_rank_ub([30, 10, 5, 0], [40, 20, 8, 2], [1, 1, 2, 2]).tolist() == [1, 2, 1, 2]
 
 
 def test_model_counts_and_pairs_by_hand():
@@ -317,7 +392,9 @@ def test_model_counts_and_pairs_by_hand():
 def test_ranking_ranks_and_leaves_out_models_with_few_battles():
     table = pd.concat([random_battles(n=400), battles(*[("rare", "m0", "model_a")] * 4)])
     ranking = compute_ranking(table, rounds=50)
-    assert ranking.columns.tolist() == ["rank", "model", "rating", "lower", "upper", "votes"]
+    assert ranking.columns.tolist() == [
+        "rank", "model", "rating", "lower", "upper", "votes", "group",
+    ]  # fmt: skip
     assert "rare" not in set(ranking["model"]) and (ranking["votes"] >= MIN_MODEL_BATTLES).all()
     # The fit still used rare's battles: the ratings are those of the full table.
     full = compute_bootstrap(table, rounds=50).set_index("model")
@@ -335,7 +412,7 @@ def votes(*rows):
     return pd.DataFrame(rows, columns=["annotator", "prompt", "models", "outcome", "winner"])
 
 
-def test_annotator_agreement_by_hand():
+def test_repeat_agreement_by_hand():
     table = votes(
         ("u1", "p1", ["A", "B"], "win", 0),
         ("u2", "p1", ["B", "A"], "win", 1),  # A again, shown on the right: agrees with u1
@@ -349,13 +426,13 @@ def test_annotator_agreement_by_hand():
         ("u8", "p4", ["A", "B"], "win", 0),  # another prompt, nobody to compare with
     )
     # Comparisons: p1 A-B (u1,u2) yes, (u1,u3) no, (u2,u3) no; p1 A-C (u4,u5) yes; p3 yes.
-    assert compute_annotator_agreement(table) == {"agreement": 3 / 5, "n": 5}
+    assert compute_repeat_agreement(table) == {"agreement": 3 / 5, "n": 5}
 
 
-def test_annotator_agreement_none():
-    result = compute_annotator_agreement(votes(("u1", "p1", ["A", "B"], "win", 0)))
+def test_repeat_agreement_none():
+    result = compute_repeat_agreement(votes(("u1", "p1", ["A", "B"], "win", 0)))
     assert result["n"] == 0 and math.isnan(result["agreement"])
-    assert compute_annotator_agreement(votes())["n"] == 0
+    assert compute_repeat_agreement(votes())["n"] == 0
 
 
 # ---------------------------------------------------------------- figures
@@ -366,8 +443,12 @@ def test_leaderboard_and_win_matrix_figures():
     fig = plot_leaderboard(table)
     bars = fig.data[0].error_y
     assert list(fig.data[0].x) == table["model"].tolist()
-    np.testing.assert_allclose(bars.array, table["upper"] - table["rating"])
+    bounded = np.isfinite(table["upper"]).to_numpy()  # C only won: open above
+    assert bounded.tolist() == [False, True, True]
+    np.testing.assert_allclose(bars.array[bounded], (table["upper"] - table["rating"])[bounded])
     np.testing.assert_allclose(bars.arrayminus, table["rating"] - table["lower"])
+    top = fig.layout.yaxis.range[1]  # the open bar runs past the plot's edge and reads ∞
+    assert table["rating"][0] + bars.array[0] > top and fig.data[0].customdata[0][1] == "∞"
     heat = plot_win_matrix(compute_win_matrix(MATRIX_BATTLES, order=["A", "B", "C"])).data[0]
     assert list(heat.y) == ["A", "B", "C"] and heat.z[0][1] == 2.5 / 4
     assert isinstance(plot_leaderboard(compute_bootstrap(battles())), go.Figure)  # empty is fine
@@ -470,9 +551,22 @@ def test_style_control_removes_a_rating_that_is_only_length():
 
 def test_style_ranking_has_intervals_and_ranks():
     table, coefficients = compute_style_ranking(length_wins(), rounds=30)
-    assert table.columns.tolist() == ["rank", "model", "rating", "lower", "upper", "votes"]
+    assert table.columns.tolist() == [
+        "rank", "model", "rating", "lower", "upper", "votes", "group",
+    ]  # fmt: skip
     assert table["rank"].tolist() == [1, 1]  # indistinguishable once length is controlled
     assert (table["lower"] <= table["rating"]).all() and (table["rating"] <= table["upper"]).all()
     row = coefficients.set_index("feature").loc["length"]
     assert 0 < row["lower"] <= row["beta"] <= row["upper"]
     assert coefficients.set_index("feature").loc["bold"].isna().all()
+
+
+def test_style_ranking_leaves_open_what_the_votes_cannot_bound():
+    table, _ = compute_style_ranking(with_style(pd.concat([APART, UNBEATEN])), rounds=20)
+    # A beat B 35 times of 40 (15 + 20) and C beat D 15 of 20: two groups, ranked apart.
+    assert table[["model", "group", "rank"]].values.tolist() == [
+        ["A", 1, 1], ["B", 1, 2], ["C", 2, 1], ["D", 2, 2],
+    ]  # fmt: skip
+    unbeaten, _ = compute_style_ranking(with_style(UNBEATEN), rounds=20)
+    assert unbeaten.set_index("model").loc["A", "upper"] == math.inf
+    assert unbeaten.set_index("model").loc["B", "lower"] == -math.inf
