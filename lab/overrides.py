@@ -29,15 +29,19 @@ POSITIVE = frozenset(
     }
 )  # fmt: skip
 """Settings that must be above 0 (every number setting must be finite and 0 or more)."""
+BELOW_ONE = frozenset({"warmup_ratio"})
+"""Shares that must be below 1 (transformers reads a warm-up of 1 or more as a step count)."""
 CHOICES = {
     "dtype": ("float32", "bfloat16", "float16"),
     "kl_estimator": ("k1", "k3"),
     "report_to": REPORT_TO,
     "policy": ("sft", "base"),
-    # TRL 1.16's losses (its trainers name a wrong one only at the first step, after loading).
+    # TRL 1.16's losses (its trainers name a wrong one only at the first step, after loading),
+    # less exo_pair and robust: they need a label_smoothing above 0, which the lab keeps at 0
+    # (exo_pair stops, robust is then plain sigmoid).
     "dpo.loss_type": (
-        "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
-        "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+        "sigmoid", "hinge", "ipo", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+        "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
     ),
     # luspo is left out: it needs importance_sampling_level="sequence", which the lab keeps at token.
     "grpo.loss_type": ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "vespo"),
@@ -93,6 +97,8 @@ def check_value(key: str, name: str, value: Any) -> None:
             raise ValueError(f"{key} must be a finite number, 0 or more; got {value}")
         if name in POSITIVE and value <= 0:
             raise ValueError(f"{key} must be above 0, got {value}")
+        if name in BELOW_ONE and value >= 1:
+            raise ValueError(f"{key} is a share of the steps: below 1, got {value}")
     choices = CHOICES.get(".".join(key.split(".")[-2:]), CHOICES.get(name))
     if choices is not None and value not in choices:
         raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")

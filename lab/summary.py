@@ -18,7 +18,7 @@ from lab import metrics as M
 from lab.evaluation import BASE_GOLD_TABLE, GOLD_TABLE, compute_win_rate
 from lab.intervals import bootstrap_ci, win_score
 from lab.plots import plot_curves, plot_gold_by_kind, plot_seed_spread
-from lab.runlog import is_done, read_log, read_metrics, write_json
+from lab.runlog import LOG_FILE, is_done, read_log, read_metrics, write_json
 
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
 SWEEP_DIR, SWEEP_FILE = "sweep", "sweep.json"  # `python -m lab sweep` writes <run>/sweep/sweep.json
@@ -192,7 +192,8 @@ def report_figures(run_dir: Path) -> list[go.Figure]:
     if tables:
         figures.append(plot_gold_by_kind(tables))
     for stage, names in CURVES.items():
-        if is_done(run_dir / stage):
+        # A hub model's pretrain stage trained nothing here: it has metrics but no curves.
+        if is_done(run_dir / stage) and (run_dir / stage / LOG_FILE).is_file():
             figures.append(plot_curves(read_log(run_dir / stage), names, title=stage))
     return figures
 

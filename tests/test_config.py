@@ -76,6 +76,16 @@ def test_set_args_are_read_for_their_settings_type():
         ({"grpo.reward": "function:"}, ValueError, "grpo.reward must be model"),
         ({"dpo.loss_type": "sigmod"}, ValueError, "dpo.loss_type must be one of sigmoid, hinge"),
         ({"grpo.loss_type": "sigmoid"}, ValueError, "grpo.loss_type must be one of dapo, grpo"),
+        (
+            {"dpo.loss_type": "exo_pair"},
+            ValueError,
+            "dpo.loss_type must be one of",
+        ),  # needs smoothing
+        (
+            {"sft.warmup_ratio": 1.0},
+            ValueError,
+            "sft.warmup_ratio is a share of the steps: below 1",
+        ),
     ],
 )
 def test_bad_overrides_name_the_field(overrides, error, words):

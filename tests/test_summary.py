@@ -10,8 +10,15 @@ import pytest
 
 from lab import metrics as M
 from lab.cli import main
-from lab.runlog import TENSORBOARD_DIR, RunLog, read_log, read_metrics, write_json
-from lab.summary import REPORT_FILE, SUMMARY_FILE, compute_model_table, format_summary, summarize
+from lab.runlog import LOG_FILE, TENSORBOARD_DIR, RunLog, read_log, read_metrics, write_json
+from lab.summary import (
+    REPORT_FILE,
+    SUMMARY_FILE,
+    compute_model_table,
+    format_summary,
+    report_figures,
+    summarize,
+)
 from tests.conftest import SMALL
 
 
@@ -46,6 +53,16 @@ def test_cli_prints_the_summary_and_writes_the_report(small_ppo_run, tmp_path, c
     assert "The reward model orders" in report and "PPO raised the reward model" in report
     assert "ppo: gold" in report  # one sentence per model too
     assert format_summary(summarize(run)).splitlines()[0].startswith("Stages")
+
+
+def test_a_hub_models_pretrain_stage_has_no_curve_and_the_report_still_comes(
+    small_ppo_run, tmp_path
+):
+    run = tmp_path / "run"
+    shutil.copytree(small_ppo_run, run)
+    (run / "pretrain" / LOG_FILE).unlink()  # as a hub model's pretrain stage leaves it
+    titles = [figure.layout.title.text for figure in report_figures(run)]
+    assert "pretrain" not in titles and "sft" in titles and "ppo" in titles
 
 
 def test_a_run_without_sft_does_not_claim_a_comparison_with_it():
