@@ -59,7 +59,8 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     # 2. Model: the policy starts as the SFT model. ref_model=None: TRL loads a frozen copy of
     #    it as the reference (full fine-tuning), or turns the adapters off (LoRA).
     tokenizer = load_tokenizer(sft)
-    policy = causal_lm_loader(cfg)(sft)
+    load = causal_lm_loader(cfg, d.lora_r)  # full fine-tuning: fp32 weights, bf16 autocast
+    policy = load(sft)
 
     # 3. Train: -log sigmoid(beta * (log-ratio of chosen - log-ratio of rejected)).
     args = trl.DPOConfig(
@@ -82,7 +83,7 @@ def run_dpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
-    policy, evals = finish_policy(cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    policy, evals = finish_policy(cfg, trainer, load, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {
             M.NUM_PARAMS: num_params(policy),

@@ -87,7 +87,8 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     # 2. Models: the policy starts as the SFT model; the reward is frozen. With beta > 0
     #    TRL keeps a frozen copy of the SFT model as the reference (LoRA: adapters off).
     tokenizer = load_tokenizer(sft)
-    policy = causal_lm_loader(cfg)(sft)
+    load = causal_lm_loader(cfg, g.lora_r)  # full fine-tuning: fp32 weights, bf16 autocast
+    policy = load(sft)
     device = resolve_device(cfg.device)
     scorer = load_scorer(g.reward, run_dir, device, policy_tokenizer=tokenizer)
     reward_fn = reward_function(scorer, tokenizer.eos_token_id, g.missing_eos_penalty)
@@ -115,7 +116,7 @@ def run_grpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
     policy, evals = finish_policy(
-        cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES, scorer
+        cfg, trainer, load, sft, tokenizer, run_dir, out_dir, EVAL_NAMES, scorer
     )
     return log.finish(
         {

@@ -43,6 +43,16 @@ def build_tiny_llama(cfg: ModelConfig, tokenizer, seed: int = 0) -> LlamaForCaus
     return LlamaForCausalLM(tiny_llama_config(cfg, tokenizer))
 
 
+def trainable_dtype(dtype: str, lora_r: int) -> str:
+    """The dtype to load a model in that a stage trains, for a profile in `dtype`.
+
+    Full fine-tuning keeps fp32 master weights (the trainer's bf16/fp16 is then autocast): an
+    Adam step at 1e-6 is below half a bf16 ulp of a typical weight and would round to nothing.
+    LoRA keeps the half-precision base frozen (peft keeps its adapters in fp32).
+    """
+    return "float32" if lora_r == 0 else dtype
+
+
 def load_causal_lm(path_or_id: str, dtype: str = "float32", device: str = "auto"):
     """`AutoModelForCausalLM.from_pretrained`, the same call for a folder or a hub id."""
     model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=DTYPES[dtype])
@@ -94,8 +104,15 @@ def turn_end_token(tokenizer) -> str | None:
 
 
 def save_model(model, tokenizer, folder: Path) -> None:
-    """A plain model folder that `from_pretrained` loads; written by the main process only."""
+    """A plain model folder that `from_pretrained` loads; written by the main process only.
+
+    The model's EOS becomes the tokenizer's (a ChatML base's turn end, `load_tokenizer`): a LoRA
+    model merged into a fresh base would otherwise keep the base's, and TRL, or anyone loading
+    the folder, would stop answers at another token than the lab does."""
     if is_main():
+        model.config.eos_token_id = tokenizer.eos_token_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 

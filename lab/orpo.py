@@ -5,12 +5,20 @@ log odds(rejected)) (`lab.preference_math.odds_ratio_loss`): nothing is frozen, 
 model in memory where DPO needs two. TRL ships it as `trl.experimental.orpo.ORPOTrainer`.
 Then the same yardstick as DPO and GRPO: gold on the held-out prompts against SFT, and KL to
 SFT and the reward model's score on fresh samples (`lab.yardstick.finish_policy`).
+
+TRL's ORPO tokenizes text and appends EOS to an answer that does not end with it; a ChatML
+template (SmolLM2, Qwen2.5) closes a turn with `<|im_end|>` and a newline, so the pairs are
+rendered here and each answer cut after its last EOS (`chat_text_pairs`): the answers end as
+SFT and DPO see them. One difference stays: a tokenizer with a BOS token its chat template does
+not write gets it prepended to ORPO's prompts by TRL, and to no other stage's.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+
+import datasets
 
 from lab import metrics as M
 from lab.config import LabConfig
@@ -52,17 +60,45 @@ EVAL_NAMES = {  # `evaluate_policy`'s keys -> the lab's metric names
 }
 
 
+def ending_at(text: str, eos: str) -> str:
+    """`text` cut right after its last `eos` (unchanged without one)."""
+    end = text.rfind(eos)
+    return text if end < 0 else text[: end + len(eos)]
+
+
+def chat_text_pairs(pairs: datasets.Dataset, tokenizer) -> datasets.Dataset:
+    """Conversational pairs as the chat template writes them (text prompt, chosen, rejected, as
+    TRL renders them), each answer ending at its EOS, so TRL adds no second one."""
+
+    def render(row: dict) -> dict:
+        prompt = tokenizer.apply_chat_template(
+            row["prompt"], tokenize=False, add_generation_prompt=True
+        )
+        full = {side: tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=False)
+                for side in ("chosen", "rejected")}  # fmt: skip
+        answers = {
+            side: ending_at(text[len(prompt) :], tokenizer.eos_token) for side, text in full.items()
+        }
+        return {"prompt": prompt, **answers}
+
+    return datasets.Dataset.from_list([render(row) for row in pairs])
+
+
 def run_orpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     """Train the SFT model on the reward stage's preference pairs with ORPO; save and evaluate it."""
     o, log = cfg.orpo, RunLog(out_dir, report_to=cfg.log.targets())
     sft = str(run_dir / "sft" / "model")
 
-    # 1. Data: DPO's pairs, as conversations (the chat format SFT taught).
-    train, held_out = policy_pairs(cfg, run_dir / "world", o.max_train_pairs)
+    # 1. Data: DPO's pairs in the chat format SFT taught, each answer ending at its EOS.
+    tokenizer = load_tokenizer(sft)
+    train, held_out = (
+        chat_text_pairs(pairs, tokenizer)
+        for pairs in policy_pairs(cfg, run_dir / "world", o.max_train_pairs)
+    )
 
     # 2. Model: the policy starts as the SFT model, and there is no reference model at all.
-    tokenizer = load_tokenizer(sft)
-    policy = causal_lm_loader(cfg)(sft)
+    load = causal_lm_loader(cfg, o.lora_r)  # full fine-tuning: fp32 weights, bf16 autocast
+    policy = load(sft)
 
     # 3. Train: NLL(chosen) + beta * -log sigmoid(log odds(chosen) - log odds(rejected)).
     args = ORPOConfig(
@@ -84,7 +120,7 @@ def run_orpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     trainer.train()
 
     # 4-6. Save, then gold against SFT, KL to SFT and reward-model score on held-out prompts.
-    policy, evals = finish_policy(cfg, trainer, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
+    policy, evals = finish_policy(cfg, trainer, load, sft, tokenizer, run_dir, out_dir, EVAL_NAMES)
     return log.finish(
         {
             M.NUM_PARAMS: num_params(policy),

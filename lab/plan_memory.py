@@ -1,9 +1,10 @@
 """The planner's memory model: peak bytes of every stage, from a model's shapes alone.
 
 Memory is counted tensor by tensor, as the lab's code holds them (see each `*_peak` function):
-weights, gradients, AdamW states (two per trainable parameter, in the parameter's dtype: the lab
-loads models in `model.dtype`, so bf16 training has no fp32 master copy; LoRA adapters are fp32),
-activations saved for backward, logits, KV cache and temporaries. The peak of a stage is the
+weights, gradients, AdamW states (two per trainable parameter, in the parameter's dtype: full
+fine-tuning keeps fp32 weights and computes under bf16/fp16 autocast, `lab.models.trainable_dtype`;
+LoRA keeps the half-precision base and fp32 adapters), activations saved for backward, logits,
+KV cache and temporaries. The peak of a stage is the
 largest of its phases (forward/backward, optimizer step, generation, rollout scoring).
 `benchmarks/planner_accuracy.py` checks it against real runs of architecture twins.
 """
@@ -11,6 +12,8 @@ largest of its phases (forward/backward, optimizer step, generation, rollout sco
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from lab.models import trainable_dtype
 
 GB = 1e9
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -58,7 +61,7 @@ class Setup:
     checkpointing: bool = False
     """Gradient checkpointing: keep each block's input, recompute the rest in backward."""
     dtype_bytes: int = 4
-    """Bytes per weight/activation element (`model.dtype`)."""
+    """Bytes per element of `model.dtype`: frozen weights, half-precision activations."""
     new_tokens: int = 0
     """Tokens generated per sequence (RL stages)."""
     rollout_batch: int = 0
@@ -136,20 +139,35 @@ def matmul_params(a: Arch, head: str = "lm") -> int:
     return n + (a.vocab * a.hidden if head == "lm" else 0)
 
 
+def trained_bytes(s: Setup) -> int:
+    """Bytes per trained weight, its gradient and each AdamW state (`lab.models.trainable_dtype`):
+    4 for full fine-tuning, the half-precision base's for LoRA. Also the residual stream's."""
+    profile = "float32" if s.dtype_bytes == 4 else "bfloat16"  # fp16: the same bytes and rule
+    return DTYPE_BYTES[trainable_dtype(profile, s.lora_r)]
+
+
+def autocast_copies(a: Arch, s: Setup, head: str = "lm") -> int:
+    """Half-precision copies of fp32 weights that autocast makes in a forward (cached until it
+    ends, then saved for backward): every matmul weight, when full fine-tuning runs in half."""
+    return matmul_params(a, head) * s.dtype_bytes if trained_bytes(s) > s.dtype_bytes else 0
+
+
 # ---------------------------------------------------------------- activations
 
 
-def layer_activation_bytes(a: Arch, d: int, lora_copy: int = 0) -> int:
+def layer_activation_bytes(a: Arch, d: int, lora_copy: int = 0, residual: int = 0) -> int:
     """Bytes one block saves for backward, per token.
 
-    RMSNorm (x2): its fp32 input, the normalised and the weighted output (4H + 2dH).
+    RMSNorm (x2): its fp32 input, the normalised and the weighted output (4H + 2rH, r the
+    residual stream's bytes, `d` unless given); under autocast over fp32 weights (r = 4 > d),
+    also the half-precision copy the next matmul reads (dH).
     Attention: q and k, v repeated to every head (transformers does so under a padding mask),
     SDPA's output and its contiguous copy for o_proj (5dH). MLP: gate, up, silu, product (4dI).
     LoRA on a half-precision base: peft casts every adapter's input to the adapter's fp32 and
     saves it (`lora_copy` = 4 bytes; 2 under the Trainer's bf16 autocast, which casts it back).
     """
-    h, q, i = a.hidden, a.heads * a.head_dim, a.intermediate
-    norms = 2 * (4 * h + 2 * d * h)
+    h, q, i, r = a.hidden, a.heads * a.head_dim, a.intermediate, residual or d
+    norms = 2 * (4 * h + 2 * r * h + (d * h if r > d else 0))
     attention = 3 * d * q + 2 * d * q
     extra = lora_copy * (5 * h + q + i)
     return norms + attention + 4 * d * i + extra
@@ -159,10 +177,11 @@ def training_activations(a: Arch, tokens: int, s: Setup) -> float:
     """Saved activations of a forward with grad over `tokens` tokens (with checkpointing: block inputs + one block)."""
     half_lora = s.lora_r > 0 and s.dtype_bytes < 4
     lora_copy = (4 if s.stage == "ppo" else s.dtype_bytes) if half_lora else 0  # PPO: no autocast
-    layer = layer_activation_bytes(a, s.dtype_bytes, lora_copy)
-    final_norm = 4 * a.hidden + 2 * s.dtype_bytes * a.hidden
+    r = trained_bytes(s)  # the residual stream: fp32 beside fp32 weights, even under autocast
+    layer = layer_activation_bytes(a, s.dtype_bytes, lora_copy, r)
+    final_norm = 4 * a.hidden + 2 * r * a.hidden
     if s.checkpointing:
-        return tokens * (a.layers * s.dtype_bytes * a.hidden + layer + final_norm)
+        return tokens * (a.layers * r * a.hidden + layer + final_norm)
     return tokens * (a.layers * layer + final_norm)
 
 
@@ -173,7 +192,8 @@ def fused_head_bytes(a: Arch, tokens: int, s: Setup, trainable_head: bool) -> fl
     """
     tile = min(tokens, TILE_TOKENS) * min(a.vocab, TILE_VOCAB)
     tiles = tile * s.dtype_bytes if s.cuda else 7 * 4 * tile
-    weight_grad = a.vocab * a.hidden * (4 + (s.dtype_bytes if s.dtype_bytes < 4 else 0))
+    w = trained_bytes(s)
+    weight_grad = a.vocab * a.hidden * (4 + (w if w < 4 else 0))  # cast to a half weight's dtype
     return tiles + 4 * tokens * a.hidden + (weight_grad if trainable_head else 0)
 
 
@@ -205,13 +225,14 @@ class Trainable:
 
 
 def trainable(a: Arch, s: Setup, head: str = "lm") -> Trainable:
-    """Full fine-tuning: grads and states in the weights' dtype. LoRA: fp32 adapters only."""
-    n, d = count_params(a, head), s.dtype_bytes
+    """Full fine-tuning: weights, grads and states in fp32 (`trained_bytes`). LoRA: the frozen
+    base in `model.dtype`, fp32 adapters."""
+    n, d, w = count_params(a, head), s.dtype_bytes, trained_bytes(s)
     if s.lora_r:
         n_lora = lora_params(a, s.lora_r) + (a.hidden if head == "score" else 0)
         biggest = s.lora_r * max(i for i, _ in layer_linears(a)) * 4
         return Trainable(n * d + 4 * n_lora, 4 * n_lora, 8 * n_lora, biggest)
-    return Trainable(n * d, n * d, 2 * n * d, a.vocab * a.hidden * d)
+    return Trainable(n * w, n * w, 2 * n * w, a.vocab * a.hidden * w)
 
 
 def optimizer_step_bytes(t_grads: float, largest: float, fused: bool, cuda: bool) -> float:
@@ -249,7 +270,8 @@ def sft_peak(a: Arch, s: Setup) -> Memory:
     t = trainable(a, s)
     tokens = s.batch * s.seq
     head = fused_head_bytes(a, tokens, s, trainable_head=not s.lora_r)
-    phases = train_phases(t, training_activations(a, tokens, s), head, s, fused=True)
+    act = training_activations(a, tokens, s) + autocast_copies(a, s)
+    phases = train_phases(t, act, head, s, fused=True)
     return peak(t.weights, t.optimizer, phases)
 
 
@@ -265,7 +287,7 @@ def pretrain_peak(a: Arch, s: Setup) -> Memory:
 def reward_peak(a: Arch, s: Setup) -> Memory:
     """TRL RewardTrainer: a scalar-head model over chosen and rejected together (2 x batch)."""
     t = trainable(a, s, head="score")
-    act = training_activations(a, 2 * s.batch * s.seq, s)
+    act = training_activations(a, 2 * s.batch * s.seq, s) + autocast_copies(a, s, "score")
     return peak(t.weights, t.optimizer, train_phases(t, act, 0.0, s, fused=True))
 
 
@@ -275,13 +297,14 @@ def preference_peak(a: Arch, s: Setup, frozen: float) -> Memory:
     t = trainable(a, s)
     tokens = 2 * s.batch * s.seq
     head = fused_head_bytes(a, tokens, s, trainable_head=not s.lora_r)
-    phases = train_phases(t, training_activations(a, tokens, s), head, s, fused=True)
+    act = training_activations(a, tokens, s) + autocast_copies(a, s)
+    phases = train_phases(t, act, head, s, fused=True)
     return peak(t.weights + frozen, t.optimizer, phases)
 
 
 def dpo_peak(a: Arch, s: Setup) -> Memory:
-    """TRL DPOTrainer: policy + frozen reference (LoRA: adapters off)."""
-    return preference_peak(a, s, 0 if s.lora_r else count_params(a) * s.dtype_bytes)
+    """TRL DPOTrainer: policy + frozen reference in the policy's dtype (LoRA: adapters off)."""
+    return preference_peak(a, s, 0 if s.lora_r else count_params(a) * trained_bytes(s))
 
 
 def orpo_peak(a: Arch, s: Setup) -> Memory:
@@ -295,37 +318,41 @@ def generation_bytes(a: Arch, s: Setup) -> float:
 
 
 def grpo_peak(a: Arch, s: Setup) -> Memory:
-    """TRL GRPOTrainer: policy + reference + the lab's frozen reward model; generate, then train."""
-    t = trainable(a, s)
-    frozen = count_params(a, "score") * s.dtype_bytes
-    frozen += 0 if s.lora_r else count_params(a) * s.dtype_bytes
+    """TRL GRPOTrainer: policy + reference (in the policy's dtype) + the lab's frozen reward
+    model (as the reward stage saved it: fp32 after full fine-tuning); generate, then train."""
+    t, w = trainable(a, s), trained_bytes(s)
+    frozen = count_params(a, "score") * w
+    frozen += 0 if s.lora_r else count_params(a) * w
     tokens = s.batch * s.seq
     head = fused_head_bytes(a, tokens, s, trainable_head=not s.lora_r)
-    phases = train_phases(t, training_activations(a, tokens, s), head, s, fused=True)
-    phases["generation"] = (0.0, generation_bytes(a, s))
+    act = training_activations(a, tokens, s) + autocast_copies(a, s)
+    phases = train_phases(t, act, head, s, fused=True)
+    phases["generation"] = (0.0, generation_bytes(a, s) + autocast_copies(a, s))
     return peak(t.weights + frozen, t.optimizer, phases)
 
 
 def ppo_peak(a: Arch, s: Setup) -> Memory:
     """The lab's PPO (`lab.ppo`, `lab.ppo_models.ActorCritic`), torch AdamW.
 
-    Full: policy + value model (trainable), reference + reward model (frozen).
+    Full: policy + value model (trainable; fp32 under autocast in a half-precision profile),
+    reference (as the policy) + reward model (frozen, as the reward stage saved it).
     LoRA: one base with `policy` and `value` adapters + value head, and the frozen reward model.
     Phases: generation (LoRA: beside merged copies of the block weights, `ActorCritic.sampler`);
     rollout scoring (logits of policy and reference and their softmaxes, one mini-batch at a
     time, no grad); the policy's forward/backward (full logits of the response); the value
     model's forward/backward with the policy's grads alive; the optimizer step.
     """
-    d, response = s.dtype_bytes, s.new_tokens + 1
+    d, w, response = s.dtype_bytes, trained_bytes(s), s.new_tokens + 1
     policy, value = trainable(a, s), trainable(a, s, head="score")
-    rm = count_params(a, "score") * d
+    rm = count_params(a, "score") * w
+    copies = autocast_copies(a, s)  # 0 but for full fine-tuning in half precision
     if s.lora_r:
         weights = policy.weights + 4 * lora_params(a, s.lora_r) + 4 * a.hidden + rm
         value = Trainable(0, 4 * lora_params(a, s.lora_r), 8 * lora_params(a, s.lora_r), 0)
         head_grad = 0
     else:
-        weights = 2 * policy.weights + value.weights + rm
-        head_grad = a.vocab * a.hidden * d
+        weights = 2 * policy.weights + value.weights + rm  # the reference as the policy
+        head_grad = a.vocab * a.hidden * w
     tokens = s.batch * s.seq
     act = training_activations(a, tokens, s)
     grads = policy.grads + value.grads
@@ -335,15 +362,17 @@ def ppo_peak(a: Arch, s: Setup) -> Memory:
     largest = max(policy.largest, value.largest)
     # LoRA decodes with the policy adapter merged into copies of every block's linear weights.
     merged = a.layers * sum(i * o for i, o in layer_linears(a)) * d if s.lora_r else 0
+    value_act = act + autocast_copies(a, s, "score")
     phases = {
-        "generation": (0.0, generation_bytes(a, s) + merged),
-        "rollout scoring": (0.0, rollout_logits),
-        "policy forward/backward": (0.0, act + logits + head_grad),
-        "value forward/backward": (policy.grads, act),
+        "generation": (0.0, generation_bytes(a, s) + merged + copies),
+        "rollout scoring": (0.0, rollout_logits + copies),
+        "policy forward/backward": (0.0, act + copies + logits + head_grad),
+        "value forward/backward": (policy.grads, value_act),
         "optimizer step": (grads, optimizer_step_bytes(grads, largest, False, s.cuda)),
     }
     if not s.cuda and not s.lora_r:  # on a multi-core CPU both run at once (`side_by_side`)
-        phases["value forward/backward"] = (policy.grads, 2 * act + logits + head_grad)
+        both = act + copies + logits + head_grad + value_act
+        phases["value forward/backward"] = (policy.grads, both)
     return peak(weights, policy.optimizer + value.optimizer, phases)
 
 

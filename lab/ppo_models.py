@@ -1,7 +1,8 @@
 """PPO's four roles (policy, reference, value function, reward model) and how they share weights.
 
 Full mode (tiny models): the policy is a trainable copy of the SFT model, the reference a
-frozen copy, the value function a copy of the reward model read at every token.
+frozen copy, the value function a copy of the reward model read at every token. In a bf16/fp16
+profile the trained copies hold fp32 weights and every forward runs under autocast.
 LoRA mode: one copy of the SFT weights; the policy is the base + a `policy` adapter, the
 reference is the same base with adapters disabled, and the value function is a `value`
 adapter with its own linear head. The reward model stays a separate, frozen model.
@@ -22,7 +23,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from lab.config import LabConfig
-from lab.models import DTYPES, load_causal_lm, load_tokenizer
+from lab.models import DTYPES, load_causal_lm, load_tokenizer, trainable_dtype
 from lab.packing import packed_hidden, packed_logits, use_packed_attention
 from lab.responses import (
     align_left,
@@ -68,6 +69,8 @@ class ActorCritic(nn.Module):
         `packed`: forwards over real tokens only (`lab.packing`); by default on a CPU alone."""
         super().__init__()
         self.lora = lora_r > 0
+        # fp32 trained weights in a half-precision profile: every forward in autocast (`autocast`)
+        self.half = DTYPES[dtype] if trainable_dtype(dtype, lora_r) != dtype else None
         if self.lora:
             lora = LoraConfig(
                 r=lora_r, lora_alpha=lora_alpha, target_modules=LORA_TARGETS, lora_dropout=0.0
@@ -81,14 +84,7 @@ class ActorCritic(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
         else:
-            self.policy = load_causal_lm(sft_path, dtype, str(device))
-            self.reference = (
-                load_causal_lm(sft_path, dtype, str(device)).eval().requires_grad_(False)
-            )
-            critic = AutoModelForSequenceClassification.from_pretrained(
-                reward_path, num_labels=1, dtype=DTYPES[dtype]
-            ).to(device)
-            self.value_trunk, self.value_head = critic.model, critic.score
+            self._load_full(sft_path, reward_path, dtype, device)
             if fresh_value_head:
                 nn.init.zeros_(self.value_head.weight)
         disable_dropout(self)  # PPO's ratios and values must not depend on dropout noise
@@ -109,6 +105,18 @@ class ActorCritic(nn.Module):
             self.policy.activation_checkpointing_enable(**kwargs)
             if not self.lora:  # with LoRA the value function runs through the same layers
                 self.value_trunk.activation_checkpointing_enable(**kwargs)
+
+    def _load_full(self, sft_path: str, reward_path: str, dtype: str, device) -> None:
+        """Full mode's three networks in `trainable_dtype` (fp32 master weights: in bf16 most Adam
+        steps at PPO's 3e-6 round to nothing). The frozen reference too: under the same autocast as
+        the policy it gives the very same log-probs at the start, so the KL starts at exactly 0."""
+        trained = trainable_dtype(dtype, 0)
+        self.policy = load_causal_lm(sft_path, trained, str(device))
+        self.reference = load_causal_lm(sft_path, trained, str(device)).eval().requires_grad_(False)
+        critic = AutoModelForSequenceClassification.from_pretrained(
+            reward_path, num_labels=1, dtype=DTYPES[trained]
+        ).to(device)
+        self.value_trunk, self.value_head = critic.model, critic.score
 
     def train(self, mode: bool = True) -> ActorCritic:
         """Train mode for policy and critic (gradient checkpointing needs it); the reference stays in eval."""
@@ -133,11 +141,21 @@ class ActorCritic(nn.Module):
         logits, rows = self._logits(self.policy, ids, mask, n_response)
         return logprobs_at_rows(logits, rows, ids[:, -n_response:], temperature, entropy)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the profile's half precision over fp32 trained weights; else nothing.
+
+        Every forward (generation, rollout, update) runs under it, so the first ratio stays 1.
+        """
+        if self.half is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.policy.device.type, dtype=self.half)
+
     def _logits(self, model, ids: torch.Tensor, mask: torch.Tensor, n: int) -> tuple:
         """(K, V) logits and the (B, R) row each response token reads in them."""
-        if self.packed:
-            return packed_logits(model, ids, mask, n)
-        logits = next_token_logits(model, ids, mask, n)  # (B, R, V): a row per token
+        with self.autocast():
+            if self.packed:
+                return packed_logits(model, ids, mask, n)
+            logits = next_token_logits(model, ids, mask, n)  # (B, R, V): a row per token
         rows = torch.arange(logits.shape[0] * n, device=logits.device).view(-1, n)
         return logits.flatten(0, 1), rows
 
@@ -168,7 +186,7 @@ class ActorCritic(nn.Module):
         With LoRA, call this and the backward of its loss inside `critic()`: under gradient
         checkpointing backward recomputes the layers with whichever adapter is active then.
         """
-        with self.critic():  # the state before response token t: the prefix up to P + t - 1
+        with self.critic(), self.autocast():  # the state before token t: the prefix to P + t - 1
             if self.packed:
                 states = packed_hidden(self.value_trunk, ids, mask, n_response)
             else:
@@ -177,7 +195,7 @@ class ActorCritic(nn.Module):
                     input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)
                 ).last_hidden_state
                 states = at_positions(hidden, index)
-        states = states.to(self.value_head.weight.dtype)  # LoRA: fp32 head
+        states = states.to(self.value_head.weight.dtype)  # the head in fp32 (LoRA's too)
         return self.value_head(states).squeeze(-1).float()
 
     @contextlib.contextmanager
@@ -225,7 +243,8 @@ class ActorCritic(nn.Module):
         inside the block. Log-probs are always read unmerged (step 4), so the ratios are exact.
         """
         if not self.lora:
-            yield self.policy
+            with self.autocast():  # as the log-probs are read: samples from the same policy
+                yield self.policy
             return
         originals = []
         try:  # a failure half-way through the swap still puts back what was swapped

@@ -50,7 +50,14 @@ LORA: dict[str, Any] = {
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {},
     "smollm2-135m": {**GPU, "model.name_or_path": "HuggingFaceTB/SmolLM2-135M"},
-    "smollm2-360m": {**GPU, "model.name_or_path": "HuggingFaceTB/SmolLM2-360M"},
+    # PPO's four full models, in fp32 beside the two it trains, need 17.4 GB: a
+    # 16 GB card takes PPO's LoRA instead (one base, three roles; `python -m lab plan`).
+    "smollm2-360m": {
+        **GPU,
+        "model.name_or_path": "HuggingFaceTB/SmolLM2-360M",
+        "ppo.lora_r": LORA["ppo.lora_r"],
+        "ppo.lr": LORA["ppo.lr"],
+    },  # fmt: skip
     "qwen2.5-0.5b": {**GPU, **LORA, "model.name_or_path": "Qwen/Qwen2.5-0.5B"},
 }
 

@@ -8,17 +8,19 @@ formats text exactly as the trainer did here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import datasets
 import torch
 import trl
+from transformers import PreTrainedModel
 
 from lab import metrics as M
 from lab.config import LabConfig
 from lab.distributed import is_main
-from lab.models import load_tokenizer, num_params, save_model
+from lab.models import load_tokenizer, num_params, save_model, trainable_dtype
 from lab.pairs import load_pairs, n_skipped
 from lab.progress import Progress, ReportProgress
 from lab.reward_model import encode, pair_metrics, score_pairs, with_scalar_head
@@ -42,6 +44,13 @@ TRAINER_LOGS = {
     "eval_accuracy": M.REWARD_ACCURACY,
     "eval_margin": M.REWARD_MARGIN,
 }
+
+
+def reward_model_loader(cfg: LabConfig, tokenizer, lora_r: int) -> Callable[[str], PreTrainedModel]:
+    """`load(path)`: a reward model to train with `lora_r` (`with_scalar_head`), on the profile's
+    device, in `trainable_dtype` (fp32 master weights for full fine-tuning, bf16 autocast)."""
+    dtype = trainable_dtype(cfg.model.dtype, lora_r)
+    return partial(with_scalar_head, tokenizer=tokenizer, dtype=dtype, device=cfg.device)
 
 
 def tokenize_pairs(pairs: datasets.Dataset, tokenizer, max_length: int) -> datasets.Dataset:
@@ -93,7 +102,7 @@ def run_reward(
 
     # 2. Model: the SFT model with a fresh scalar head in place of the LM head.
     torch.manual_seed(cfg.seed)
-    load = partial(with_scalar_head, tokenizer=tokenizer, dtype=cfg.model.dtype, device=cfg.device)
+    load = reward_model_loader(cfg, tokenizer, r.lora_r)  # full fine-tuning: fp32 weights
     model = load(sft_model)
 
     # 3. Train: Bradley-Terry loss on (chosen, rejected) pairs, full fine-tuning or LoRA.

@@ -55,7 +55,7 @@ def run_sft(cfg: LabConfig, base: str, world_dir: Path, out_dir: Path) -> dict:
     prompts = recipes.eval_prompts(cfg, world_dir)
 
     # 2. Model: the base model and its tokenizer (a local folder or a hub id, the same call).
-    load = causal_lm_loader(cfg)
+    load = causal_lm_loader(cfg, s.lora_r)  # full fine-tuning: fp32 weights, bf16 autocast
     model = load(base)
     tokenizer = load_tokenizer(base)
 

@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback
 
 from lab.config import LabConfig, TrainerStageConfig
 from lab.distributed import barrier, is_main
-from lab.models import load_causal_lm, resolve_device
+from lab.models import load_causal_lm, resolve_device, trainable_dtype
 from lab.runlog import RunLog
 
 TRAINED_DIR = "trained"  # the trainer's own save, read back by every process, then removed
@@ -56,7 +56,9 @@ def trainer_args(cfg: LabConfig, stage: TrainerStageConfig, out_dir: Path) -> di
         "save_strategy": "no",
         "report_to": list(cfg.log.targets()) or "none",
         "use_cpu": resolve_device(cfg.device).type == "cpu",
-        "bf16": cfg.model.dtype == "bfloat16",  # TRL turns bf16 on by default; not on CPU float32
+        # Autocast over the fp32 weights `causal_lm_loader` gives full fine-tuning (TRL turns bf16
+        # on by default; not on CPU float32).
+        "bf16": cfg.model.dtype == "bfloat16",
         "fp16": cfg.model.dtype == "float16",
         # TRL turns it on by default; the lab only where memory needs it (real models on a GPU)
         "activation_checkpointing": cfg.model.gradient_checkpointing,
@@ -89,9 +91,11 @@ def check_launch(trainer: Trainer) -> None:
         )
 
 
-def causal_lm_loader(cfg: LabConfig) -> Callable[[str], PreTrainedModel]:
-    """`load(path)`: a causal LM in the profile's dtype on its device, as SFT, DPO and GRPO load one."""
-    return partial(load_causal_lm, dtype=cfg.model.dtype, device=cfg.device)
+def causal_lm_loader(cfg: LabConfig, lora_r: int) -> Callable[[str], PreTrainedModel]:
+    """`load(path)`: the causal LM a stage with `lora_r` trains, on the profile's device, in
+    `trainable_dtype` (fp32 master weights for full fine-tuning), as SFT, DPO, GRPO, ORPO load one."""
+    dtype = trainable_dtype(cfg.model.dtype, lora_r)
+    return partial(load_causal_lm, dtype=dtype, device=cfg.device)
 
 
 def trained_model(
@@ -101,6 +105,8 @@ def trained_model(
     # Under FSDP a process holds a shard of every weight: the trainer's `save_model` gathers them
     # (every process takes part, the main one writes). Alone or data parallel it is the same round
     # trip. `load(path)` builds the stage's model class; LoRA adapters are loaded onto `load(base)`.
+    # Full fine-tuning reads its fp32 weights back in fp32: rounded to bf16, most of a small-lr
+    # run's updates would be lost again.
     folder = out_dir / TRAINED_DIR
     if is_main():  # a crashed run's leftovers (an adapter) must not be read as this run's
         shutil.rmtree(folder, ignore_errors=True)

@@ -26,7 +26,7 @@ from lab.evaluation import (
 )
 from lab.models import load_causal_lm, load_tokenizer, save_model
 from lab.reward_sources import Scorer, load_scorer
-from lab.trainers import causal_lm_loader, trained_model
+from lab.trainers import trained_model
 
 START_GOLD_TABLE = "eval_start.jsonl"  # the start model's answers, when it is not the SFT model
 
@@ -56,7 +56,9 @@ def evaluate_policy(
     # Gold: the same prompts and decoding as the start model's table, prompt by prompt.
     table = evaluate_model(policy, tokenizer, world, prompts)
     save_gold_table(table, out_dir / GOLD_TABLE)
-    reference = load_causal_lm(start, cfg.model.dtype, cfg.device)
+    # The reference in the policy's own precision (fp32 after full fine-tuning; TRL builds DPO's
+    # and GRPO's references so too): KL then measures training, not bf16 rounding.
+    reference = load_causal_lm(start, str(policy.dtype).removeprefix("torch."), cfg.device)
     if start == sft:
         start_table = pd.read_json(run_dir / "sft" / GOLD_TABLE, lines=True)
     else:
@@ -123,13 +125,15 @@ def compute_before_after(metrics: dict, reward_metric: str = M.PPO_EVAL_REWARD) 
 
 
 def finish_policy(
-    cfg: LabConfig, trainer, start: str, tokenizer, run_dir: Path, out_dir: Path, names, scorer=None
-) -> tuple:
+    cfg: LabConfig, trainer, load, start: str, tokenizer, run_dir: Path, out_dir: Path, names,
+    scorer=None,
+) -> tuple:  # fmt: skip
     """A TRL stage's end: the trained policy saved as a plain model folder, then measured.
 
-    `start` is the model the policy was loaded from (`causal_lm_loader`), where LoRA adapters go
-    back on; `scorer` the reward it trained on (default: the run's reward model); returns `(policy, the yardstick's metrics under the stage's names)`.
+    `load` loaded the policy from `start` (`causal_lm_loader`), where LoRA adapters go back on;
+    `scorer` the reward it trained on (default: the run's reward model); returns `(policy, the
+    yardstick's metrics under the stage's names)`.
     """
-    policy = trained_model(trainer, causal_lm_loader(cfg), start, out_dir)
+    policy = trained_model(trainer, load, start, out_dir)
     save_model(policy, tokenizer, out_dir / "model")
     return policy, evaluate_policy(cfg, policy, tokenizer, run_dir, out_dir, names, scorer=scorer)

@@ -155,3 +155,22 @@ def test_lora_dpo_saves_merged_weights(small_reward_run, tmp_path):
         if not p.equal(q)
     ]
     assert changed and all("proj" in name for name in changed)  # only where LoRA adapted
+
+
+def test_dpo_in_bf16_moves_nearly_every_weight(small_reward_run, tmp_path):
+    """A bf16 profile at a real profile's DPO learning rate: the policy trains fp32 weights under
+    bf16 autocast and is saved in fp32, so nearly every weight moves. Trained in bf16 weights,
+    a step of 5e-7 is below half a bf16 ulp: 0.5% of them moved."""
+    run = copy_run(small_reward_run, tmp_path)
+    settings = {"model.dtype": "bfloat16", "dpo.lr": 5e-7, "dpo.warmup_ratio": 0.0}
+    settings |= {"dpo.max_train_pairs": 64, "dpo.batch_size": 16}
+    cfg = load_config("tiny", {**SMALL, **settings})
+    metrics = run_dpo(cfg, run, run / "dpo")
+    assert metrics["dpo/steps"] == 4
+    policy = AutoModelForCausalLM.from_pretrained(run / "dpo" / "model")
+    sft = AutoModelForCausalLM.from_pretrained(run / "sft" / "model")
+    assert policy.dtype == torch.float32  # saved as trained: bf16 would round the steps away
+    moved = total = 0
+    for p, q in zip(policy.parameters(), sft.parameters(), strict=True):
+        moved, total = moved + int((p != q).sum()), total + p.numel()
+    assert moved / total > 0.9

@@ -13,13 +13,14 @@ from transformers import AutoModelForCausalLM
 from apps.pool import find_run_models
 from lab import metrics as M
 from lab.evaluation import GOLD_TABLE
-from lab.orpo import ORPOTrainer, run_orpo
+from lab.models import load_tokenizer
+from lab.orpo import ORPOTrainer, chat_text_pairs, ending_at, run_orpo
 from lab.preference_math import log_odds, odds_ratio_loss, orpo_loss
 from lab.profiles import load_config
 from lab.runlog import read_log
 from lab.stages import STAGE_NAMES
 from lab.summary import compute_model_table, stage_headline
-from tests.conftest import SMALL
+from tests.conftest import SMALL, chatml
 from tests.test_dpo import copy_run
 
 # --- the odds-ratio term ---------------------------------------------------------------------
@@ -69,6 +70,29 @@ def orpo_run(small_reward_run, tmp_path_factory):
     run = copy_run(small_reward_run, tmp_path_factory.mktemp("orpo_run"))
     cfg = load_config("tiny", {**SMALL, **ORPO})
     return run, run_orpo(cfg, run, run / "orpo")
+
+
+def test_pairs_end_at_eos_so_trl_adds_no_second_one(small_sft_run, tmp_path):
+    from datasets import Dataset
+    from trl.data_utils import maybe_apply_chat_template
+
+    assert ending_at("It is 5.<|im_end|>\n", "<|im_end|>") == "It is 5.<|im_end|>"
+    assert ending_at("no end", "<|im_end|>") == "no end"
+    pairs = Dataset.from_list([{
+        "prompt": [{"role": "user", "content": "What is 2 plus 3?"}],
+        "chosen": [{"role": "assistant", "content": "It is 5."}],
+        "rejected": [{"role": "assistant", "content": "It is 6, friend."}],
+    }])  # fmt: skip
+    tiny = load_tokenizer(str(small_sft_run / "sft" / "model"))
+    rendered = chat_text_pairs(pairs, tiny)[0]  # the tiny template: exactly TRL's own text
+    assert rendered == maybe_apply_chat_template(pairs[0], tiny)
+    chatml(tiny).save_pretrained(tmp_path / "chatml")
+    ends_in_newline = load_tokenizer(str(tmp_path / "chatml"))  # EOS becomes <|im_end|>
+    rendered = chat_text_pairs(pairs, ends_in_newline)[0]
+    assert maybe_apply_chat_template(pairs[0], ends_in_newline)["chosen"].endswith("<|im_end|>\n")
+    for side in ("chosen", "rejected"):
+        ids = ends_in_newline(rendered[side], add_special_tokens=False)["input_ids"]
+        assert ids[-1] == ends_in_newline.eos_token_id and ids.count(ids[-1]) == 1
 
 
 def test_orpo_raises_the_held_out_log_odds_ratio(orpo_run):

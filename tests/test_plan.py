@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from lab.cli import main
 from lab.config import ModelConfig
 from lab.models import tiny_llama_config
-from lab.plan import GPUS, candidates, compute_plan, fits_in, load_arch, parse_gb
+from lab.plan import GPUS, candidates, compute_plan, fits_in, load_arch, parse_gb, stage_setup
 from lab.plan_memory import (
     GB,
     Arch,
@@ -21,7 +21,9 @@ from lab.plan_memory import (
     estimate_memory,
     layer_activation_bytes,
     lora_params,
+    matmul_params,
     trainable,
+    trained_bytes,
 )
 from lab.profiles import load_config
 from lab.twins import TWINS, twin_config
@@ -84,7 +86,7 @@ def test_memory_by_hand():
     # bf16 block activations per token: norms 2(16 + 16), attention 5 x 2 x 4, MLP 4 x 2 x 8.
     assert layer_activation_bytes(TOY, 2) == 64 + 40 + 64
     t = trainable(TOY, Setup("sft", batch=1, seq=1, dtype_bytes=2))
-    assert (t.weights, t.grads, t.optimizer) == (696, 696, 1392)  # AdamW: 2 states in bf16
+    assert (t.weights, t.grads, t.optimizer) == (1392, 1392, 2784)  # fp32 master weights, 2 states
     s = Setup("reward", batch=3, seq=5, dtype_bytes=4, cuda=True)
     m = estimate_memory(TOY, s)
     n = count_params(TOY, "score")  # 352: the scalar head replaces nothing (tied LM head)
@@ -92,6 +94,29 @@ def test_memory_by_hand():
     activations = 2 * 3 * 5 * per_token  # chosen and rejected: 30 sequences' tokens
     assert (m.weights, m.optimizer) == (4 * n, 8 * n)
     assert m.total == 4 * n + 8 * n + max(activations, 4 * n)
+
+
+def test_full_fine_tuning_in_bf16_counts_fp32_weights_grads_and_adamw():
+    # The profile's bf16 is autocast: trained weights, their gradients and both AdamW states are
+    # fp32 (4 + 4 + 8 bytes a parameter); LoRA keeps the bf16 base and fp32 adapters.
+    arch = arch_from_config(twin_config("HuggingFaceTB/SmolLM2-360M"))
+    n = count_params(arch)
+    s = stage_setup(load_config("smollm2-360m"), "sft", GPUS["A100-80"])
+    assert (s.dtype_bytes, s.lora_r, trained_bytes(s)) == (2, 0, 4)
+    m = estimate_memory(arch, s)
+    assert (m.weights, m.optimizer) == (4 * n, 8 * n)
+    fp32 = estimate_memory(arch, dataclasses.replace(s, dtype_bytes=4))
+    assert fp32.weights == m.weights and fp32.optimizer == m.optimizer
+    # Autocast's bf16 copies of every matmul weight live through forward and backward.
+    assert m.phase == "forward/backward" and m.activations > matmul_params(arch) * 2
+    lora = trainable(arch, dataclasses.replace(s, lora_r=16))
+    assert lora.weights == 2 * n + 4 * lora_params(arch, 16)
+    # DPO's reference is built in the policy's dtype (TRL), and so is PPO's (its KL starts at 0),
+    # beside an fp32 policy and value model and the reward model as its stage saved it (fp32).
+    dpo = estimate_memory(arch, dataclasses.replace(s, stage="dpo"))
+    assert dpo.weights == 8 * n
+    ppo = estimate_memory(arch, dataclasses.replace(s, stage="ppo", new_tokens=8, rollout_batch=4))
+    assert ppo.weights == 2 * 4 * n + 2 * 4 * count_params(arch, "score")
 
 
 def test_a_setup_that_does_not_fit_gets_a_proposal_that_does():
@@ -129,7 +154,7 @@ def test_orpo_needs_no_reference_model():
     arch = arch_from_config(twin_config("HuggingFaceTB/SmolLM2-135M"))
     full = Setup("dpo", batch=8, seq=512, dtype_bytes=2)
     orpo = dataclasses.replace(full, stage="orpo")
-    weights = count_params(arch) * 2
+    weights = count_params(arch) * 4  # in the policy's dtype (TRL): fp32, full in a bf16 profile
     assert estimate_memory(arch, full).weights - estimate_memory(arch, orpo).weights == weights
     lora = {"lora_r": 16}
     dpo_lora = estimate_memory(arch, dataclasses.replace(full, **lora)).total

@@ -346,6 +346,38 @@ def test_first_minibatch_ratio_is_exactly_one(small_reward_run, lora_r, checkpoi
     assert losses[M.PPO_CLIPFRAC] == 0.0 and losses[M.PPO_VALUE_CLIPFRAC] == 0.0
 
 
+def test_full_ppo_in_bf16_trains_fp32_weights_under_autocast(small_reward_run):
+    """A bf16 profile's full fine-tuning: fp32 policy and value weights (in bf16 most Adam steps
+    at PPO's 3e-6 round to nothing), every forward in bf16 autocast, generation's included, so
+    the first minibatch's ratio is still exactly 1. The float32 profile gets no autocast."""
+    run = small_reward_run
+    sft, reward = str(run / "sft" / "model"), str(run / "reward" / "model")
+    ac = ActorCritic(sft, reward, 0, 8, "bfloat16", "cpu")
+    assert ac.half is torch.bfloat16
+    assert {p.dtype for p in ac.trainable_parameters()} == {torch.float32}
+    assert next(ac.reference.parameters()).dtype == torch.float32  # as the policy: KL starts at 0
+    ids, mask = torch.tensor([[3, 4, 5, 6, 7, 8]]), torch.ones(1, 6, dtype=torch.long)
+    with torch.no_grad():
+        start = ac.response_logprobs(ids, mask, 3, 1.0), ac.reference_logprobs(ids, mask, 3, 1.0)
+    assert torch.equal(*start)
+    with ac.sampler() as model:
+        assert model is ac.policy and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.is_autocast_enabled("cpu")
+    ac.prepare_for_training()
+    ac.train()
+    overrides = {"model.dtype": "bfloat16", "ppo.ppo_epochs": 1, "ppo.mini_batch_size": 3}
+    cfg = load_config("tiny", {**SMALL, **overrides})
+    cfg.ppo.lr = 0.0  # no step: both minibatches are "first" ones
+    _, losses = ragged_update(ac, cfg)
+    assert losses[M.PPO_RATIO] == 1.0 and losses[M.PPO_APPROX_KL] == 0.0
+    before = [p.detach().clone() for p in ac.trainable_parameters()]
+    cfg.ppo.lr = 3e-6  # the real profiles' PPO learning rate
+    ragged_update(ac, cfg)
+    moved = sum(int((p != q).sum()) for p, q in zip(ac.trainable_parameters(), before, strict=True))
+    assert moved / sum(p.numel() for p in before) > 0.9
+    assert ActorCritic(sft, reward, 0, 8, "float32", "cpu").half is None  # tiny: no autocast
+
+
 @pytest.mark.parametrize("packed", [True, False])
 def test_padding_changes_no_logit(small_reward_run, packed):
     """Step 4 and the update keep padding out of the forward (packed on a CPU, `align_left`
