@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from apps.handlers import Arena, instructor_check
 from apps.votes import export_preferences, to_preferences
 from lab import metrics as M
+from lab.feedback import seen_by, validate_votes
 from lab.leaderboard import (
     MIN_BATTLES,
     MIN_MODEL_BATTLES,
@@ -53,6 +54,8 @@ DASHBOARD = {
 }
 T = TypeVar("T")
 ELO_PER_NAT = 400 / math.log(10)  # a log-odds of 1 on the leaderboard's Elo scale
+RM_AGREES_NEW = "reward model agrees with votes it never trained on"
+RM_AGREES_SEEN = "reward model agrees with votes it trained on (in-sample: a feedback round's)"
 REPEAT_AGREEMENT = "votes agree on a repeated prompt and model pair (answers re-sampled)"
 VOTE_COLUMNS = ["id", "time", "annotator", "mode", "prompt", "models", "outcome", "winner"]
 
@@ -330,13 +333,8 @@ def compute_agreement(arena: Arena) -> pd.DataFrame:
             rejected = score(
                 arena.pool.rm, arena.pool.rm_tokenizer, prompts, [p["rejected"] for p in pairs]
             )
-        rows.append(
-            {
-                "measure": "reward model agrees with votes",
-                "value": pair_accuracy(chosen, rejected),
-                "n": len(pairs),
-            }
-        )
+            source = arena.pool.reward_source
+        rows += agreement_rows(chosen, rejected, seen_by(Path(source), validate_votes(pairs))[1])
     between = compute_repeat_agreement(votes)  # fresh answers each time: see its docstring
     rows.append(
         {
@@ -346,6 +344,18 @@ def compute_agreement(arena: Arena) -> pd.DataFrame:
         }
     )
     return pd.DataFrame(rows)
+
+
+def agreement_rows(chosen: list[float], rejected: list[float], seen: list[bool]) -> list[dict]:
+    """The reward model's agreement with the votes it never trained on, and, once a feedback
+    round's model is in use, apart from it, with the votes it trained on (in-sample)."""
+    rows = []
+    for was_seen, measure in ((False, RM_AGREES_NEW), (True, RM_AGREES_SEEN)):
+        part = [i for i, s in enumerate(seen) if s == was_seen]
+        if part:
+            value = pair_accuracy([chosen[i] for i in part], [rejected[i] for i in part])
+            rows.append({"measure": measure, "value": value, "n": len(part)})
+    return rows
 
 
 def dashboard_stages(run_dir: Path | None) -> list[str]:

@@ -43,14 +43,15 @@ RETRAIN_HELP = "\n".join(
         "round trains the current policy on what the votes changed (the new reward model's score "
         "minus the old one's, so the old model's mistakes cancel out). The new policy joins "
         "Compare, Battle and the leaderboard: battle it against the old one. Agreement with the "
-        "class is measured on held-out votes (5-fold cross-validation by prompt), before and "
-        "after. In the tiny world the round then measures the new policy against the one it "
-        f"started from on {FeedbackConfig().samples} answers per held-out prompt: length, polite "
-        "phrases, correctness and gold, each before and after with a 95% interval on the "
-        "change. With votes in groups (`--groups` join codes, or simulated groups), tick *one "
-        "round per group*: each group gets its own reward model and policy, and the button "
-        "below the results shows the groups' policies answering the same held-out prompts side "
-        "by side.",
+        "class is measured on held-out votes, before and after: 5-fold cross-validation by "
+        "prompt over the votes new since the reward model it starts from (votes an earlier round "
+        "trained on are never held out). In the tiny world the round then measures the new "
+        f"policy against the one it started from on {FeedbackConfig().samples} answers per "
+        "held-out prompt: length, polite phrases, correctness and gold, each before and after "
+        "with a 95% interval on the change. With votes in groups (`--groups` join codes, or "
+        "simulated groups), tick *one round per group*: each group gets its own reward model "
+        "and policy, and the button below the results shows the groups' policies answering the "
+        "same held-out prompts side by side.",
         "",
         "Simulated classes (Data tab) vote with a taste of their own:",
         *(f"- `{name}`: {description}" for name, (_, description) in TASTES.items()),
@@ -164,6 +165,14 @@ BEFORE_AFTER = {  # the readable rows of the Retrain tab: (label, before, after,
     ),
 }
 
+VOTE_COUNTS = {  # the vote pairs a round used: held out are only those its start never trained on
+    "vote pairs used": M.FEEDBACK_VOTE_PAIRS_TRAIN,
+    "vote pairs held out (new since the reward model it starts from)": (
+        M.FEEDBACK_VOTE_PAIRS_HELDOUT
+    ),
+    "vote pairs it had trained on already (never held out)": M.FEEDBACK_VOTE_PAIRS_SEEN,
+}
+
 
 def with_interval(result: dict, name: str, ci_name: str) -> str:
     """'0.81 (0.76–0.85)', or 'n/a' when missing."""
@@ -182,8 +191,8 @@ def compute_before_after(result: dict) -> pd.DataFrame:
          "after": with_interval(result, a, a_ci)}
         for label, (b, a, b_ci, a_ci) in BEFORE_AFTER.items()
     ]  # fmt: skip
-    rows.append({"measure": "vote pairs used", "before": "", "after": str(
-        result.get(M.FEEDBACK_VOTE_PAIRS_TRAIN, ""))})  # fmt: skip
+    for label, name in VOTE_COUNTS.items():
+        rows.append({"measure": label, "before": "", "after": str(result.get(name, ""))})
     for measure, numbers in result.get(M.FEEDBACK_POLICY_CHANGE, {}).items():
         rows.append({"measure": f"policy: {STYLE_LABELS[measure]}",
                      "before": f"{numbers['before']:.2f}", "after": format_change(numbers)})  # fmt: skip

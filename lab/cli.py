@@ -146,6 +146,9 @@ def format_round(folder: Path, summary: dict) -> str:
         lines += [
             f"[{label}] {m[M.FEEDBACK_VOTE_PAIRS_TRAIN]} vote pairs, "
             f"{m[M.FEEDBACK_FOLDS]} folds, reward model {m[M.FEEDBACK_REWARD_SECONDS]:.0f} s",
+            f"  held out: {m[M.FEEDBACK_VOTE_PAIRS_HELDOUT]} vote pairs (only ones new since the "
+            f"reward model it starts from; never the {m[M.FEEDBACK_VOTE_PAIRS_SEEN]} it had "
+            "trained on already)",
             f"  agreement with the class, held-out votes: {votes[0]} -> {votes[1]}",
             f"  accuracy vs gold, world's held-out pairs: {gold[0]} -> {gold[1]}",
         ]

@@ -6,12 +6,22 @@ round starts from the reward model the arena uses now and fine-tunes it for a fe
 fraction of the reward stage's learning rate, on the vote pairs plus a replayed random sample of
 the original pairs (`FeedbackConfig.replay` per vote pair), which keeps what the world taught.
 
-How we know it learnt the class: k-fold cross-validation with folds by prompt. Each fold's
-votes are scored by the current model (before) and by a model fine-tuned without them
-(after); the pooled agreement gets a Wilson 95% interval. The model kept is fine-tuned on all
-votes. Cost on the tiny profile, 2 CPU cores: k + 1 = 6 short fine-tunings, about 10 s each
-for 200 vote pairs (see benchmarks/feedback_loop.py). With fewer than `min_pairs` vote pairs
-there is nothing to measure: every vote is trained on and the result says so.
+How we know it learnt the class: k-fold cross-validation with folds by prompt, over the vote
+pairs the current model never trained on (the new ones). Each fold's new votes are scored by the
+current model (before) and by a model fine-tuned without them (after); the pooled agreement gets
+a Wilson 95% interval. The model kept is fine-tuned on all votes. Cost on the tiny profile, 2 CPU
+cores: k + 1 = 6 short fine-tunings, about 10 s each for 200 vote pairs (see
+benchmarks/feedback_loop.py). With fewer than `min_pairs` new vote pairs there is nothing to
+measure: every vote is trained on and the result says so.
+
+Which votes are new: from the second round on, the current model is an earlier round's, already
+fine-tuned on the votes cast before it. Scoring it on those (before), or holding them out of
+fold models fine-tuned from it (after), would measure it on its own training data. So each
+reward model a round writes keeps `votes_seen.json` beside its `model/`: every vote pair it was
+trained on, its start model's and its own (a chain; the run's own reward model has none, it saw
+no votes). A pair is known by its text (`pair_key`), not by its vote's id: ids mean nothing in
+another vote database, and pairs passed in directly may carry none; the ids are kept too, for
+people. Votes the start model saw are trained on in every fold and never held out.
 
 A whole round, this and then a short PPO run from the current policy, is `lab.feedback_round`.
 """
@@ -19,12 +29,12 @@ A whole round, this and then a short PPO run from the current policy, is `lab.fe
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 import shutil
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import datasets
@@ -38,11 +48,12 @@ from lab.intervals import wilson_interval
 from lab.models import load_tokenizer, resolve_device, save_model
 from lab.pairs import as_conversational, conversational_row, load_pairs
 from lab.progress import Progress, ReportProgress
-from lab.reward import TRAINER_LOGS, tokenize_pairs
-from lab.reward_model import load_reward_model, pair_metrics, score_pairs, with_scalar_head
-from lab.runlog import RunLog
+from lab.reward import TRAINER_LOGS, reward_model_loader, tokenize_pairs
+from lab.reward_model import load_reward_model, pair_metrics, score_pairs
+from lab.runlog import RunLog, write_json
 from lab.trainers import ForwardLogs, check_launch, lora_config, trained_model, trainer_args
 
+VOTES_SEEN = "votes_seen.json"  # beside a round's reward model/: the vote pairs it was trained on
 WORLD = {"before": M.FEEDBACK_ACCURACY_BEFORE, "after": M.FEEDBACK_ACCURACY_AFTER}
 GOLD = {
     "before": (M.FEEDBACK_GOLD_ACCURACY_BEFORE, M.FEEDBACK_GOLD_ACCURACY_BEFORE_CI),
@@ -57,6 +68,9 @@ __all__ = [
     "FeedbackConfig",
     "Progress",
     "assign_folds",
+    "held_out_folds",
+    "pair_key",
+    "read_votes_seen",
     "retrain_reward",
     "validate_votes",
 ]
@@ -77,7 +91,7 @@ class FeedbackConfig:
     folds: int = 5
     """Cross-validation folds (by prompt) that measure agreement with held-out votes."""
     min_pairs: int = 20
-    """Below this many vote pairs nothing is held out: all are trained on."""
+    """Below this many new vote pairs (ones the start model never trained on), none is held out."""
     ppo_updates: int = 20
     """PPO updates of the policy round (0 = no policy round)."""
     ppo_reward_delta: bool = True
@@ -113,6 +127,53 @@ def assign_folds(prompts: list, k: int, seed: int) -> list[int]:
         for i in groups[key]:
             folds[i] = fold
     return folds
+
+
+def held_out_folds(prompts: list, seen: list[bool], k: int, seed: int) -> list[int | None]:
+    """A fold in 0..k-1 per new vote pair (`assign_folds` over the new ones alone), None for a
+    pair the start model already trained on: it is in the training part of every fold."""
+    new = [i for i, was_seen in enumerate(seen) if not was_seen]
+    folds: list[int | None] = [None] * len(prompts)
+    for i, fold in zip(new, assign_folds([prompts[i] for i in new], k, seed), strict=True):
+        folds[i] = fold
+    return folds
+
+
+def can_hold_out(prompts: list, seen: list[bool], fb: FeedbackConfig) -> bool:
+    """Enough new vote pairs to measure: `min_pairs` of them, on at least one prompt per fold."""
+    new = [json.dumps(p, sort_keys=True) for p, was_seen in zip(prompts, seen, strict=True)
+           if not was_seen]  # fmt: skip
+    return len(new) >= fb.min_pairs and len(set(new)) >= fb.folds
+
+
+def pair_key(row: dict) -> str:
+    """A vote pair's identity, a digest of its prompt/chosen/rejected (as `validate_votes` gives
+    them): the same text is the same pair, whichever vote, or vote database, it came from."""
+    text = json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_votes_seen(model_dir: Path) -> dict:
+    """{"vote_ids": [...], "pairs": [pair_key, ...]}: what the reward model at `model_dir` (a
+    round's reward[-G]/model) was trained on, through its chain; empty without a record."""
+    path = Path(model_dir).parent / VOTES_SEEN
+    return json.loads(path.read_text()) if path.is_file() else {"vote_ids": [], "pairs": []}
+
+
+def seen_by(start: Path, votes: datasets.Dataset) -> tuple[dict, list[bool]]:
+    """The record of the reward model at `start`, and per vote pair: did it train on it?"""
+    record = read_votes_seen(start)
+    known = set(record["pairs"])
+    return record, [pair_key(row) in known for row in votes]
+
+
+def with_votes(seen: dict, rows: list[dict], votes: datasets.Dataset) -> dict:
+    """The record `seen` plus the vote pairs `votes` (from `rows`, which carry their `vote_id`)."""
+    ids = {int(row["vote_id"]) for row in rows if row.get("vote_id") is not None}
+    return {
+        "vote_ids": sorted(set(seen["vote_ids"]) | ids),
+        "pairs": sorted(set(seen["pairs"]) | {pair_key(row) for row in votes}),
+    }
 
 
 def select_group(pairs: list[dict], group: str | None) -> list[dict]:
@@ -177,7 +238,7 @@ def fine_tune(
     """The reward model at `start`, fine-tuned on `pairs` (Bradley-Terry loss); (model, tokenizer)."""
     tokenizer = load_tokenizer(str(start))
     torch.manual_seed(cfg.seed)
-    load = partial(with_scalar_head, tokenizer=tokenizer, dtype=cfg.model.dtype, device=cfg.device)
+    load = reward_model_loader(cfg, tokenizer, cfg.reward.lora_r)  # fp32 weights if fully tuned
     stage = dataclasses.replace(
         cfg.reward, epochs=fb.epochs, lr=cfg.reward.lr * fb.lr_scale, batch_size=fb.batch_size,
         grad_accum=1,
@@ -206,21 +267,27 @@ def agreement(model, tokenizer, votes: datasets.Dataset) -> list[bool]:
 
 
 def cross_validate(
-    cfg, fb, start: Path, votes, originals, work_dir: Path, progress: Progress
-) -> tuple[list[bool], list[bool]]:
-    """Agreement with every vote pair (before, after): after from a model trained without its fold."""
-    before = agreement(*load_reward_model(start, resolve_device(cfg.device)), votes)
-    folds, after = assign_folds(votes["prompt"], fb.folds, cfg.seed), [False] * len(votes)
+    cfg, fb, start: Path, votes, seen: list[bool], originals, work_dir: Path, progress: Progress
+) -> dict:
+    """Agreement with the new vote pairs before and after, with intervals: after from a model
+    trained without its fold. The pairs the start model has `seen` are trained on in every fold."""
+    folds = held_out_folds(votes["prompt"], seen, fb.folds, cfg.seed)
+    new = [i for i, f in enumerate(folds) if f is not None]
+    before = agreement(*load_reward_model(start, resolve_device(cfg.device)), votes.select(new))
+    after: dict[int, bool] = {}
     for k in range(fb.folds):
         held = [i for i, f in enumerate(folds) if f == k]
-        train = votes.select([i for i, f in enumerate(folds) if f != k])
+        train = votes.select([i for i, f in enumerate(folds) if f != k])  # seen ones: None != k
         report = scaled(progress, k / fb.folds, (k + 1) / fb.folds)
         train = with_replay(train, originals, fb.replay, cfg.seed + k)
         model, tokenizer = fine_tune(cfg, fb, start, train, work_dir / f"fold-{k}", None, report)
-        for i, ok in zip(held, agreement(model, tokenizer, votes.select(held)), strict=True):
-            after[i] = ok
+        after |= zip(held, agreement(model, tokenizer, votes.select(held)), strict=True)
         shutil.rmtree(work_dir / f"fold-{k}", ignore_errors=True)
-    return before, after
+    shutil.rmtree(work_dir, ignore_errors=True)
+    result = {}
+    for when, hits in (("before", before), ("after", [after[i] for i in new])):
+        result |= share_and_interval(hits, fb.z, *VOTES[when])
+    return result
 
 
 def share_and_interval(hits: list[bool], z: float, name: str, ci_name: str) -> dict:
@@ -231,12 +298,13 @@ def share_and_interval(hits: list[bool], z: float, name: str, ci_name: str) -> d
 # ---------------------------------------------------------------- the two jobs
 
 
-def too_few_votes_note(n_votes: int, fb: FeedbackConfig) -> str:
+def too_few_votes_note(n_new: int, n_seen: int, fb: FeedbackConfig) -> str:
     """Why agreement with the class was not measured."""
+    others = f" ({n_seen} more it had trained on already)" if n_seen else ""
     return (
-        f"only {n_votes} vote pairs (fewer than {fb.min_pairs}, or fewer prompts than "
-        f"{fb.folds} folds): all were trained on, none held out, so agreement with the "
-        "class is not measured"
+        f"only {n_new} vote pairs are new since the reward model this round starts from{others}, "
+        f"fewer than {fb.min_pairs}, or on fewer prompts than {fb.folds} folds: all were trained "
+        "on, none held out, so agreement with the class is not measured"
     )
 
 
@@ -251,11 +319,13 @@ def world_before_after(old: dict, new: dict, n_pairs: int, z: float) -> dict:
     return result
 
 
-def counts(n_votes: int, n_train: int, folds: int, seconds: float) -> dict:
-    """What a retraining used: vote pairs (held out in `folds` folds, 0 = none), replay, time."""
+def counts(n_votes: int, n_seen: int, n_train: int, folds: int, seconds: float) -> dict:
+    """What a retraining used: vote pairs (the new ones held out in `folds` folds, 0 = none;
+    `n_seen` the start model had trained on), replay, time."""
     return {
         M.FEEDBACK_VOTE_PAIRS_TRAIN: n_votes,
-        M.FEEDBACK_VOTE_PAIRS_HELDOUT: n_votes if folds else 0,
+        M.FEEDBACK_VOTE_PAIRS_HELDOUT: n_votes - n_seen if folds else 0,
+        M.FEEDBACK_VOTE_PAIRS_SEEN: n_seen,
         M.FEEDBACK_REPLAY_PAIRS: n_train - n_votes,
         M.FEEDBACK_FOLDS: folds,
         M.REWARD_TRAIN_PAIRS: n_train,
@@ -278,7 +348,7 @@ def retrain_reward(
     """Fine-tune the current reward model on the votes; agreement with the class and gold, before/after.
 
     `reward_model`: the arena's model now (default: the run's); `group`: that group's votes only.
-    Writes a reward stage folder at `out_dir`; returns its metrics, the `feedback/*` numbers."""
+    Writes a reward stage folder, with `VOTES_SEEN`, at `out_dir`; returns its metrics."""
     fb, report = fb or FeedbackConfig(), progress or (lambda fraction, message: None)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     rows = select_group(list(new_pairs), group)
@@ -289,19 +359,16 @@ def retrain_reward(
     check_fresh(out_dir)
     device, t0 = resolve_device(cfg.device), time.perf_counter()
     originals, world_pairs = load_pairs(cfg, run_dir / "world")
-    measured = len(votes) >= fb.min_pairs and len(set(map(str, votes["prompt"]))) >= fb.folds
+    record, seen = seen_by(start, votes)
+    measured = can_hold_out(votes["prompt"], seen, fb)
     result = {M.FEEDBACK_GROUP: group or "", M.FEEDBACK_REWARD_FROM: str(start)}
 
-    # 1. Before and after on held-out votes: k-fold cross-validation, folds by prompt.
+    # 1. Before and after on held-out votes, the new ones: k-fold cross-validation by prompt.
     if measured:
-        before, after = cross_validate(
-            cfg, fb, start, votes, originals, out_dir / "cv", scaled(report, 0.0, 0.8)
-        )
-        for hits, (name, ci) in ((before, VOTES["before"]), (after, VOTES["after"])):
-            result |= share_and_interval(hits, fb.z, name, ci)
-        shutil.rmtree(out_dir / "cv", ignore_errors=True)
+        part = scaled(report, 0.0, 0.8)
+        result |= cross_validate(cfg, fb, start, votes, seen, originals, out_dir / "cv", part)
     else:
-        result[M.FEEDBACK_NOTE] = too_few_votes_note(len(votes), fb)
+        result[M.FEEDBACK_NOTE] = too_few_votes_note(len(seen) - sum(seen), sum(seen), fb)
     result[M.FEEDBACK_CV_SECONDS] = time.perf_counter() - t0
 
     # 2. The model kept: fine-tuned on every vote pair (plus replay).
@@ -312,6 +379,7 @@ def retrain_reward(
         cfg, fb, start, train, out_dir, log, scaled(report, 0.8 if measured else 0.0, 0.95)
     )
     save_model(model, tokenizer, out_dir / "model")
+    write_json(out_dir / VOTES_SEEN, with_votes(record, rows, votes))  # the next round's start
 
     # 3. The world's held-out pairs, against labels and gold: before and after.
     report(0.95, "scoring the world's held-out pairs")
@@ -320,7 +388,8 @@ def retrain_reward(
     result |= world_before_after(old, new, len(world_pairs), fb.z)
     trained = sum(agreement(model, tokenizer, votes)) / len(votes)
     result |= {**new, M.FEEDBACK_VOTES_ACCURACY_TRAINED: trained}
-    result |= counts(len(votes), len(train), fb.folds if measured else 0, time.perf_counter() - t0)
+    n_folds, seconds = fb.folds if measured else 0, time.perf_counter() - t0
+    result |= counts(len(votes), sum(seen), len(train), n_folds, seconds)
     log.finish(result)
     report(1.0, "reward model adapted to the votes")
     return result

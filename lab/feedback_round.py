@@ -3,7 +3,7 @@
 `feedback_round` (run by `python -m lab feedback` and the arena's Retrain tab) writes
 RUN/feedback/round-NNN/ with metrics.json, reward/ and policy/ (per group: reward-G/, policy-G/);
 the next round starts from them (`current_models`). How the reward model adapts, and how that is
-measured, is `lab.feedback`. Where the gold judge knows the truth (the tiny world), each new
+measured on the votes it has not trained on yet (reward[-G]/votes_seen.json), is `lab.feedback`. Where the gold judge knows the truth (the tiny world), each new
 policy and the one it started from answer every held-out prompt `FeedbackConfig.samples` times
 (tables in ppo-G/), and metrics.json says how the answers moved (`measure_policy`).
 """

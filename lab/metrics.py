@@ -86,13 +86,15 @@ FEEDBACK_GOLD_ACCURACY_BEFORE = "feedback/gold_accuracy_before"  # the same pair
 FEEDBACK_GOLD_ACCURACY_AFTER = "feedback/gold_accuracy_after"
 FEEDBACK_GOLD_ACCURACY_BEFORE_CI = "feedback/gold_accuracy_before_ci"  # [low, high], Wilson 95%
 FEEDBACK_GOLD_ACCURACY_AFTER_CI = "feedback/gold_accuracy_after_ci"
+# Held out: the vote pairs the round's start model never trained on (k-fold); never the others
 FEEDBACK_VOTES_ACCURACY_BEFORE = "feedback/votes_accuracy_before"  # held-out votes (k-fold)
 FEEDBACK_VOTES_ACCURACY_AFTER = "feedback/votes_accuracy_after"
 FEEDBACK_VOTES_ACCURACY_BEFORE_CI = "feedback/votes_accuracy_before_ci"  # [low, high], Wilson 95%
 FEEDBACK_VOTES_ACCURACY_AFTER_CI = "feedback/votes_accuracy_after_ci"
 FEEDBACK_VOTES_ACCURACY_TRAINED = "feedback/votes_accuracy_trained"  # the kept model, in-sample
 FEEDBACK_VOTE_PAIRS_TRAIN = "feedback/vote_pairs_train"  # vote pairs the kept model trained on
-FEEDBACK_VOTE_PAIRS_HELDOUT = "feedback/vote_pairs_heldout"  # measured held out (0: too few)
+FEEDBACK_VOTE_PAIRS_HELDOUT = "feedback/vote_pairs_heldout"  # new ones, held out (0: too few)
+FEEDBACK_VOTE_PAIRS_SEEN = "feedback/vote_pairs_seen"  # the start model trained on them already
 FEEDBACK_REPLAY_PAIRS = "feedback/replay_pairs"  # original pairs replayed beside the votes
 FEEDBACK_FOLDS = "feedback/folds"
 FEEDBACK_GROUP = "feedback/group"  # '' = every vote

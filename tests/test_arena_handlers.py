@@ -37,7 +37,7 @@ from apps.handlers import (
     vote,
 )
 from apps.loading import load_arena
-from apps.votes import Vote, VoteStore
+from apps.votes import Vote, VoteStore, to_preferences
 from lab.config import LabConfig
 from lab.data import load_preferences
 from lab.generation import DecodingConfig, generate
@@ -232,14 +232,26 @@ def test_exports_in_the_same_second_get_folders_of_their_own(tmp_path):
 
 def test_agreement_and_dashboard(arena):
     table = board.agreement(arena)
-    row = table.set_index("measure").loc["reward model agrees with votes"]
+    row = table.set_index("measure").loc[board.RM_AGREES_NEW]  # the run's RM saw no votes
     assert 0.5 < row["value"] <= 1 and row["n"] > 0  # the RM mostly agrees with gold-like votes
+    assert board.RM_AGREES_SEEN not in set(table["measure"])
     # Each battle samples fresh answers: the repeat measure says so, and claims no annotators.
     measures = set(table["measure"])
     assert board.REPEAT_AGREEMENT in measures and "re-sampled" in board.REPEAT_AGREEMENT
     assert not any(m.startswith("annotators agree") for m in measures)
     figure = board.dashboard(arena, "ppo")
     assert len(figure.data) >= 3
+
+
+def test_agreement_keeps_the_votes_a_reward_model_trained_on_apart():
+    rows = board.agreement_rows(
+        [2.0, 0.0, 1.0, 3.0], [1.0, 1.0, 0.0, 0.0], [True, False, True, False]
+    )
+    assert rows == [
+        {"measure": board.RM_AGREES_NEW, "value": 0.5, "n": 2},
+        {"measure": board.RM_AGREES_SEEN, "value": 1.0, "n": 2},
+    ]
+    assert [row["n"] for row in board.agreement_rows([1.0], [0.0], [False])] == [1]
 
 
 def test_retrain_on_votes_adds_the_new_models(arena):
@@ -257,6 +269,8 @@ def test_retrain_on_votes_adds_the_new_models(arena):
     assert "ppo-round-001" in arena.pool.available
     assert "ppo-round-001" in compare_choices(arena, ["sft"])[0]  # Compare's list, live
     assert arena.pool.reward_source.endswith("round-001/reward/model")
+    measures = board.compute_agreement(arena).set_index("measure")  # the new RM trained on all
+    assert measures.loc[board.RM_AGREES_SEEN, "n"] == len(to_preferences(arena.store.votes()))
     answer = arena.pool.answer("ppo-round-001", PROMPT, DecodingConfig(16, 0.7, 1.0, 0))
     assert answer.text
 

@@ -19,8 +19,12 @@ from lab.cli import main as cli
 from lab.data import load_preferences
 from lab.evaluation import GOLD_TABLE
 from lab.feedback import (
+    VOTES_SEEN,
     FeedbackConfig,
     assign_folds,
+    held_out_folds,
+    pair_key,
+    read_votes_seen,
     retrain_reward,
     select_group,
     validate_votes,
@@ -31,6 +35,7 @@ from lab.intervals import wilson_interval
 from lab.ppo_models import load_ppo_models
 from lab.recipes import gold_judge
 from lab.runlog import read_log
+from lab.votes_db import read_votes, to_preferences
 from lab.world.build import FILES
 from lab.world.judge import score
 from lab.world.tastes import make_class, taste_weights
@@ -97,6 +102,7 @@ def test_adapted_reward_model_learns_the_class_taste_on_held_out_votes(adapted):
     low, high = m[M.FEEDBACK_VOTES_ACCURACY_AFTER_CI]
     assert low < after < high and m[M.FEEDBACK_FOLDS] == 3
     assert m[M.FEEDBACK_VOTE_PAIRS_TRAIN] == m[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == N_VOTES
+    assert m[M.FEEDBACK_VOTE_PAIRS_SEEN] == 0  # the run's own reward model saw no votes
     assert m[M.FEEDBACK_REPLAY_PAIRS] == N_VOTES  # replay 1.0: one original pair per vote pair
 
 
@@ -132,7 +138,7 @@ def test_the_policy_round_is_rewarded_for_what_the_votes_changed(
         load_ppo_models(function, sft, small_reward_run, "cpu", reward_baseline=old)
 
 
-def test_adapted_folder_is_a_reward_stage_folder(adapted, small_reward_run):
+def test_adapted_folder_is_a_reward_stage_folder(adapted, small_cfg, small_reward_run):
     from lab.reward_model import load_reward_model
     from lab.runlog import read_log, read_metrics
 
@@ -141,7 +147,14 @@ def test_adapted_folder_is_a_reward_stage_folder(adapted, small_reward_run):
     assert m[M.FEEDBACK_REWARD_FROM] == str(small_reward_run / "reward" / "model")
     assert any(M.REWARD_LOSS in row for row in read_log(out))
     load_reward_model(out / "model")
-    assert sorted(p.name for p in out.iterdir()) == ["log.jsonl", "metrics.json", "model"]
+    files = ["log.jsonl", "metrics.json", "model", VOTES_SEEN]
+    assert sorted(p.name for p in out.iterdir()) == files
+    votes = validate_votes(taste_votes(small_cfg, small_reward_run, "terse", N_VOTES))
+    # what the model trained on, for the next round; these votes came without vote ids
+    assert read_votes_seen(out / "model") == {
+        "vote_ids": [],
+        "pairs": sorted({pair_key(row) for row in votes}),
+    }
 
 
 def test_adapting_reports_progress_in_order(adapted):
@@ -171,7 +184,8 @@ def test_few_votes_are_all_trained_on_and_the_result_says_so(
     assert trained == [6]  # one training, on the 3 votes and 3 replayed pairs: no folds
     assert result[M.FEEDBACK_VOTE_PAIRS_TRAIN] == 3 and result[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == 0
     assert M.FEEDBACK_VOTES_ACCURACY_AFTER not in result and result[M.FEEDBACK_FOLDS] == 0
-    assert "none held out" in result[M.FEEDBACK_NOTE]
+    assert "none held out" in result[M.FEEDBACK_NOTE] and result[M.FEEDBACK_VOTE_PAIRS_SEEN] == 0
+    assert result[M.FEEDBACK_NOTE].startswith("only 3 vote pairs are new since the reward model")
     assert result[M.FEEDBACK_VOTES_ACCURACY_TRAINED] in (0.0, 1.0)
 
 
@@ -208,6 +222,67 @@ def test_each_fold_is_scored_by_a_model_that_never_saw_its_prompts(
         assert prompts and not prompts & trained[call]  # no leak from the fold into its model
         assert trained[call] & vote_prompts  # the other folds' votes were trained on
     assert set().union(*(prompts for _, prompts in held_out)) == vote_prompts
+
+
+def test_votes_the_start_model_trained_on_are_never_held_out(
+    small_cfg, small_reward_run, tmp_path, monkeypatch
+):
+    """A start model adapted by an earlier round already trained on its votes: they are in every
+    fold's training part and never scored (before or after); the new model's record is its
+    start's plus the new votes."""
+    votes = [
+        {"prompt": f"Vote prompt {k}: which?", "chosen": f"Answer {k}.", "rejected": f"No {k}.",
+         "vote_id": 100 + k}
+        for k in range(12)
+    ]  # fmt: skip
+    old, new = votes[:5], votes[5:]  # the start model trained on the first 5
+    start = tmp_path / "round-001" / "reward-terse"  # a group's chain: the record beside model/
+    start.mkdir(parents=True)
+    (start / "model").symlink_to(small_reward_run / "reward" / "model")
+    record = {"vote_ids": [1, 2], "pairs": sorted(pair_key(r) for r in validate_votes(old))}
+    (start / VOTES_SEEN).write_text(json.dumps(record))
+    trained, scored = [], []
+
+    def fake_fine_tune(cfg, fb, start, pairs, out_dir, log=None, progress=None):
+        model, tokenizer = feedback.load_reward_model(start)
+        model.call = len(trained)
+        trained.append({p[0]["content"] for p in pairs["prompt"]})
+        return model, tokenizer
+
+    def recording_agreement(model, tokenizer, pairs):
+        scored.append((getattr(model, "call", None), {p[0]["content"] for p in pairs["prompt"]}))
+        return [True] * len(pairs)
+
+    monkeypatch.setattr(feedback, "fine_tune", fake_fine_tune)
+    monkeypatch.setattr(feedback, "agreement", recording_agreement)
+    fb = FeedbackConfig(folds=3, min_pairs=7)
+    out = tmp_path / "round-002" / "reward-terse"
+    result = retrain_reward(small_cfg, small_reward_run, votes, out, reward_model=start / "model",
+                            fb=fb)  # fmt: skip
+    old_prompts, new_prompts = ({v["prompt"] for v in part} for part in (old, new))
+    assert result[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == 7 and result[M.FEEDBACK_VOTE_PAIRS_SEEN] == 5
+    assert result[M.FEEDBACK_VOTE_PAIRS_TRAIN] == 12 and result[M.FEEDBACK_FOLDS] == 3
+    assert scored[0] == (None, new_prompts)  # before: the start model, on the new votes only
+    folds = [(call, prompts) for call, prompts in scored if call is not None and call < fb.folds]
+    assert len(folds) == fb.folds
+    for call, prompts in folds:
+        assert prompts <= new_prompts and not prompts & trained[call]
+        assert old_prompts <= trained[call]  # what the start model saw is trained on in every fold
+    assert set().union(*(prompts for _, prompts in folds)) == new_prompts  # each new vote once
+    assert sum(len(prompts) for _, prompts in folds) == len(new)
+    assert read_votes_seen(out / "model") == {
+        "vote_ids": [1, 2, *range(100, 112)],  # the chain: its start's votes, then its own
+        "pairs": sorted(pair_key(r) for r in validate_votes(votes)),
+    }
+    # With fewer new votes than `min_pairs` nothing is measured, however many votes there are
+    fb = FeedbackConfig(folds=3, min_pairs=8)
+    few = retrain_reward(small_cfg, small_reward_run, votes, tmp_path / "few",
+                         reward_model=start / "model", fb=fb)  # fmt: skip
+    assert few[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == 0 and M.FEEDBACK_VOTES_ACCURACY_BEFORE not in few
+    assert few[M.FEEDBACK_NOTE].startswith(
+        "only 7 vote pairs are new since the reward model this round starts from (5 more it "
+        "had trained on already)"
+    )
 
 
 # --- rounds: the CLI, the chain of models, errors ----------------------------------------------
@@ -285,6 +360,9 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     groups = json.loads((second / "metrics.json").read_text())["groups"]
     assert set(groups) == {"terse", "warm"}
     assert groups["warm"][M.FEEDBACK_VOTE_PAIRS_TRAIN] == 8
+    # round 1's model trained on all of them: none is new, none held out, and the note says so
+    assert groups["warm"][M.FEEDBACK_VOTE_PAIRS_SEEN] == 8
+    assert groups["warm"][M.FEEDBACK_VOTE_PAIRS_HELDOUT] == 0
     assert groups["terse"][M.FEEDBACK_REWARD_FROM] == str(first / "reward" / "model")
     assert sorted(p.name for p in second.iterdir()) == [
         "metrics.json",
@@ -293,6 +371,49 @@ def test_two_cli_rounds_chain_reward_models_and_policies(
     ]
     # a group's chain now starts from its own reward model, the policy from the shared one
     assert current_models(run_copy, "warm") == (second / "reward-warm" / "model", first / "policy")
+
+
+def test_chained_rounds_hold_out_only_the_votes_cast_since_the_last(
+    small_cfg, small_reward_run, tmp_path, capsys, monkeypatch
+):
+    """Round 2 starts from round 1's reward model, which trained on the votes cast before it: only
+    the votes cast since are held out, and each model's record holds every vote of its chain,
+    a group's own chain (reward-G/) included."""
+    run = tmp_path / "run"
+    shutil.copytree(small_reward_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    votes = taste_votes(small_cfg, run, "terse", 22)
+    assert len({pair_key(row) for row in validate_votes(votes)}) == 22  # 22 different pairs
+    cheap = FeedbackConfig(folds=2, epochs=1.0, min_pairs=6, ppo_updates=0, samples=0)
+    monkeypatch.setattr(feedback, "FeedbackConfig", lambda: cheap)  # 3 fine-tunings, no policy
+    db = tmp_path / "votes.sqlite"
+    args = ["feedback", "--run", str(run), "--db", str(db)]
+    results, cast = [], 0
+    for n, flags in ((8, []), (8, ["--per-group"]), (6, ["--per-group"])):  # new votes, round
+        write_votes(db, votes[cast : cast + n])
+        cast += n
+        assert cli([*args, *flags]) == 0
+        folder = run / "feedback" / f"round-{len(results) + 1:03d}"
+        m = next(iter(json.loads((folder / "metrics.json").read_text())["groups"].values()))
+        results.append((folder, m, capsys.readouterr().out))
+    ids = [row["vote_id"] for row in to_preferences(read_votes(db))]
+    (first, m1, _), (second, m2, printed), (third, m3, _) = results
+    assert (m1[M.FEEDBACK_VOTE_PAIRS_HELDOUT], m1[M.FEEDBACK_VOTE_PAIRS_SEEN]) == (8, 0)
+    assert read_votes_seen(first / "reward" / "model")["vote_ids"] == ids[:8]
+    # round 2, the terse group's first own model, from round 1's shared one: 8 new, 8 seen
+    assert m2[M.FEEDBACK_REWARD_FROM] == str(first / "reward" / "model")
+    assert (m2[M.FEEDBACK_VOTE_PAIRS_HELDOUT], m2[M.FEEDBACK_VOTE_PAIRS_SEEN]) == (8, 8)
+    assert M.FEEDBACK_VOTES_ACCURACY_BEFORE in m2 and m2[M.FEEDBACK_FOLDS] == 2
+    assert read_votes_seen(second / "reward-terse" / "model")["vote_ids"] == ids[:16]
+    assert "held out: 8 vote pairs" in printed and "never the 8 it had trained on" in printed
+    from apps.retrain import compute_before_after  # the Retrain tab says the same
+
+    panel = compute_before_after(m2).set_index("measure")["after"]
+    assert panel["vote pairs held out (new since the reward model it starts from)"] == "8"
+    assert panel["vote pairs it had trained on already (never held out)"] == "8"
+    # round 3, from the group's own model of round 2
+    assert m3[M.FEEDBACK_REWARD_FROM] == str(second / "reward-terse" / "model")
+    assert (m3[M.FEEDBACK_VOTE_PAIRS_HELDOUT], m3[M.FEEDBACK_VOTE_PAIRS_SEEN]) == (6, 16)
+    assert read_votes_seen(third / "reward-terse" / "model")["vote_ids"] == ids
 
 
 def test_cli_errors_are_one_line_exit_2_and_write_nothing(small_ppo_run, tmp_path, capsys):
@@ -381,6 +502,19 @@ def test_folds_hold_whole_prompts_are_balanced_and_reproducible():
     random.Random(2).shuffle(order)
     moved = assign_folds([prompts[i] for i in order], 5, seed=0)
     assert [moved[order.index(i)] for i in range(60)] == folds  # the same votes, any order
+
+
+def test_only_new_votes_are_held_out_each_in_one_fold():
+    prompts = [f"p{i // 2}" for i in range(40)]  # 20 prompts, 2 vote pairs each
+    seen = [i < 14 or i in (21, 30) for i in range(40)]  # the start model trained on these
+    folds = held_out_folds(prompts, seen, 3, seed=0)
+    new = [i for i in range(40) if not seen[i]]
+    assert [f is None for f in folds] == seen  # a seen pair is in every fold's training part
+    held = [[i for i in range(40) if folds[i] == k] for k in range(3)]
+    assert sorted(sum(held, [])) == new and all(held)  # each new pair held out exactly once
+    assert all(len({folds[i] for i in new if prompts[i] == p}) <= 1 for p in prompts)  # by prompt
+    assert [folds[i] for i in new] == assign_folds([prompts[i] for i in new], 3, seed=0)
+    assert held_out_folds(prompts, [False] * 40, 3, seed=0) == assign_folds(prompts, 3, seed=0)
 
 
 def test_select_group():
