@@ -189,14 +189,10 @@ def test_few_votes_are_all_trained_on_and_the_result_says_so(
     assert result[M.FEEDBACK_VOTES_ACCURACY_TRAINED] in (0.0, 1.0)
 
 
-def test_each_fold_is_scored_by_a_model_that_never_saw_its_prompts(
-    small_cfg, small_reward_run, tmp_path, monkeypatch
-):
-    votes = [
-        {"prompt": f"Vote prompt {k}: which?", "chosen": f"Answer {k}.", "rejected": f"No {k}."}
-        for k in range(8)
-        for _ in range(3)
-    ]  # 24 pairs on 8 prompts: enough for 3 folds
+@pytest.fixture
+def recorder(monkeypatch) -> tuple[list, list]:
+    """`fine_tune` and `agreement` replaced by recorders, no training: the prompts each training
+    saw (`trained`, in order) and what each scoring read (`scored`: (training number, prompts))."""
     trained, scored = [], []
 
     def fake_fine_tune(cfg, fb, start, pairs, out_dir, log=None, progress=None):
@@ -211,6 +207,18 @@ def test_each_fold_is_scored_by_a_model_that_never_saw_its_prompts(
 
     monkeypatch.setattr(feedback, "fine_tune", fake_fine_tune)
     monkeypatch.setattr(feedback, "agreement", recording_agreement)
+    return trained, scored
+
+
+def test_each_fold_is_scored_by_a_model_that_never_saw_its_prompts(
+    small_cfg, small_reward_run, tmp_path, recorder
+):
+    votes = [
+        {"prompt": f"Vote prompt {k}: which?", "chosen": f"Answer {k}.", "rejected": f"No {k}."}
+        for k in range(8)
+        for _ in range(3)
+    ]  # 24 pairs on 8 prompts: enough for 3 folds
+    trained, scored = recorder
     fb = FeedbackConfig(folds=3)
     result = retrain_reward(small_cfg, small_reward_run, votes, tmp_path / "out", fb=fb)
     vote_prompts = {v["prompt"] for v in votes}
@@ -225,7 +233,7 @@ def test_each_fold_is_scored_by_a_model_that_never_saw_its_prompts(
 
 
 def test_votes_the_start_model_trained_on_are_never_held_out(
-    small_cfg, small_reward_run, tmp_path, monkeypatch
+    small_cfg, small_reward_run, tmp_path, recorder
 ):
     """A start model adapted by an earlier round already trained on its votes: they are in every
     fold's training part and never scored (before or after); the new model's record is its
@@ -241,20 +249,7 @@ def test_votes_the_start_model_trained_on_are_never_held_out(
     (start / "model").symlink_to(small_reward_run / "reward" / "model")
     record = {"vote_ids": [1, 2], "pairs": sorted(pair_key(r) for r in validate_votes(old))}
     (start / VOTES_SEEN).write_text(json.dumps(record))
-    trained, scored = [], []
-
-    def fake_fine_tune(cfg, fb, start, pairs, out_dir, log=None, progress=None):
-        model, tokenizer = feedback.load_reward_model(start)
-        model.call = len(trained)
-        trained.append({p[0]["content"] for p in pairs["prompt"]})
-        return model, tokenizer
-
-    def recording_agreement(model, tokenizer, pairs):
-        scored.append((getattr(model, "call", None), {p[0]["content"] for p in pairs["prompt"]}))
-        return [True] * len(pairs)
-
-    monkeypatch.setattr(feedback, "fine_tune", fake_fine_tune)
-    monkeypatch.setattr(feedback, "agreement", recording_agreement)
+    trained, scored = recorder
     fb = FeedbackConfig(folds=3, min_pairs=7)
     out = tmp_path / "round-002" / "reward-terse"
     result = retrain_reward(small_cfg, small_reward_run, votes, out, reward_model=start / "model",

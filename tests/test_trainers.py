@@ -86,16 +86,9 @@ def test_a_saved_model_stops_where_its_tokenizer_does(tmp_path):
 
     from lab.models import save_model
 
-    model = AutoModelForCausalLM.from_config(
-        LlamaConfig(
-            vocab_size=40,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            eos_token_id=2,
-        )  # fmt: skip
-    )
+    shape = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2}
+    config = LlamaConfig(vocab_size=40, num_hidden_layers=1, eos_token_id=2, **shape)
+    model = AutoModelForCausalLM.from_config(config)
     tokenizer = SimpleNamespace(eos_token_id=7, save_pretrained=lambda folder: None)
     save_model(model, tokenizer, tmp_path / "model")
     assert AutoConfig.from_pretrained(tmp_path / "model").eos_token_id == 7
