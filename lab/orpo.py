@@ -9,12 +9,14 @@ SFT and the reward model's score on fresh samples (`lab.yardstick.finish_policy`
 TRL's ORPO tokenizes text and appends EOS to an answer that does not end with it; a ChatML
 template (SmolLM2, Qwen2.5) closes a turn with `<|im_end|>` and a newline, so the pairs are
 rendered here and each answer cut after its last EOS (`chat_text_pairs`): the answers end as
-SFT and DPO see them. One difference stays: a tokenizer with a BOS token its chat template does
-not write gets it prepended to ORPO's prompts by TRL, and to no other stage's.
+SFT and DPO see them. TRL also prepends BOS to a prompt that does not start with it: a tokenizer
+whose chat template writes no BOS (ChatML) reaches TRL without one (`without_unwritten_bos`), so
+ORPO's prompts start as every other stage's do.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -84,6 +86,17 @@ def chat_text_pairs(pairs: datasets.Dataset, tokenizer) -> datasets.Dataset:
     return datasets.Dataset.from_list([render(row) for row in pairs])
 
 
+def without_unwritten_bos(tokenizer):
+    """`tokenizer`, or where its chat template writes no BOS, a copy without a BOS token."""
+    start = [{"role": "user", "content": "Hi."}]
+    text = tokenizer.apply_chat_template(start, tokenize=False, add_generation_prompt=True)
+    if tokenizer.bos_token is None or text.startswith(tokenizer.bos_token):
+        return tokenizer
+    plain = copy.deepcopy(tokenizer)
+    plain.bos_token = None
+    return plain
+
+
 def run_orpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
     """Train the SFT model on the reward stage's preference pairs with ORPO; save and evaluate it."""
     o, log = cfg.orpo, RunLog(out_dir, report_to=cfg.log.targets())
@@ -112,7 +125,7 @@ def run_orpo(cfg: LabConfig, run_dir: Path, out_dir: Path) -> dict:
         args=args,
         train_dataset=train,
         eval_dataset=held_out,
-        processing_class=tokenizer,
+        processing_class=without_unwritten_bos(tokenizer),  # the model saves with `tokenizer`
         peft_config=lora_config(o.lora_r, o.lora_alpha, "CAUSAL_LM"),
         callbacks=[ForwardLogs(log, TRAINER_LOGS)],
     )

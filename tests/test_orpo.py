@@ -14,7 +14,7 @@ from apps.pool import find_run_models
 from lab import metrics as M
 from lab.evaluation import GOLD_TABLE
 from lab.models import load_tokenizer
-from lab.orpo import ORPOTrainer, chat_text_pairs, ending_at, run_orpo
+from lab.orpo import ORPOTrainer, chat_text_pairs, ending_at, run_orpo, without_unwritten_bos
 from lab.preference_math import log_odds, odds_ratio_loss, orpo_loss
 from lab.profiles import load_config
 from lab.runlog import read_log
@@ -86,6 +86,7 @@ def test_pairs_end_at_eos_so_trl_adds_no_second_one(small_sft_run, tmp_path):
     tiny = load_tokenizer(str(small_sft_run / "sft" / "model"))
     rendered = chat_text_pairs(pairs, tiny)[0]  # the tiny template: exactly TRL's own text
     assert rendered == maybe_apply_chat_template(pairs[0], tiny)
+    assert without_unwritten_bos(tiny) is tiny  # the tiny template starts with its BOS
     chatml(tiny).save_pretrained(tmp_path / "chatml")
     ends_in_newline = load_tokenizer(str(tmp_path / "chatml"))  # EOS becomes <|im_end|>
     rendered = chat_text_pairs(pairs, ends_in_newline)[0]
@@ -93,6 +94,10 @@ def test_pairs_end_at_eos_so_trl_adds_no_second_one(small_sft_run, tmp_path):
     for side in ("chosen", "rejected"):
         ids = ends_in_newline(rendered[side], add_special_tokens=False)["input_ids"]
         assert ids[-1] == ends_in_newline.eos_token_id and ids.count(ids[-1]) == 1
+    # TRL prepends BOS to a prompt without one: ChatML writes none, so ORPO's tokenizer has none.
+    plain = without_unwritten_bos(ends_in_newline)
+    assert ends_in_newline.bos_token and plain.bos_token is None and plain is not ends_in_newline
+    assert ends_in_newline.bos_token == "<|bos|>"  # the caller's tokenizer keeps its own
 
 
 def test_orpo_raises_the_held_out_log_odds_ratio(orpo_run):
