@@ -239,6 +239,8 @@ def bound_note(lower: float, upper: float) -> str:
         return "only wins so far: no upper bound, the rating is a placeholder"
     if lower == -math.inf:
         return "only losses so far: no lower bound, the rating is a placeholder"
+    if math.isnan(lower) and math.isnan(upper):
+        return "its battles never varied (ties only): no interval yet"
     return ""
 
 

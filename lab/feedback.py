@@ -50,7 +50,7 @@ from lab.pairs import as_conversational, conversational_row, load_pairs
 from lab.progress import Progress, ReportProgress
 from lab.reward import TRAINER_LOGS, reward_model_loader, tokenize_pairs
 from lab.reward_model import load_reward_model, pair_metrics, score_pairs
-from lab.runlog import RunLog, write_json
+from lab.runlog import RunLog, is_done, read_metrics, write_json
 from lab.trainers import ForwardLogs, check_launch, lora_config, trained_model, trainer_args
 
 VOTES_SEEN = "votes_seen.json"  # beside a round's reward model/: the vote pairs it was trained on
@@ -161,8 +161,15 @@ def read_votes_seen(model_dir: Path) -> dict:
 
 
 def seen_by(start: Path, votes: datasets.Dataset) -> tuple[dict, list[bool]]:
-    """The record of the reward model at `start`, and per vote pair: did it train on it?"""
+    """The record of the reward model at `start`, and per vote pair: did it train on it?
+
+    A round's model from before rounds kept records may have trained on any of these votes:
+    all count as seen, so none is held out and the round says agreement was not measured."""
     record = read_votes_seen(start)
+    folder = Path(start).parent
+    unrecorded = not (folder / VOTES_SEEN).is_file() and is_done(folder)
+    if unrecorded and M.FEEDBACK_REWARD_FROM in read_metrics(folder):  # adapted to votes
+        return record, [True] * len(votes)
     known = set(record["pairs"])
     return record, [pair_key(row) in known for row in votes]
 

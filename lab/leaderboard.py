@@ -17,9 +17,11 @@ A tie counts as half a win for each side, so it carries the weight of one decisi
 
 What the votes cannot say is shown as such. A model nobody has scored against (no losses and
 no ties) has no upper bound: the data would let its rating run to +inf, so its upper bound is
-+inf and its finite rating is the prior's guess; likewise no wins (and no ties) gives lower =
--inf. A tie bounds both sides, because the fit reads it as half a win and half a loss: a model
-with only ties has a finite, well-defined rating. Models that never met, directly or through
++inf and its finite rating (and its other bound) the prior's guess; likewise no wins (and no
+ties) gives lower = -inf. A tie bounds both sides, because the fit reads it as half a win and
+half a loss: a model with only ties has a finite rating, but every resample of its battles is
+the same, and a zero-width interval bounds nothing: its bounds are unknown (NaN) until its
+results vary. Models that never met, directly or through
 others, fall into separate *groups*; each group's ratings are centred on its own models with
 both sides bounded, and ranks compare models within a group only.
 """
@@ -279,6 +281,9 @@ def interval_table(ratings: pd.Series, samples: np.ndarray, wins: np.ndarray) ->
     models = sorted(ratings.index)
     lower, upper = np.nanpercentile(samples, [2.5, 97.5], axis=0)  # (M,), (M,)
     no_wins, no_losses = open_sides(wins)
+    # Resamples that never vary (models that only tied) bound nothing: the bounds are unknown.
+    flat = (lower == upper) & ~no_wins & ~no_losses
+    lower[flat], upper[flat] = np.nan, np.nan
     lower[no_wins], upper[no_losses] = -np.inf, np.inf
     games = wins + wins.T  # (M, M) battles per pair, a tie counting once
     table = pd.DataFrame(

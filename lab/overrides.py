@@ -25,7 +25,7 @@ POSITIVE = frozenset(
         "max_new_tokens", "max_completion_length", "num_generations", "seq_len", "max_length",
         "grad_accum", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
         "intermediate_size", "vocab_size", "n_countries", "n_annotators", "n_pretrain_docs",
-        "n_sft", "n_pairs_train", "n_pairs_test", "n_ppo_prompts",
+        "n_sft", "n_pairs_train", "n_pairs_test", "n_ppo_prompts", "folds",
     }
 )  # fmt: skip
 """Settings that must be above 0 (every number setting must be finite and 0 or more)."""

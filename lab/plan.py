@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from lab.config import LabConfig
+from lab.models import trainable_dtype
 from lab.plan_memory import (
     DTYPE_BYTES,
     GB,
@@ -174,11 +175,15 @@ def stage_setup(cfg: LabConfig, stage: str, gpu: GPU) -> Setup:
     section = getattr(cfg, stage)
     accum = getattr(section, "grad_accum", 1)
     base |= {"accum": accum, "lora_r": section.lora_r}
+    # The RL stages' frozen reward model is read back in the dtype its stage trained it in.
+    saved = DTYPE_BYTES[trainable_dtype(m.dtype, cfg.reward.lora_r)]
     if stage == "ppo":  # the lab's own loop: mini-batches, no accumulation
         rl = {"new_tokens": section.max_new_tokens, "rollout_batch": section.batch_size}
+        rl["reward_bytes"] = saved
         return Setup(**base, **rl, batch=max(1, section.mini_batch_size // accum))
     if stage == "grpo":
         rl = {"new_tokens": section.max_completion_length, "rollout_batch": section.batch_size}
+        rl["reward_bytes"] = saved
         return Setup(**base, **rl, batch=max(1, section.batch_size // accum))
     return Setup(**base, batch=max(1, section.batch_size // accum))
 

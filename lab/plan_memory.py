@@ -66,6 +66,9 @@ class Setup:
     """Tokens generated per sequence (RL stages)."""
     rollout_batch: int = 0
     """Sequences generated and scored at once (RL stages)."""
+    reward_bytes: int = 0
+    """Bytes per weight of the frozen reward model as its stage saved it (RL stages; 0: the
+    trained weights' bytes): fp32 after full fine-tuning, whatever this stage's LoRA keeps."""
     cuda: bool = True
     """Running on a GPU (fused kernels) rather than the CPU (torch fallbacks)."""
 
@@ -321,7 +324,7 @@ def grpo_peak(a: Arch, s: Setup) -> Memory:
     """TRL GRPOTrainer: policy + reference (in the policy's dtype) + the lab's frozen reward
     model (as the reward stage saved it: fp32 after full fine-tuning); generate, then train."""
     t, w = trainable(a, s), trained_bytes(s)
-    frozen = count_params(a, "score") * w
+    frozen = count_params(a, "score") * (s.reward_bytes or w)
     frozen += 0 if s.lora_r else count_params(a) * w
     tokens = s.batch * s.seq
     head = fused_head_bytes(a, tokens, s, trainable_head=not s.lora_r)
@@ -344,7 +347,7 @@ def ppo_peak(a: Arch, s: Setup) -> Memory:
     """
     d, w, response = s.dtype_bytes, trained_bytes(s), s.new_tokens + 1
     policy, value = trainable(a, s), trainable(a, s, head="score")
-    rm = count_params(a, "score") * w
+    rm = count_params(a, "score") * (s.reward_bytes or w)
     copies = autocast_copies(a, s)  # 0 but for full fine-tuning in half precision
     if s.lora_r:
         weights = policy.weights + 4 * lora_params(a, s.lora_r) + 4 * a.hidden + rm

@@ -17,6 +17,7 @@ CASES: dict[str, list[tuple[list[str], str]]] = {  # script -> (bad arguments, t
     "feedback_loop.py": [
         (["--votes", "0"], "--votes"),
         (["--set", "no_such_field=1"], "--set"),  # the lab's KeyError, as one line
+        (["--set", "folds=0"], "--set"),  # cross-validation needs a fold
     ],
     "arena_latency.py": [(["--clients", "0"], "--clients"), (["--alone", "-1"], "--alone")],
     "planner_accuracy.py": [(["--twins", "foo"], "--twins"), (["--cases", "bar"], "--cases")],

@@ -34,7 +34,7 @@ from lab.group_compare import MEASURED_START_TABLE, MEASURED_TABLE, STYLE_COLUMN
 from lab.intervals import wilson_interval
 from lab.ppo_models import load_ppo_models
 from lab.recipes import gold_judge
-from lab.runlog import read_log
+from lab.runlog import METRICS_FILE, read_log, write_json
 from lab.votes_db import read_votes, to_preferences
 from lab.world.build import FILES
 from lab.world.judge import score
@@ -278,6 +278,15 @@ def test_votes_the_start_model_trained_on_are_never_held_out(
         "only 7 vote pairs are new since the reward model this round starts from (5 more it "
         "had trained on already)"
     )
+    # A round's model from before rounds kept records: any vote may be its own, none is held out
+    legacy = tmp_path / "round-000" / "reward"
+    legacy.mkdir(parents=True)
+    (legacy / "model").symlink_to(small_reward_run / "reward" / "model")
+    write_json(legacy / METRICS_FILE, {M.FEEDBACK_REWARD_FROM: "reward/model"})
+    old_round = retrain_reward(small_cfg, small_reward_run, votes, tmp_path / "after-legacy",
+                               reward_model=legacy / "model", fb=fb)  # fmt: skip
+    assert old_round[M.FEEDBACK_VOTE_PAIRS_HELDOUT] == 0
+    assert old_round[M.FEEDBACK_NOTE].startswith("only 0 vote pairs are new")
 
 
 # --- rounds: the CLI, the chain of models, errors ----------------------------------------------

@@ -223,8 +223,11 @@ def test_open_sides_by_hand_a_tie_bounds_both_sides():
     assert no_wins.tolist() == [False, False, False, False, False]  # X tied T
     assert no_losses.tolist() == [False, True, False, False, False]
     boot = compute_bootstrap(table, rounds=20).set_index("model")
-    assert np.isfinite(boot.loc[["T", "X", "Y", "Z"], ["lower", "upper"]].to_numpy(float)).all()
+    assert np.isfinite(boot.loc[["T", "X"], ["lower", "upper"]].to_numpy(float)).all()
     assert boot.loc["W", "upper"] == math.inf
+    # Y and Z only tied: every resample is the same, and a zero-width interval bounds nothing.
+    assert boot.loc[["Y", "Z"], ["lower", "upper"]].isna().all().all()
+    assert compute_rank_ub([990.0, np.nan], [1010.0, np.nan]).tolist() == [1, 1]
 
 
 def test_a_winless_model_does_not_shift_the_others():

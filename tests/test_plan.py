@@ -117,6 +117,13 @@ def test_full_fine_tuning_in_bf16_counts_fp32_weights_grads_and_adamw():
     assert dpo.weights == 8 * n
     ppo = estimate_memory(arch, dataclasses.replace(s, stage="ppo", new_tokens=8, rollout_batch=4))
     assert ppo.weights == 2 * 4 * n + 2 * 4 * count_params(arch, "score")
+    # smollm2-360m's PPO trains LoRA over a bf16 base, but reads its reward model as the reward
+    # stage saved it, fully tuned: fp32.
+    lora_ppo = stage_setup(load_config("smollm2-360m"), "ppo", GPUS["T4"])
+    assert (lora_ppo.lora_r, lora_ppo.reward_bytes) == (16, 4)
+    with_half_rm = dataclasses.replace(lora_ppo, reward_bytes=2)
+    gap = estimate_memory(arch, lora_ppo).weights - estimate_memory(arch, with_half_rm).weights
+    assert gap == 2 * count_params(arch, "score")
 
 
 def test_a_setup_that_does_not_fit_gets_a_proposal_that_does():
