@@ -25,6 +25,7 @@ from apps.events import (
     compare_vote_event,
     dashboard_event,
     join_event,
+    join_ready,
     load_event,
     refresh_compare,
 )
@@ -63,7 +64,7 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
         if arena.world is not None:
             with gr.Accordion("What these models know", open=False):
                 gr.Markdown(world_panel(arena.world))
-        join_row, join_status = join_box(arena, session, student_id)
+        join_row, join_status, join_inputs = join_box(arena, session, student_id)
         with gr.Accordion("Decoding settings (shared by every model)", open=False), gr.Row():
             settings = [
                 checked_by_handler(
@@ -97,7 +98,7 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
             student_id,
             [session, student_id, join_row, join_status],
             api_visibility="private",
-        )
+        ).then(join_ready, None, join_inputs, api_visibility="private")
         gr.on(  # a feedback round adds models while the page is open
             [demo.load, compare.select],
             partial(refresh_compare, arena),
@@ -111,8 +112,12 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
 def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tuple:
     """Classroom mode: a join code opens voting; the box folds away once joined."""
     with gr.Row(visible=bool(arena.classroom.join_code), elem_id="join-box") as row:
-        code = gr.Textbox(label="Class join code", scale=3, elem_id="join-code", max_length=64)
-        button = gr.Button("Join", scale=1, elem_id="join-go")
+        # Usable once the page has restored its session (`join_ready`): a join that finished
+        # first would be overwritten by it, and the student found unjoined.
+        code = gr.Textbox(
+            label="Class join code", scale=3, elem_id="join-code", max_length=64, interactive=False
+        )
+        button = gr.Button("Join", scale=1, elem_id="join-go", interactive=False)
     status = gr.Markdown(elem_id="join-status")
     gr.on(
         [button.click, code.submit],
@@ -121,7 +126,7 @@ def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tu
         [session, student_id, row, status],
         api_name="join",
     )
-    return row, status
+    return row, status, [code, button]
 
 
 def prompt_box(elem_id: str) -> gr.Textbox:

@@ -47,6 +47,11 @@ def load_event(arena: Arena, token: object) -> tuple[Session, str, dict, str]:
     )
 
 
+def join_ready() -> tuple[dict, dict]:
+    """The join code box and button, usable once the page's load has restored its session."""
+    return gr.update(interactive=True), gr.update(interactive=True)
+
+
 def join_event(
     arena: Arena, code: str, session: Session | None, request: gr.Request | None = None
 ) -> tuple[Session, str, dict, str]:

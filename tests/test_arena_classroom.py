@@ -142,6 +142,24 @@ def classroom_app(tiny_arena):
     return tiny_arena, app.build_app(tiny_arena)
 
 
+def test_joining_waits_for_the_page_to_restore_its_session(classroom_app):
+    """A join that finished before the page's load would be overwritten by it (the student found
+    unjoined, as a busy CI run showed): the code box and button start disabled, and only the
+    step after the load enables them."""
+    _, demo = classroom_app
+    config = demo.get_config_file()
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
+    code, button = ids["join-code"], ids["join-go"]
+    for component in config["components"]:
+        if component["id"] in (code, button):
+            assert component["props"]["interactive"] is False
+    enabling = [d for d in config["dependencies"] if {code, button} <= set(d["outputs"])]
+    assert len(enabling) == 1 and enabling[0]["trigger_after"] is not None
+    loads = [d for d in config["dependencies"] if d["id"] == enabling[0]["trigger_after"]]
+    assert [target[1] for target in loads[0]["targets"]] == ["load"]
+    assert events.join_ready() == tuple({"__type__": "update", "interactive": True} for _ in "ab")
+
+
 def endpoints(demo) -> dict:
     """Every endpoint a client can call, by api_name."""
     return {
