@@ -15,15 +15,15 @@ Bradley–Terry on the Elo scale (FastChat's convention): P(a beats b) = 1 / (1 
 R_a) / scale)). In natural units θ = (R - init) · ln(base) / scale this is sigmoid(θ_a - θ_b).
 A tie counts as half a win for each side, so it carries the weight of one decisive battle.
 
-What the votes cannot say is shown as such. A model nobody has scored against (no losses and
-no ties) has no upper bound: the data would let its rating run to +inf, so its upper bound is
-+inf and its finite rating (and its other bound) the prior's guess; likewise no wins (and no
-ties) gives lower = -inf. A tie bounds both sides, because the fit reads it as half a win and
-half a loss: a model with only ties has a finite rating, but every resample of its battles is
-the same, and a zero-width interval bounds nothing: its bounds are unknown (NaN) until its
-results vary. Models that never met, directly or through
-others, fall into separate *groups*; each group's ratings are centred on its own models with
-both sides bounded, and ranks compare models within a group only.
+What the votes cannot say is shown as such. A model nobody has scored against (no losses and no
+ties) has no upper bound: the data would let its rating run to +inf, so its upper bound is +inf
+and its finite rating (and its other bound) the prior's guess; likewise no wins (and no ties)
+gives lower = -inf. A tie bounds both sides, because the fit reads it as half a win and half a
+loss: a model with only ties has a finite rating, but every resample of its battles is the
+same, and a zero-width interval bounds nothing: its bounds are unknown (NaN) until its results
+vary. Models that never met, directly or through others, fall into separate *groups*; each
+group's ratings are centred on its own models with both sides bounded, and ranks compare models
+within a group only.
 """
 
 from __future__ import annotations
