@@ -39,6 +39,7 @@ from lab.style_control import (
     compute_style_battles,
     compute_style_ranking,
 )
+from lab.votes_db import left_out_note
 from lab.world import World
 
 BOOTSTRAP_ROUNDS = 100  # enough for a classroom's intervals, cheap enough to redo on every vote
@@ -297,7 +298,8 @@ def export(
     # served, so nobody reaches the class's prompts through a guessable URL.
     download = Path(tempfile.mkdtemp(prefix="arena-export-")) / jsonl.name
     shutil.copyfile(jsonl, download)
-    return [str(download)], f"Exported {n_pairs} pairs from {len(votes)} votes to {folder}."
+    note = left_out_note(votes)
+    return [str(download)], f"Exported {n_pairs} pairs from {len(votes)} votes to {folder}{note}."
 
 
 def new_folder(root: Path, name: str) -> Path:

@@ -30,7 +30,7 @@ from lab.group_compare import (
 )
 from lab.leaderboard import compute_model_counts
 from lab.plots import plot_before_after, plot_group_styles
-from lab.votes_db import GROUP_NAME, GROUP_RULE, pairs_to_battles
+from lab.votes_db import GROUP_NAME, GROUP_RULE, left_out_note, pairs_to_battles
 from lab.world.tastes import TASTES, compute_style_only_pairs
 
 MAX_SIMULATED = 500
@@ -92,9 +92,10 @@ def start_round(arena: Arena, group: str, per_group: bool, updates: int) -> str:
     """`start` once its input is checked, under `arena.job_lock`: the votes now, then the job."""
     if arena.job is not None and arena.job.running:
         return "A retraining job is already running: wait for it to finish."
-    pairs = to_preferences(arena.store.votes())
+    votes = arena.store.votes()
+    pairs = to_preferences(votes)
     if not pairs:
-        return "No preference pairs yet: votes with a winner make pairs."
+        return "No preference pairs yet: votes with a winner make pairs." + left_out_note(votes)
     pairs, problem = group_pairs(pairs, group)
     if problem:
         return problem
@@ -108,7 +109,7 @@ def start_round(arena: Arena, group: str, per_group: bool, updates: int) -> str:
     job = lambda report: work(arena, pairs, fb, group or None, report, per_group)  # noqa: E731
     arena.job = start_job(folder.name, job)
     each = f" (one round per group: {', '.join(groups)})" if per_group else ""
-    return f"Retraining on {len(pairs)} vote pairs in {folder.name}{each} …"
+    return f"Retraining on {len(pairs)} vote pairs in {folder.name}{each}{left_out_note(votes)} …"
 
 
 def group_pairs(pairs: list[dict], group: str) -> tuple[list[dict], str | None]:
@@ -318,9 +319,12 @@ def vote_content(
     problem = check_group(group)
     if problem:
         return problem, pd.DataFrame()
-    pairs = to_preferences(arena.store.votes())
+    votes = arena.store.votes()
+    pairs = to_preferences(votes)
     if not pairs:
-        return "No preference pairs yet: votes with a winner make pairs.", pd.DataFrame()
+        return "No preference pairs yet: votes with a winner make pairs." + left_out_note(
+            votes
+        ), pd.DataFrame()
     pairs, problem = group_pairs(pairs, group.strip())
     if problem:
         return problem, pd.DataFrame()

@@ -178,7 +178,7 @@ def run_feedback(args: argparse.Namespace) -> int:
     from lab.feedback import FeedbackConfig
     from lab.feedback_round import feedback_round
     from lab.stages import load_run_config
-    from lab.votes_db import read_votes, to_preferences
+    from lab.votes_db import left_out_note, read_votes, to_preferences
 
     try:
         if args.run is None or args.db is None:
@@ -192,9 +192,14 @@ def run_feedback(args: argparse.Namespace) -> int:
             if args.ppo_updates < 0:
                 raise ValueError(f"--ppo-updates must be 0 or more, got {args.ppo_updates}")
             fb = dataclasses.replace(fb, ppo_updates=args.ppo_updates)
-        pairs = to_preferences(read_votes(args.db))
+        votes = read_votes(args.db)
+        pairs, left_out = to_preferences(votes), left_out_note(votes)
         if not pairs:
-            raise ValueError(f"no vote pairs in {args.db}: votes with a winner make pairs")
+            raise ValueError(
+                f"no vote pairs in {args.db}: votes with a winner make pairs{left_out}"
+            )
+        if left_out:
+            print(f"note: {len(pairs)} vote pairs{left_out}")
         folder, summary = feedback_round(
             cfg, args.run, pairs, fb, group=args.group, per_group=args.per_group
         )

@@ -42,6 +42,16 @@ def _fail(where: str, field: str, problem: str) -> ValueError:
     return ValueError(f"{where}, field '{field}': {problem}")
 
 
+def _unicode_problem(text: str) -> str | None:
+    """Why `text` cannot be written as UTF-8 (a lone surrogate: half an emoji, as JavaScript can
+    cut one), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"not valid Unicode (a lone surrogate {text[e.start]!r} at character {e.start})"
+    return None
+
+
 # ---------------------------------------------------------------- pure converters
 
 
@@ -60,6 +70,10 @@ def parse_hh_transcript(text: str) -> list[Message]:
             messages[-1]["content"] += marker + content
         else:
             messages.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in messages):
+        crlf = "; its lines end with \\r\\n, and HH turns start after \\n\\n"
+        crlf = crlf if "\r\n" in text else ""
+        raise ValueError(f"HH transcript has no 'Assistant:' turn{crlf}")
     return [{"role": m["role"], "content": m["content"].strip()} for m in messages]
 
 
@@ -77,6 +91,13 @@ def split_shared_prefix(
     if n == len(chosen) or n == len(rejected):
         raise ValueError("one side is a prefix of the other: nothing left to compare")
     prompt, chosen_rest, rejected_rest = chosen[:n], chosen[n:], rejected[n:]
+    for side, rest in (("chosen", chosen_rest), ("rejected", rejected_rest)):
+        turn = next((j for j, m in enumerate(rest) if m["role"] != "assistant"), None)
+        if turn is not None and prompt[-1]["role"] == "user":
+            raise ValueError(
+                f"{side} goes on after its reply with a {rest[turn]['role']} turn (message "
+                f"{n + turn}, 0-based): a pair compares one last assistant reply"
+            )
     if prompt[-1]["role"] != "user" or any(
         m["role"] != "assistant" for m in chosen_rest + rejected_rest
     ):
@@ -102,6 +123,8 @@ def _check_messages(value: Any, where: str, field: str) -> list[Message]:
             )
         if not isinstance(m["content"], str):
             raise _fail(where, field, f"message {i} content must be a string: {m['content']!r:.60}")
+        if problem := _unicode_problem(m["content"]):
+            raise _fail(where, field, f"message {i} is {problem}")
         if not m["content"].strip():
             is_reply = field in RESPONSE_FIELDS and i == len(value) - 1
             raise _fail(where, field, "empty response" if is_reply else f"message {i} is empty")
@@ -130,6 +153,8 @@ def _check_text(value: Any, where: str, field: str) -> str:
         raise _fail(where, field, f"expected a string, got {type(value).__name__} {value!r:.60}")
     if not value.strip():
         raise _fail(where, field, "empty response" if field != "prompt" else "empty prompt")
+    if problem := _unicode_problem(value):
+        raise _fail(where, field, problem)
     return value
 
 
@@ -143,20 +168,21 @@ def normalize_preference_row(row: dict[str, Any], where: str) -> dict[str, Any]:
     if chosen == rejected:
         raise _fail(where, "chosen/rejected", "chosen is identical to rejected")
     if isinstance(chosen, str) and isinstance(rejected, str) and chosen.strip() == rejected.strip():
-        raise _fail(
-            where, "chosen/rejected", "chosen and rejected differ only in spaces around them"
-        )
+        raise _fail(where, "chosen/rejected", "chosen and rejected differ only in whitespace")
     extras = {k: v for k, v in row.items() if k not in PREFERENCE_FIELDS}
     if isinstance(prompt, str):  # 1. standard explicit
         return {f: _check_text(row[f], where, f) for f in PREFERENCE_FIELDS} | extras
     if prompt is None:  # 3. implicit prompt, or 4. Anthropic HH transcripts
         prompt, chosen, rejected = _split_implicit(chosen, rejected, where)
     # 2. conversational explicit, which 3 and 4 have now become
-    return {
+    out = {
         "prompt": _check_prompt(prompt, where),
         "chosen": _check_reply(chosen, where, "chosen"),
         "rejected": _check_reply(rejected, where, "rejected"),
-    } | extras
+    }
+    if out["chosen"][0]["content"].strip() == out["rejected"][0]["content"].strip():
+        raise _fail(where, "chosen/rejected", "chosen and rejected differ only in whitespace")
+    return out | extras
 
 
 def _split_implicit(chosen: Any, rejected: Any, where: str) -> tuple[list, list, list]:
@@ -171,6 +197,8 @@ def _split_implicit(chosen: Any, rejected: Any, where: str) -> tuple[list, list,
                 raise _fail(where, field, str(e)) from None
         else:
             conversations[field] = _check_messages(value, where, field)
+    if conversations["chosen"] == conversations["rejected"] and chosen != rejected:
+        raise _fail(where, "chosen/rejected", "chosen and rejected differ only in whitespace")
     try:
         return split_shared_prefix(conversations["chosen"], conversations["rejected"])
     except ValueError as e:
@@ -268,7 +296,7 @@ def _read_text(path: Path) -> str:
         except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, corrupt
             raise ValueError(f"{path}: not a readable gzip file ({e})") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a leading byte-order mark (Notepad, Excel) is not text
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         where = f"offset {e.start}{' once decompressed' if gz else ''}, line {line}"
@@ -289,23 +317,40 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: not a readable Parquet file ({problem})") from None
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object that names a key twice: `json` would keep the last value and drop the first."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads`'s object hook: an object, unless a key repeats."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise DuplicateKeyError(f"key {twice!r} appears twice in one object")
+    return dict(pairs)
+
+
 def _read_json(path: Path) -> Iterator[tuple[str, Any]]:
     """A JSON list (rows 0-based) or JSON lines (lines 1-based, blank lines ignored)."""
     text = _read_text(path)
     if path.name.lower().endswith(".json") and text.lstrip().startswith("["):
         try:
-            rows = json.loads(text)
+            rows = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+        except DuplicateKeyError as e:
+            raise ValueError(f"{path}: {e}") from None
         yield from ((f"{path}, row {i} (0-based)", row) for i, row in enumerate(rows))
         return
     for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+        except DuplicateKeyError as e:
+            raise ValueError(f"{path}, line {n}: {e}") from None
         yield f"{path}, line {n}", row
 
 
@@ -357,10 +402,13 @@ def _to_dataset(
         for column, values in data.items():  # name the column that does not fit one type
             try:
                 datasets.Dataset.from_dict({column: values})
-            except (pa.ArrowException, OverflowError, TypeError, ValueError):
-                raise ValueError(
-                    f"{source}: column {column!r} does not hold one type in every row ({err})"
-                ) from None
+            except (pa.ArrowException, OverflowError, TypeError, ValueError) as e:
+                problem = (
+                    "holds text that is not valid Unicode (a lone surrogate)"
+                    if isinstance(e, UnicodeEncodeError)
+                    else "does not hold one type in every row"
+                )
+                raise ValueError(f"{source}: column {column!r} {problem} ({err})") from None
         raise
 
 

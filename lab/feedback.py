@@ -201,6 +201,8 @@ def validate_votes(votes: list[dict] | datasets.Dataset) -> datasets.Dataset:
     rows = []
     for i, row in enumerate(votes):
         where = f"votes, row {i} (0-based)"
+        if isinstance(row, dict) and row.get("vote_id") is not None:
+            where = f"vote {row['vote_id']}, pair {i} (0-based)"  # the arena's own id
         if not isinstance(row, dict):
             raise ValueError(f"{where}: expected a prompt/chosen/rejected dict, got {row!r:.60}")
         rows.append(conversational_row(normalize_preference_row(row, where)))

@@ -26,6 +26,8 @@ POSITIVE = frozenset(
         "grad_accum", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
         "intermediate_size", "vocab_size", "n_countries", "n_annotators", "n_pretrain_docs",
         "n_sft", "n_pairs_train", "n_pairs_test", "n_ppo_prompts", "folds",
+        "temperature",  # RL sampling: log-probs divide by it, so 0 (greedy) would be NaN
+        "kl_horizon",  # the adaptive controller divides by it
     }
 )  # fmt: skip
 """Settings that must be above 0 (every number setting must be finite and 0 or more)."""

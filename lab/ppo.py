@@ -21,7 +21,7 @@ from lab.config import LabConfig, PPOStageConfig
 from lab.distributed import average_gradients, average_metrics, is_main, process
 from lab.generation import DecodingConfig, chat_batch, generate_kwargs
 from lab.models import resolve_device, save_model
-from lab.ppo_checkpoint import checkpoint, make_learner, resume_from
+from lab.ppo_checkpoint import checkpoint, latest_update, make_learner, resume_from
 from lab.ppo_math import (
     explained_variance,
     gae,
@@ -258,6 +258,14 @@ def update_bar(start: int, total: int):
     return tqdm(range(start, total), **bar)
 
 
+def save_on_interrupt(save, out_dir: Path, update: int) -> None:
+    """Ctrl-C: keep what was done. The update in flight may be partly applied, so this checkpoint
+    is close to the run it cut, not exact; an exact one of the same number is never replaced."""
+    if latest_update(out_dir) != update:
+        save(out_dir, update)
+    print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")
+
+
 def run_ppo(
     cfg: LabConfig,
     run_dir: Path,
@@ -310,9 +318,8 @@ def run_ppo(
                 save(out_dir, update + 1)
             if progress:  # the last share of the bar is the final evaluation in `finish`
                 progress((update + 1) / (p.updates + 1), f"PPO update {update + 1}/{p.updates}")
-    except KeyboardInterrupt:  # keep what was done; the update in flight may be partly applied,
-        save(out_dir, update)  # so resuming from here is close to, not exactly, the run it cut
-        print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")
+    except KeyboardInterrupt:
+        save_on_interrupt(save, out_dir, update)
         raise
     if not is_main():  # the other processes are done: the main one saves and evaluates
         return {}

@@ -88,6 +88,12 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def latest_update(out_dir: Path) -> int | None:
+    """The update the newest complete checkpoint was saved at, or None."""
+    ckpt = latest_checkpoint(out_dir)
+    return None if ckpt is None else int(ckpt.name.removeprefix("update-"))
+
+
 def load_checkpoint(
     folder: Path, ac, optimizer, kl_ctl: KLController, rng: random.Random, gen: torch.Generator
 ) -> int:

@@ -53,6 +53,13 @@ def schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
 
 def as_frame(rows: list[tuple], path: Path | str = "votes") -> pd.DataFrame:
     """Rows in `COLUMNS` order -> the votes table: JSON columns decoded, winner nullable Int64."""
+    winner = COLUMNS.index("winner")
+    for row in rows:  # before the cast, which would name neither the vote nor the value
+        if not (row[winner] is None or type(row[winner]) is int):
+            raise ValueError(
+                f"{path}: vote {row[0]}, column 'winner': expected an integer index or "
+                f"nothing, got {row[winner]!r:.40}"
+            )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in JSON_COLUMNS:
         table[column] = [decoded(text, path, vote_id, column) for vote_id, text in
@@ -72,8 +79,12 @@ def vote_problem(vote) -> str | None:
         return f"column 'models': expected a list of names, got {models!r:.60}"
     if not (isinstance(responses, list) and all(isinstance(r, str) for r in responses)):
         return f"column 'responses': expected a list of texts, got {responses!r:.60}"
+    if len(models) < 2 or len(set(models)) != len(models) or not all(m.strip() for m in models):
+        return f"column 'models': expected two or more distinct names, got {models!r:.60}"
     if len(models) != len(responses):
         return f"{len(models)} models but {len(responses)} responses"
+    if not isinstance(vote.prompt, str) or not vote.prompt.strip():
+        return f"column 'prompt': expected a non-empty text, got {vote.prompt!r:.40}"
     if vote.outcome not in OUTCOMES:
         return f"column 'outcome': expected one of {', '.join(OUTCOMES)}, got {vote.outcome!r:.40}"
     if vote.outcome == "win" and (pd.isna(vote.winner) or not 0 <= vote.winner < len(models)):
@@ -132,12 +143,30 @@ def read_votes(path: str | Path) -> pd.DataFrame:
         conn.close()
 
 
+def win_pairs(vote) -> list[tuple[int, str | None]]:
+    """A "win" vote's pairs, the winner against each other answer: (that answer's index, why the
+    pair teaches nothing or None). Same text up to surrounding whitespace, or a blank answer,
+    teaches no preference, and `lab.data.load_preferences` refuses both."""
+    best, pairs = int(vote.winner), []
+    chosen = vote.responses[best]
+    for i, rejected in enumerate(vote.responses):
+        if i == best:
+            continue
+        if not chosen.strip() or not rejected.strip():
+            why = f"{vote.models[best if not chosen.strip() else i]}'s answer is blank"
+        elif chosen.strip() == rejected.strip():
+            why = "the two answers are the same text"
+        else:
+            why = None
+        pairs.append((i, why))
+    return pairs
+
+
 def to_preferences(votes: pd.DataFrame) -> list[dict]:
     """ "win" votes -> standard prompt/chosen/rejected rows, the winner against each other model.
 
-    Ties and both_bad give no pair. A pair is skipped when its two responses are the same text
-    (up to surrounding whitespace) or one is blank: neither teaches a preference, and
-    `lab.data.load_preferences` refuses both. Provenance rides along in extra columns.
+    Ties and both_bad give no pair; nor does a pair `win_pairs` finds nothing in (counted by
+    `unpaired_wins`). Provenance rides along in extra columns.
     """
     rows = []
     for vote in votes.itertuples(index=False):
@@ -145,11 +174,10 @@ def to_preferences(votes: pd.DataFrame) -> list[dict]:
             continue
         best = int(vote.winner)
         chosen = vote.responses[best]
-        for i, (model, rejected) in enumerate(zip(vote.models, vote.responses, strict=True)):
-            if i == best or not rejected.strip() or not chosen.strip():
+        for i, why in win_pairs(vote):
+            if why:
                 continue
-            if chosen.strip() == rejected.strip():
-                continue
+            model, rejected = vote.models[i], vote.responses[i]
             rows.append(
                 {
                     "prompt": vote.prompt,
@@ -164,6 +192,26 @@ def to_preferences(votes: pd.DataFrame) -> list[dict]:
                 }
             )
     return rows
+
+
+def unpaired_wins(votes: pd.DataFrame) -> list[str]:
+    """Each pair of a "win" vote that `to_preferences` leaves out, and why: "vote 7: ..."."""
+    return [
+        f"vote {vote.id}: {why}"
+        for vote in votes.itertuples(index=False)
+        if vote.outcome == "win"
+        for _, why in win_pairs(vote)
+        if why
+    ]
+
+
+def left_out_note(votes: pd.DataFrame, shown: int = 3) -> str:
+    """`unpaired_wins` as a clause to append to a count: "" when none was left out."""
+    left = unpaired_wins(votes)
+    if not left:
+        return ""
+    more = "; …" if len(left) > shown else ""
+    return f" ({len(left)} pairs of win votes left out: {'; '.join(left[:shown])}{more})"
 
 
 def pairs_to_battles(pairs: list[dict]) -> pd.DataFrame:

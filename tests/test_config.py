@@ -70,6 +70,9 @@ def test_set_args_are_read_for_their_settings_type():
         ({"log.report_to": "wandb"}, ValueError, "log.report_to must be one of none"),
         ({"world.n_annotators": 0}, ValueError, "world.n_annotators must be above 0"),
         ({"world.n_pairs_test": 0}, ValueError, "world.n_pairs_test must be above 0"),
+        ({"ppo.temperature": 0.0}, ValueError, "ppo.temperature must be above 0"),  # NaN log-probs
+        ({"grpo.temperature": 0.0}, ValueError, "grpo.temperature must be above 0"),
+        ({"ppo.kl_horizon": 0}, ValueError, "ppo.kl_horizon must be above 0"),
         ({"device": "gpu"}, ValueError, "device must be auto, cpu, cuda, cuda:N or mps; got 'gpu'"),
         ({"ppo.policy": "xyz"}, ValueError, "ppo.policy must be one of sft, base"),
         ({"ppo.reward": "foo"}, ValueError, "ppo.reward must be model, function:module.name or"),

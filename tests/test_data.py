@@ -110,7 +110,12 @@ def test_split_shared_prefix():
         ([user("q"), bot("a")], [user("q"), bot("a")], "identical"),
         ([user("q"), bot("a")], [user("p"), bot("a")], "share no prefix"),
         ([user("q"), bot("a")], [user("q"), bot("a"), user("more")], "prefix of the other"),
-        ([user("q"), bot("a"), user("r"), bot("b")], [user("q"), bot("c")], "diverge at message 1"),
+        (
+            [user("q"), bot("a"), user("r"), bot("b")],
+            [user("q"), bot("c")],
+            r"chosen goes on after its reply with a user turn \(message 2",
+        ),
+        ([system("s"), bot("a")], [system("s"), bot("b")], "diverge at message 1"),
     ],
 )
 def test_split_shared_prefix_rejects(chosen, rejected, problem):
@@ -193,9 +198,15 @@ def conv(chosen, rejected, prompt=None):
         (
             '{"prompt": "p", "chosen": "same", "rejected": "same "}',
             "chosen/rejected",
-            "only in spa",
+            "only in whitespace",
         ),
         ('{"prompt": "", "chosen": "c", "rejected": "r"}', "prompt", "empty prompt"),
+        ('{"prompt": "p", "chosen": "cut \\ud83d", "rejected": "r"}', "chosen", "lone surrogate"),
+        (
+            '{"prompt": "p", "chosen": "c", "chosen": "z", "rejected": "r"}',
+            None,
+            "key 'chosen' appears twice",
+        ),  # json would keep "z" and drop "c" without a word
         (GOOD_CONV, "prompt", "conversational row in a file whose first row is standard"),
     ],
 )
@@ -225,7 +236,14 @@ def test_bad_standard_row(tmp_path, second_line, field, problem):
          "chosen/rejected", "prefix of the other"),
         (json.dumps({"chosen": [user("q"), bot("a"), user("r"), bot("b")],
                      "rejected": [user("q"), bot("c"), user("r"), bot("b")]}),
-         "chosen/rejected", "diverge at message 1"),
+         "chosen/rejected", "chosen goes on after its reply with a user turn (message 2"),
+        (conv([bot("a")], [bot("a ")]), "chosen/rejected", "differ only in whitespace"),
+        (conv([bot("a")], [bot("b")], [user("cut \ud83d")]), "prompt", "lone surrogate"),
+        (json.dumps({"chosen": HUMAN + "a\n", "rejected": HUMAN + " a"}), "chosen/rejected",
+         "differ only in whitespace"),
+        (json.dumps({"chosen": "\r\n\r\nHuman: q\r\n\r\nAssistant: a",
+                     "rejected": "\r\n\r\nHuman: q\r\n\r\nAssistant: b"}), "chosen",
+         "no 'Assistant:' turn; its lines end with \\r\\n"),
         (json.dumps({"chosen": "\n\nAssistant: a", "rejected": HUMAN + "b"}), "chosen",
          "must start with 'Human:'"),
         (json.dumps({"chosen": HUMAN, "rejected": HUMAN + "b"}), "chosen", "empty response"),
@@ -290,6 +308,24 @@ def test_skip_mode_reports_every_skipped_row(tmp_path):
         f"skipped {path}, line {n}, field 'chosen/rejected': chosen is identical to rejected"
         for n in (2, 4)
     ]
+
+
+def test_skip_mode_skips_a_row_that_is_not_valid_unicode(tmp_path):
+    path = tmp_path / "half_emoji.jsonl"
+    path.write_text(f'{GOOD}\n{{"prompt": "p", "chosen": "cut \\ud83d", "rejected": "r"}}\n')
+    with pytest.warns(UserWarning, match="skipped 1 invalid rows of 2"):
+        ds = load_preferences(path, on_invalid="skip")
+    assert ds.to_list() == STANDARD[:1]
+    assert "line 2, field 'chosen': not valid Unicode" in ds.info.description
+
+
+@pytest.mark.parametrize("name", ["bom.jsonl", "bom.txt"])
+def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path, name):
+    """Notepad and Excel start a UTF-8 file with a BOM: JSON refused it, a .txt kept it as text."""
+    path = tmp_path / name
+    text = '{"prompt": "hello"}\n' if name.endswith(".jsonl") else "hello\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_prompts(path)["prompt"] == [[user("hello")]]
 
 
 def test_skip_mode_still_raises_on_unreadable_file(tmp_path):

@@ -553,6 +553,8 @@ def test_votes_must_be_rows_and_at_least_one():
         validate_votes(["2 plus 3 is 5."])
     with pytest.raises(ValueError, match="no votes"):
         validate_votes([])
+    with pytest.raises(ValueError, match=r"^vote 7, pair 1 \(0-based\), field 'prompt'"):
+        validate_votes([GOOD, {**GOOD, "prompt": " ", "vote_id": 7}])  # the arena's own id
 
 
 def test_votes_become_conversational_from_lists_and_datasets():

@@ -142,6 +142,39 @@ def test_resume_continues_exactly_where_the_checkpoint_stopped(ppo_run, tmp_path
     assert any(not torch.equal(v, at_2["trainable"][k]) for k, v in final[0].items())
 
 
+def test_an_interrupt_never_overwrites_an_exact_checkpoint(ppo_run, tmp_path, monkeypatch):
+    """Ctrl-C in the update after a checkpoint leaves that checkpoint as it was: saved again at
+    the same number, it would hold part of the next update (resuming would repeat that part)."""
+    import lab.ppo as ppo
+
+    run, _ = ppo_run
+    for stage in ("world", "sft", "reward"):
+        shutil.copytree(run / stage, tmp_path / stage)
+    cfg = load_config(
+        "tiny", {**SMALL, "ppo.updates": 4, "ppo.batch_size": 8, "ppo.checkpoint_every": 2}
+    )
+    real, calls, exact = ppo.ppo_update, [], {}
+    at_2 = tmp_path / "out" / "checkpoints" / "update-00002"
+
+    def interrupted(*args):
+        calls.append(len(calls))
+        if len(calls) < 3:
+            return real(*args)
+        exact.update(torch.load(at_2 / "state.pt", weights_only=False)["trainable"])
+        real(*args)  # the third update changes the weights, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ppo, "ppo_update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_ppo(cfg, tmp_path, tmp_path / "out")
+    after = torch.load(at_2 / "state.pt", weights_only=False)["trainable"]
+    assert exact and all(torch.equal(after[k], v) for k, v in exact.items())
+    assert latest_checkpoint(tmp_path / "out") == at_2
+    samples = read_samples(tmp_path / "out")
+    assert {s["update"] for s in samples} == {2}
+    assert len(samples) == len({s["prompt"] for s in samples})  # each answer once, not twice
+
+
 def test_resume_needs_every_processs_random_state(ppo_run, tmp_path):
     from lab.ppo_checkpoint import load_checkpoint
 

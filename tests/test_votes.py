@@ -20,7 +20,7 @@ from apps.votes import (
 )
 from lab.data import load_preferences
 from lab.leaderboard import compute_battles, compute_bt, compute_model_counts
-from lab.votes_db import pairs_to_battles, read_votes
+from lab.votes_db import left_out_note, pairs_to_battles, read_votes, unpaired_wins
 
 DECODING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64, "seed": 1}
 
@@ -246,6 +246,10 @@ def test_a_votes_table_without_a_column_names_it(store):
         ("models = '\"sft\"'", r"vote 1, column 'models': expected a list of names"),
         ('responses = \'["a", "b"]\'', r"vote 1, 3 models but 2 responses"),
         ("outcome = 'maybe'", r"vote 1, column 'outcome': expected one of win, tie, both_bad"),
+        ("winner = 0.5", r"vote 1, column 'winner': expected an integer index or nothing, got 0.5"),
+        ("winner = 'x'", r"vote 1, column 'winner': expected an integer index or nothing, got 'x'"),
+        ("prompt = '  '", r"vote 1, column 'prompt': expected a non-empty text"),
+        ('models = \'["sft", "sft", "base"]\'', r"vote 1, column 'models': expected two or more"),
     ],
 )
 def test_a_vote_row_edited_by_hand_is_named_not_learnt_from(store, sql, words):
@@ -405,6 +409,15 @@ def test_to_preferences_three_models(tmp_path):
         "group": "",
     }
     assert [p["vote_id"] for p in pairs] == [1, 1, 4, 5]
+    # ...and what was left out is said, vote by vote (nothing dropped silently).
+    assert unpaired_wins(table) == [
+        "vote 4: the two answers are the same text",
+        "vote 5: sft's answer is blank",
+    ]
+    assert left_out_note(table, shown=1) == (
+        " (2 pairs of win votes left out: vote 4: the two answers are the same text; …)"
+    )
+    assert left_out_note(stored(tmp_path / "clean", vote(winner=1))) == ""
 
 
 def test_export_round_trips_through_load_preferences(tmp_path):
