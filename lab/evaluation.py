@@ -20,7 +20,14 @@ import torch
 
 from lab import metrics as M
 from lab.distributed import is_main
-from lab.generation import DecodingConfig, chat_batch, generate, generate_kwargs, seeded
+from lab.generation import (
+    DecodingConfig,
+    batch_seed,
+    chat_batch,
+    generate,
+    generate_kwargs,
+    seeded,
+)
 from lab.responses import (
     kl_exact,
     next_token_logits,
@@ -231,6 +238,7 @@ def compute_kl_and_reward(
     kls, scores, ended = [], [], []
     with seeded(decoding.seed, policy.device):  # the caller's random stream is left alone
         for start in range(0, len(prompts), batch_size):
+            torch.manual_seed(batch_seed(decoding.seed, start))  # every policy the same noise
             chunk = list(prompts[start : start + batch_size])
             s = sample_responses(policy, tokenizer, chunk, decoding)
             n = s.response.shape[1]

@@ -122,16 +122,17 @@ def check_perplexity(eval_loss: float, perplexity: float | None) -> bool:
     return True
 
 
-def check_win_rate(new_gold: list[float], old_gold: list[float], win_rate: float | None) -> bool:
-    """Exercise 02.1: the share of prompts where the new model's answer beats the old one's."""
-    if win_rate is None:
-        return _pending("compute the SFT model's win rate against the base model")
+def check_win_share(new_gold: list[float], old_gold: list[float], share: float | None) -> bool:
+    """Exercise 02.1: the share of prompts where the new model's answer beats the old one's (strict
+    wins; `eval/win_rate`, the lab's win rate, adds half the ties)."""
+    if share is None:
+        return _pending("compute the share of prompts the SFT model wins outright")
     from lab.evaluation import compute_win_rate
 
     truth = compute_win_rate(new_gold, old_gold)  # a win by more than float rounding
     strict = sum(n > o for n, o in zip(new_gold, old_gold, strict=True)) / len(new_gold)
     return _same_share(
-        win_rate, [truth.win, strict],
+        share, [truth.win, strict],
         "compare the two gold columns row by row; count strict wins only "
         f"(ties are {truth.tie:.1%} here).",
         f"wins {truth.win:.1%}, ties {truth.tie:.1%}, losses {truth.loss:.1%}.",

@@ -33,6 +33,13 @@ def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
         yield
 
 
+def batch_seed(seed: int, start: int) -> int:
+    """The seed of the batch that starts at prompt `start`. Each batch starts from its own seed,
+    so two models answering the same prompts draw the same noise for the same prompt, however
+    long their answers to the earlier batches were (one stream would drift apart after them)."""
+    return seed + start
+
+
 def as_messages(prompt) -> list[dict]:
     """A prompt string becomes one user message; a conversation is kept as is."""
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
@@ -69,13 +76,14 @@ def generate(
 ) -> list[str]:
     """Answer each prompt (string or messages); returns the decoded answers without special tokens.
 
-    Sampling draws from `decoding.seed`, in a fork of torch's random state: the caller's own
-    stream (a training loop's) is left exactly where it was.
+    Sampling draws from `decoding.seed` (each batch from `batch_seed`), in a fork of torch's
+    random state: the caller's own stream (a training loop's) is left exactly where it was.
     """
     model.eval()
     answers: list[str] = []
     with seeded(decoding.seed, model.device):
         for start in range(0, len(prompts), batch_size):
+            torch.manual_seed(batch_seed(decoding.seed, start))
             batch = chat_batch(tokenizer, prompts[start : start + batch_size], model.device)
             out = model.generate(**batch, **generate_kwargs(decoding, tokenizer))
             new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)

@@ -28,7 +28,7 @@ SOLUTIONS = {
         "The loss is a mean negative log-likelihood in nats; its exponential is the perplexity.",
     ),
     "02.1": (
-        'my_win_rate = (sft_table["gold"] > base_table["gold"]).mean()',
+        'my_win_share = (sft_table["gold"] > base_table["gold"]).mean()',
         "Strict wins only: a tie is not a win (eval/win_rate counts ties as half, this check does not).",
     ),
     "03.1": (

@@ -122,6 +122,7 @@ def compute_model_table(run_dir: Path) -> pd.DataFrame:
             scores = [win_score(d) for d in diffs]
             row["win_rate_vs_sft"] = rate.win_or_half_tie
             row["win_rate_lo"], row["win_rate_hi"] = bootstrap_ci(scores)
+            row["gold_diff_lo"], row["gold_diff_hi"] = bootstrap_ci(diffs)  # paired by prompt
             row.update(win=rate.win, tie=rate.tie, loss=rate.loss)
         metrics = read_metrics(run_dir / MODEL_TABLES[model][0])
         row["kl_to_sft"] = 0.0 if model == "sft" else metrics.get(KL_KEYS.get(model, ""), math.nan)
@@ -206,22 +207,23 @@ HEADLINES = {
     "pretrain": "Pretraining brought the next-token loss to {m[pretrain/loss]:.2f} nats; "
     "{m[pretrain/in_world_rate]:.0%} of the base model's sentences are well-formed world text.",
     "sft": "SFT fits held-out demonstrations to a loss of {m[sft/eval_loss]:.2f} nats; its answers "
-    "score {m[eval/gold_mean]:.2f} with the gold judge and beat the base model's on "
-    "{m[eval/win_rate]:.0%} of prompts (eval/win_rate against the base: wins plus half the ties).",
+    "score {m[eval/gold_mean]:.2f} with the gold judge, with a win rate against the base model of "
+    "{m[eval/win_rate]:.0%} (eval/win_rate: wins plus half the ties, prompt by prompt).",
     "reward": "The reward model orders {m[reward/accuracy]:.0%} of held-out pairs as the annotators "
     "did and {m[reward/gold_accuracy]:.0%} as the gold judge does (a coin flip: 50%).",
     "ppo": "PPO raised the reward model's score to {m[ppo/eval_reward]:.2f} at a KL of "
-    "{m[ppo/eval_kl]:.2f} nats from SFT; the gold judge gives {m[eval/gold_mean]:.2f}, and it beats "
-    "SFT on {m[eval/win_rate]:.0%} of prompts (eval/win_rate: wins plus half the ties).",
+    "{m[ppo/eval_kl]:.2f} nats from SFT; the gold judge gives {m[eval/gold_mean]:.2f}, with a win "
+    "rate against SFT of {m[eval/win_rate]:.0%} (eval/win_rate: wins plus half the ties).",
     "dpo": "DPO ranks {m[dpo/eval_rewards_accuracy]:.0%} of held-out pairs the annotators' way at a "
-    "KL of {m[dpo/eval_kl]:.2f} nats from SFT; gold {m[eval/gold_mean]:.2f}, and it beats SFT on "
-    "{m[eval/win_rate]:.0%} of prompts.",
+    "KL of {m[dpo/eval_kl]:.2f} nats from SFT; gold {m[eval/gold_mean]:.2f}, win rate against SFT "
+    "{m[eval/win_rate]:.0%} (wins plus half the ties).",
     "grpo": "GRPO reached a reward-model score of {m[grpo/eval_reward]:.2f} at a KL of "
-    "{m[grpo/eval_kl]:.2f} nats from SFT; gold {m[eval/gold_mean]:.2f}, and it beats SFT on "
-    "{m[eval/win_rate]:.0%} of prompts.",
+    "{m[grpo/eval_kl]:.2f} nats from SFT; gold {m[eval/gold_mean]:.2f}, win rate against SFT "
+    "{m[eval/win_rate]:.0%} (wins plus half the ties).",
     "orpo": "ORPO, with no reference model, brought the held-out pairs' log odds ratio (chosen over "
     "rejected) to {m[orpo/eval_log_odds_ratio]:.2f} at a KL of {m[orpo/eval_kl]:.2f} nats from SFT; "
-    "gold {m[eval/gold_mean]:.2f}, and it beats SFT on {m[eval/win_rate]:.0%} of prompts.",
+    "gold {m[eval/gold_mean]:.2f}, win rate against SFT {m[eval/win_rate]:.0%} (wins plus half the "
+    "ties).",
 }
 # The model table's columns as the report shows them, each with its definition.
 COLUMNS = {
@@ -229,6 +231,11 @@ COLUMNS = {
     "gold_mean": ("gold", "mean gold-judge score on the held-out prompts (about 3 is the best)"),
     "gold_lo": ("gold lo", "95% bootstrap interval of that mean, over prompts"),
     "gold_hi": ("gold hi", ""),
+    "gold_diff_lo": (
+        "gold - SFT lo",
+        "95% bootstrap interval of the gold difference to SFT, paired prompt by prompt",
+    ),
+    "gold_diff_hi": ("gold - SFT hi", ""),
     "win_rate_vs_sft": (
         "win rate vs SFT",
         f"{M.EVAL_WIN_RATE}: share of prompts where the answer beats SFT's, ties counting half",
@@ -241,7 +248,8 @@ COLUMNS = {
     "kl_to_sft": ("KL to SFT", "exact KL(policy || SFT) per answer, in nats, on held-out prompts"),
     "rm_score": (
         "RM score",
-        "the reward model's mean score of the same answers: its own scale, not the gold judge's",
+        "the reward model's mean score of the samples KL is measured on (temperature 1, as in "
+        "RL training; not the table's answers): its own scale, not the gold judge's",
     ),
     "length_mean": ("length", "mean answer length in tokens"),
 }
@@ -270,9 +278,14 @@ def model_headline(row: pd.Series, sft_gold: float | None) -> str:
     """One sentence per model: gold with its interval, the win rate against SFT, and what the
     reward model's score does and does not say."""
     text = f"{row.model}: gold {row.gold_mean:.2f} (95% interval {row.gold_lo:.2f} to {row.gold_hi:.2f})"
-    if sft_gold is not None and row.model != "sft":
+    lo, hi = row.get("gold_diff_lo", math.nan), row.get("gold_diff_hi", math.nan)
+    if sft_gold is not None and row.model != "sft" and pd.notna(lo):
         change = row.gold_mean - sft_gold
-        text += f", {abs(change):.2f} {'above' if change >= 0 else 'below'} SFT"
+        clear = "" if lo > 0 or hi < 0 else ", no clear difference"
+        text += (
+            f", {abs(change):.2f} {'above' if change >= 0 else 'below'} SFT (paired 95% interval "
+            f"of the difference {lo:+.2f} to {hi:+.2f}{clear})"
+        )
     if pd.notna(row.get("win_rate_vs_sft", math.nan)):
         text += (
             f"; it beats SFT on {row.win:.0%} of prompts, ties {row.tie:.0%}, loses {row.loss:.0%} "
@@ -283,7 +296,7 @@ def model_headline(row: pd.Series, sft_gold: float | None) -> str:
             f". The reward model scores its answers {row.rm_score:.2f}, on its own scale: only the "
             "gold judge says whether they got better"
         )
-        if sft_gold is not None and row.gold_mean < sft_gold:
+        if hi < 0:  # clearly below SFT, not a draw's worth
             text += ", and it likes answers the gold judge ranks below SFT's"
     return html.escape(text + ".")
 

@@ -116,3 +116,18 @@ def test_samples_stack_one_table_per_seed_and_sample_0_is_the_single_table(two_t
     assert len(set(draws)) > 1  # each sample draws from its own seed
     with pytest.raises(ValueError, match="at least 1 sample"):
         evaluate_samples(policy, tokenizer, world, prompts, 0, decoding)
+
+
+def test_each_batch_draws_from_its_own_seed(two_tiny_models):
+    """Every model is measured with the same seed so that, prompt by prompt, the comparison is
+    of the models, not of the draws. One stream for all batches broke that after the first
+    batch: a batch's draws depended on how long the earlier batches' answers were."""
+    from lab.generation import DecodingConfig, batch_seed, generate
+
+    policy, _, tokenizer = two_tiny_models
+    first, later = ["two", "four"], ["What is two plus two?", "Hello there"]
+    decoding = DecodingConfig(max_new_tokens=12, temperature=1.0, seed=5)
+    both = generate(policy, tokenizer, first + later, decoding, batch_size=2)
+    alone = dataclasses.replace(decoding, seed=batch_seed(decoding.seed, 2))
+    assert both[2:] == generate(policy, tokenizer, later, alone, batch_size=2)
+    assert both[:2] == generate(policy, tokenizer, first, decoding, batch_size=2)

@@ -64,12 +64,12 @@ def test_perplexity():
 
 
 def test_win_rate():
-    assert ex.check_win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], 1 / 3)
+    assert ex.check_win_share([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], 1 / 3)
     with pytest.raises(AssertionError, match="ties"):
-        ex.check_win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], 0.5)
+        ex.check_win_share([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], 0.5)
     # Scores equal but for float rounding: a tie to eval/win_rate, a win to a plain `>`; both pass.
     new, old = [0.9000000000000001, 2.0], [0.9, 1.0]
-    assert ex.check_win_rate(new, old, 0.5) and ex.check_win_rate(new, old, 1.0)
+    assert ex.check_win_share(new, old, 0.5) and ex.check_win_share(new, old, 1.0)
 
 
 def test_bt_loss():
@@ -289,8 +289,8 @@ CASES = {
             "sft_table": pd.DataFrame({"gold": [2.0, 1.0, 0.0]}),
             "base_table": pd.DataFrame({"gold": [1.0, 1.0, 1.0]}),
         },  # fmt: skip
-        lambda ns: ex.check_win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], ns["my_win_rate"]),
-        {"my_win_rate": 0.5},
+        lambda ns: ex.check_win_share([2.0, 1.0, 0.0], [1.0, 1.0, 1.0], ns["my_win_share"]),
+        {"my_win_share": 0.5},
     ),
     "03.1": (
         dict,

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 
+import pandas as pd
 import pytest
 
 from lab import metrics as M
@@ -16,6 +17,7 @@ from lab.summary import (
     SUMMARY_FILE,
     compute_model_table,
     format_summary,
+    model_headline,
     report_figures,
     summarize,
 )
@@ -32,9 +34,20 @@ def test_model_table_reads_every_evaluated_model(small_ppo_run):
         assert row.win_rate_vs_sft == pytest.approx(row.win + 0.5 * row.tie)  # one definition
         assert row.win_rate_lo <= row.win_rate_vs_sft <= row.win_rate_hi
         assert row.gold_lo < row.gold_mean < row.gold_hi
+        diff = row.gold_mean - table.loc["sft", "gold_mean"]  # its interval is paired by prompt
+        assert row.gold_diff_lo < diff < row.gold_diff_hi
     ppo = read_metrics(small_ppo_run / "ppo")
     assert table.loc["ppo", "win_rate_vs_sft"] == pytest.approx(ppo[M.EVAL_WIN_RATE])
     assert table.loc["sft", "gold_mean"] > table.loc["base", "gold_mean"]  # SFT bought something
+
+
+def test_a_model_headline_says_above_or_below_sft_only_when_the_interval_does():
+    row = {"model": "dpo", "gold_mean": 0.47, "gold_lo": 0.2, "gold_hi": 0.7, "rm_score": 1.6}
+    noisy = model_headline(pd.Series(row | {"gold_diff_lo": -0.33, "gold_diff_hi": 0.27}), 0.5)
+    assert "0.03 below SFT (paired 95% interval of the difference -0.33 to +0.27, no clear" in noisy
+    assert "likes answers the gold judge ranks below" not in noisy  # a draw's worth, not a finding
+    clear = model_headline(pd.Series(row | {"gold_diff_lo": -0.06, "gold_diff_hi": -0.01}), 0.5)
+    assert "no clear" not in clear and "likes answers the gold judge ranks below SFT" in clear
 
 
 def test_cli_prints_the_summary_and_writes_the_report(small_ppo_run, tmp_path, capsys):
