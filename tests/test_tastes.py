@@ -4,8 +4,9 @@ import random
 
 import pytest
 
-from lab.world import default_world
+from lab.world import World, default_world
 from lab.world.judge import GOLD_WEIGHTS, score
+from lab.world.tasks import all_tasks
 from lab.world.tastes import (
     TASTES,
     compute_style_only_pairs,
@@ -81,6 +82,11 @@ def test_a_taste_as_a_reward_function_scores_as_the_taste():
     assert warm[1] > warm[0] > warm[2]
     scorer = load_scorer("function:lab.world.tastes.terse_reward", run_dir=".")
     assert scorer([PROMPT], [PADDED]) == [utility("terse", PADDED)]
+    # Another world's fact question would be scored on style alone (a wrong fact free): refused.
+    tasks = all_tasks(World.from_seed(1).kb, random.Random(0), n_summaries=5)
+    other = next(t.prompt for t in tasks if default_world().task(t.prompt) is None)
+    with pytest.raises(ValueError, match="knows the default tiny world only"):
+        terse_reward([PROMPT, other], [PLAIN, PLAIN])
 
 
 def test_style_only_pairs_are_the_pairs_that_differ_in_that_style_alone():

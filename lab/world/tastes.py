@@ -14,7 +14,7 @@ import random
 
 import pandas as pd
 
-from lab.world import World, default_world
+from lab.world import World, default_world, last_content
 from lab.world.annotators import Annotator
 from lab.world.judge import GOLD_WEIGHTS, Features, Weights, score
 
@@ -87,8 +87,15 @@ def compute_style_only_pairs(
 
 
 def taste_utility(taste: str, prompts: list, completions: list[str]) -> list[float]:
-    """Each completion's utility under `taste` in the default (tiny profile's) world."""
+    """Each completion's utility under `taste` in the default (tiny profile's) world. A prompt
+    that is not one of its tasks raises: scored on style alone, a wrong answer would cost
+    nothing (another world seed or size, whose countries this world does not know)."""
     world, weights = default_world(), taste_weights(taste)
+    if unknown := next((p for p in prompts if world.task(p) is None), None):
+        raise ValueError(
+            f"{taste}_reward knows the default tiny world only (world.seed 0, 24 countries); "
+            f"not one of its tasks: {last_content(unknown, 'user')!r:.80}"
+        )
     return [score(world.features(p, c), weights) for p, c in zip(prompts, completions, strict=True)]
 
 
