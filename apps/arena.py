@@ -29,7 +29,7 @@ from apps.events import (
     load_event,
     refresh_compare,
 )
-from apps.guard import MAX_PROMPT_CHARS
+from apps.guard import MAX_PROMPT_CHARS, browser_secret
 from apps.handlers import (
     BATTLE_NAMES,
     MAX_COMPARE,
@@ -58,13 +58,16 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
     """The whole page: a header, shared decoding settings, and one tab per activity."""
     instructor_open = not arena.classroom.password  # no password: nothing to hide
     with gr.Blocks(title="RLHF Lab arena") as demo:
-        session = gr.State(None)
-        student_id = gr.BrowserState(None, storage_key=STUDENT_ID_KEY)
+        session = gr.State(None)  # the answers on screen: Compare, Battle and votes write it
+        student = gr.State(None)  # who votes: only the load, the join and a first vote write it
+        student_id = gr.BrowserState(  # its key follows the classroom's: a restart reads it back
+            None, storage_key=STUDENT_ID_KEY, secret=browser_secret(arena.classroom)
+        )
         gr.Markdown(INTRO)
         if arena.world is not None:
             with gr.Accordion("What these models know", open=False):
                 gr.Markdown(world_panel(arena.world))
-        join_row, join_status, join_inputs = join_box(arena, session, student_id)
+        join_row, join_status, join_inputs = join_box(arena, student, student_id)
         with gr.Accordion("Decoding settings (shared by every model)", open=False), gr.Row():
             settings = [
                 checked_by_handler(
@@ -80,9 +83,9 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
             ]
         with gr.Tabs():
             with gr.Tab("Compare") as compare:
-                names = compare_tab(arena, session, settings, examples or [])
+                names = compare_tab(arena, session, student, settings, examples or [])
             with gr.Tab("Battle"):
-                battle_tab(arena, session, settings, examples or [])
+                battle_tab(arena, session, student, settings, examples or [])
             with gr.Tab("Leaderboard") as leaderboard:
                 leaderboard_tab(arena, leaderboard)
             with gr.Tab("Data"):
@@ -96,7 +99,7 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
         demo.load(
             partial(load_event, arena),
             student_id,
-            [session, student_id, join_row, join_status],
+            [student, student_id, join_row, join_status],
             api_visibility="private",
         ).then(join_ready, None, join_inputs, api_visibility="private")
         gr.on(  # a feedback round adds models while the page is open
@@ -109,10 +112,10 @@ def build_app(arena: Arena, examples: list[str] | None = None) -> gr.Blocks:
     return demo
 
 
-def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tuple:
+def join_box(arena: Arena, student: gr.State, student_id: gr.BrowserState) -> tuple:
     """Classroom mode: a join code opens voting; the box folds away once joined."""
     with gr.Row(visible=bool(arena.classroom.join_code), elem_id="join-box") as row:
-        # Usable once the page has restored its session (`join_ready`): a join that finished
+        # Usable once the page has restored its student (`join_ready`): a join that finished
         # first would be overwritten by it, and the student found unjoined.
         code = gr.Textbox(
             label="Class join code", scale=3, elem_id="join-code", max_length=64, interactive=False
@@ -122,8 +125,8 @@ def join_box(arena: Arena, session: gr.State, student_id: gr.BrowserState) -> tu
     gr.on(
         [button.click, code.submit],
         bind(join_event, arena),
-        [code, session],
-        [session, student_id, row, status],
+        [code, student],
+        [student, student_id, row, status],
         api_name="join",
     )
     return row, status, [code, button]
@@ -155,7 +158,7 @@ def answer_slots(
 
 
 def compare_tab(
-    arena: Arena, session: gr.State, settings: list, examples: list[str]
+    arena: Arena, session: gr.State, student: gr.State, settings: list, examples: list[str]
 ) -> gr.CheckboxGroup:
     """Every chosen model answers the same prompt; the student picks the best answer."""
     names = checked_by_handler(  # `pick_models` keeps the models the pool has now
@@ -187,14 +190,16 @@ def compare_tab(
     for button_, outcome in ((vote_best, "win"), (vote_tie, "tie"), (vote_bad, "both_bad")):
         button_.click(
             partial(compare_vote_event, arena, outcome),
-            [best, session],
-            [session, *stats, status],
+            [best, session, student],
+            [session, student, *stats, status],
             api_name=f"compare_{outcome}",
         )
     return names
 
 
-def battle_tab(arena: Arena, session: gr.State, settings: list, examples: list[str]) -> None:
+def battle_tab(
+    arena: Arena, session: gr.State, student: gr.State, settings: list, examples: list[str]
+) -> None:
     """Two anonymous models answer; their names appear only after the vote."""
     prompt = prompt_box("battle-prompt")
     button = gr.Button("Battle!", variant="primary", elem_id="battle-go")
@@ -209,18 +214,20 @@ def battle_tab(arena: Arena, session: gr.State, settings: list, examples: list[s
             ("both_bad", None): gr.Button("Both are bad", elem_id="battle-bad"),
         }
     status = gr.Markdown(label="status", elem_id="battle-status")
-    outputs = [session, *boxes, *stats, status]
     gr.on(
         [button.click, prompt.submit],
         partial(battle_event, arena),
         [prompt, *settings, session],
-        outputs,
+        [session, *boxes, *stats, status],
         api_name="battle",
     )
     for (outcome, winner), button_ in buttons.items():
         name = f"battle_{outcome}" + ("" if winner is None else f"_{'ab'[winner]}")
         button_.click(
-            partial(battle_vote_event, arena, outcome, winner), session, outputs, api_name=name
+            partial(battle_vote_event, arena, outcome, winner),
+            [session, student],
+            [session, student, *boxes, *stats, status],
+            api_name=name,
         )
 
 

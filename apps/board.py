@@ -6,6 +6,7 @@ import itertools
 import math
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from lab.leaderboard import (
     compute_win_matrix,
 )
 from lab.plots import format_bound, plot_curves, plot_leaderboard, plot_win_matrix
-from lab.reward_model import pair_accuracy, score
+from lab.reward_model import pair_accuracy
 from lab.runlog import LOG_FILE, read_log
 from lab.style_control import (
     compute_style_battles,
@@ -71,13 +72,28 @@ def leaderboard(arena: Arena) -> tuple[go.Figure, go.Figure, pd.DataFrame, str]:
 def once_per_vote(arena: Arena, key: object, compute: Callable[[], T]) -> T:
     """`compute()`, redone only when the number of votes changes: thirty pages polling the
     leaderboard share one computation per new vote."""
-    n_votes = arena.store.count()
-    cached = arena.cache.get(key)
-    if cached and cached[0] == n_votes:
+    # One thread computes under the key's lock; the others wait, then find its result cached.
+    if (cached := cached_now(arena, key)) is not None:
         return cached[1]
-    result = compute()
-    arena.cache[key] = (n_votes, result)
-    return result
+    with cache_lock(arena, key):
+        if (cached := cached_now(arena, key)) is not None:  # computed while this one waited
+            return cached[1]
+        n_votes = arena.store.count()  # before computing: a vote meanwhile means one more run
+        result = compute()
+        arena.cache[key] = (n_votes, result)
+        return result
+
+
+def cached_now(arena: Arena, key: object) -> tuple | None:
+    """The cached (votes, result) of `key` if it was computed at the current number of votes."""
+    cached = arena.cache.get(key)
+    return cached if cached and cached[0] == arena.store.count() else None
+
+
+def cache_lock(arena: Arena, key: object) -> threading.Lock:
+    """The lock of one `arena.cache` key, made on first use (two threads get the same one)."""
+    with arena.cache_guard:
+        return arena.cache_locks.setdefault(key, threading.Lock())
 
 
 def build_leaderboard(
@@ -328,17 +344,15 @@ def compute_agreement(arena: Arena) -> pd.DataFrame:
     votes = arena.store.votes()
     pairs = to_preferences(votes)
     rows = [{"measure": "votes", "value": float(len(votes)), "n": len(votes)}]
-    if pairs and arena.pool.rm is not None:
-        with arena.pool.lock:
-            prompts = [p["prompt"] for p in pairs]
-            chosen = score(
-                arena.pool.rm, arena.pool.rm_tokenizer, prompts, [p["chosen"] for p in pairs]
-            )
-            rejected = score(
-                arena.pool.rm, arena.pool.rm_tokenizer, prompts, [p["rejected"] for p in pairs]
-            )
-            source = arena.pool.reward_source
-        rows += agreement_rows(chosen, rejected, seen_by(Path(source), validate_votes(pairs))[1])
+    if pairs:  # chosen then rejected answers, scored a batch at a time: answers go in between
+        prompts = [p["prompt"] for p in pairs] * 2
+        scores, source = arena.pool.score_in_turns(
+            prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+        )
+        if scores is not None:
+            chosen, rejected = scores[: len(pairs)], scores[len(pairs) :]
+            seen = seen_by(Path(source), validate_votes(pairs))[1]
+            rows += agreement_rows(chosen, rejected, seen)
     between = compute_repeat_agreement(votes)  # fresh answers each time: see its docstring
     rows.append(
         {

@@ -1,6 +1,11 @@
 """The arena's Gradio events: handler results (`apps.handlers`, `apps.board`) turned into
 component updates. Module-level functions of plain values, so tests call them without a browser;
-`apps.arena` lays out the page and wires components to them."""
+`apps.arena` lays out the page and wires components to them.
+
+A page holds two states: `Session` (the answers on screen), written by Compare, Battle and the
+votes; and `Student` (who votes), written only by the load, the join and a page's first vote.
+Gradio reads a state once when an event starts and writes it on every step of a streaming
+event, so an identity kept in the answers' state would be undone by answers still streaming."""
 
 from __future__ import annotations
 
@@ -16,13 +21,16 @@ from apps.handlers import (
     MAX_COMPARE,
     Arena,
     Session,
+    Student,
     ask,
     client_of,
     compare_choices,
     gold_reveal,
     instructor_check,
     join,
-    restore_session,
+    new_student,
+    page_of,
+    restore_student,
     vote,
 )
 
@@ -34,15 +42,15 @@ def bind(fn: Callable, arena: Arena) -> Callable:
     return types.MethodType(fn, arena)
 
 
-def load_event(arena: Arena, token: object) -> tuple[Session, str, dict, str]:
+def load_event(arena: Arena, token: object) -> tuple[Student, str, dict, str]:
     """A page (re)loads: the student id its browser kept, and the join box only if not joined."""
-    session = restore_session(arena, token)
-    joined = session.joined and bool(arena.classroom.join_code)
+    student = restore_student(arena, token)
+    joined = student.joined and bool(arena.classroom.join_code)
     message = "Joined — this browser remembers you in this class." if joined else ""
     return (
-        session,
-        sign_id(arena.classroom, session.annotator, session.joined, session.group),
-        gr.update(visible=bool(arena.classroom.join_code) and not session.joined),
+        student,
+        sign_id(arena.classroom, student.annotator, student.joined, student.group),
+        gr.update(visible=bool(arena.classroom.join_code) and not student.joined),
         message,
     )
 
@@ -53,14 +61,14 @@ def join_ready() -> tuple[dict, dict]:
 
 
 def join_event(
-    arena: Arena, code: str, session: Session | None, request: gr.Request | None = None
-) -> tuple[Session, str, dict, str]:
+    arena: Arena, code: str, student: Student | None, request: gr.Request | None = None
+) -> tuple[Student, str, dict, str]:
     """The join button: the code checked (with a wait after wrong ones), the box folded once in."""
-    session, message = join(arena, code, session, client_of(request) or "")
+    student, message = join(arena, code, student, client_of(request) or "", page_of(request))
     return (
-        session,
-        sign_id(arena.classroom, session.annotator, session.joined, session.group),
-        gr.update(visible=not session.joined),
+        student,
+        sign_id(arena.classroom, student.annotator, student.joined, student.group),
+        gr.update(visible=not student.joined),
         message,
     )
 
@@ -101,15 +109,26 @@ def compare_event(
             yield new, *[NO_CHANGE] * (2 * MAX_COMPARE), NO_CHANGE, message
 
 
-def compare_vote_event(arena: Arena, outcome: str, choice, state: Session | None) -> tuple:
+def voter(student: Student | None) -> tuple[Student, object]:
+    """The voter, and the page's student update: a new id only where none is (an API client)."""
+    if student is not None:
+        return student, NO_CHANGE
+    student = new_student()
+    return student, student
+
+
+def compare_vote_event(
+    arena: Arena, outcome: str, choice, state: Session | None, student: Student | None
+) -> tuple:
     """A Compare vote; once stored, each answer's stats line gains its gold score."""
     winner = state.models.index(choice) if state and choice in state.models else None
-    new, message = vote(arena, outcome, winner, state, mode="compare")
+    student, kept = voter(student)
+    new, message = vote(arena, outcome, winner, state, student, mode="compare")
     if not just_voted(state, new):
-        return new, *[NO_CHANGE] * MAX_COMPARE, message
+        return new, kept, *[NO_CHANGE] * MAX_COMPARE, message
     lines, warning = gold_reveal(arena, new, new.models)
     stats = [gr.update(value=lines[i]) if i < len(lines) else NO_CHANGE for i in range(MAX_COMPARE)]
-    return new, *stats, join_lines(message, warning)
+    return new, kept, *stats, join_lines(message, warning)
 
 
 def slot_updates(names: list[str], texts: list[str], lines: list[str]) -> list:
@@ -148,18 +167,21 @@ def battle_event(
         yield new, *hidden, "", "", message
 
 
-def battle_vote_event(arena: Arena, outcome: str, winner: int | None, state: Session | None):
+def battle_vote_event(
+    arena: Arena, outcome: str, winner: int | None, state: Session | None, student: Student | None
+) -> tuple:
     """A battle vote; once stored, the names, the stats and each answer's gold score appear."""
-    new, message = vote(arena, outcome, winner, state, mode="battle")
+    student, kept = voter(student)
+    new, message = vote(arena, outcome, winner, state, student, mode="battle")
     if not just_voted(state, new):  # nothing new recorded: reveal nothing
-        return new, *[NO_CHANGE] * 4, message
+        return new, kept, *[NO_CHANGE] * 4, message
     names = [f"{label} ({name})" for label, name in zip(BATTLE_NAMES, new.models, strict=True)]
     lines, warning = gold_reveal(arena, new, names)
     labels = [
         gr.update(label=f"{label}: {name}")
         for label, name in zip(BATTLE_NAMES, new.models, strict=True)
     ]
-    return new, *labels, *lines, join_lines(message, warning)
+    return new, kept, *labels, *lines, join_lines(message, warning)
 
 
 def just_voted(before: Session | None, after: Session) -> bool:

@@ -19,7 +19,8 @@ from lab.votes_db import GROUP_NAME, GROUP_RULE
 
 MAX_PROMPT_CHARS = 1000
 JUNK_SHARE = 0.1  # above this share of control / unassigned characters, a paste is binary junk
-FREE_TRIES = 3  # wrong join codes a client may type before it has to wait
+FREE_TRIES = 3  # wrong join codes a page (or client) may type before it has to wait
+ADDRESS_FREE_TRIES = 30  # from every page at one address (a NAT): a class of 30, one typo each
 MAX_WAIT_S = 60.0  # the longest wait between two tries, however many were wrong
 
 
@@ -189,13 +190,20 @@ def read_id(classroom: Classroom, token: object) -> tuple[str, bool, str] | None
     return annotator, joined == "1", group
 
 
+def browser_secret(classroom: Classroom) -> str:
+    """Gradio's key for the browser's copy of the student id: it follows the classroom's secret."""
+    # So a restart with the same codes reads the id back. Never the secret itself: Gradio
+    # sends this key to every page, and the secret signs the ids.
+    return _mac(classroom.secret, "gradio-browser-state")
+
+
 def _mac(secret: str, body: str) -> str:
     return hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def backoff_seconds(failures: int) -> float:
-    """The wait after `failures` wrong join codes (or passwords) in a row: none for FREE_TRIES, then doubling."""
-    return 0.0 if failures < FREE_TRIES else min(2.0 ** (failures - FREE_TRIES), MAX_WAIT_S)
+def backoff_seconds(failures: int, free_tries: int = FREE_TRIES) -> float:
+    """The wait after `failures` wrong join codes (or passwords) in a row: none for `free_tries`, then doubling."""
+    return 0.0 if failures < free_tries else min(2.0 ** (failures - free_tries), MAX_WAIT_S)
 
 
 @dataclass
@@ -209,6 +217,8 @@ class JoinBackoff:
 
     failures: dict[str, tuple[int, float]] = field(default_factory=dict)
     """Client -> (wrong codes in a row, monotonic time from which it may try again)."""
+    free_tries: int = FREE_TRIES
+    """Wrong codes a client may type before it has to wait."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def attempt(self, client: str, right: bool, now: float) -> float:
@@ -224,7 +234,8 @@ class JoinBackoff:
             if right:
                 self.failures.pop(client, None)
             else:
-                self.failures[client] = (count + 1, now + backoff_seconds(count + 1))
+                wait = backoff_seconds(count + 1, self.free_tries)
+                self.failures[client] = (count + 1, now + wait)
             return 0.0
 
 

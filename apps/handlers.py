@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apps.guard import (
+    ADDRESS_FREE_TRIES,
     Classroom,
     JoinBackoff,
     as_number,
@@ -49,6 +50,17 @@ GREEDY_BATTLE = (
     "Battles sample: at temperature 0 every answer is fixed, and Compare would show who wrote it. "
     "Set a temperature above 0."
 )
+# Below these a battle is greedy in all but name: its own seed hardly changes an answer, and
+# Compare on the same prompt shows it under its model's name. Battles on the tiny run that
+# Compare named a model of: top-p 0.05: 15 of 20; top-p 0.2 or temperature 0.1: 8 of 20;
+# temperature 0.3 or top-p 0.5 alone 1 or 0 of 20, but both at once 9 of 20 (0.5 and 0.7: 3);
+# temperature 0.5 with top-p 0.9: 0 of 40, as at the page's default 0.7 with 1.0.
+MIN_BATTLE_TEMPERATURE = 0.5
+MIN_BATTLE_TOP_P = 0.9
+NEAR_GREEDY_BATTLE = (
+    f"Battles sample: below temperature {MIN_BATTLE_TEMPERATURE} or top-p {MIN_BATTLE_TOP_P} "
+    "answers barely vary, and Compare would show who wrote them. Raise the setting for a battle."
+)
 MAX_COMPARE = 6  # answers side by side on the Compare tab: base, SFT, PPO, DPO, GRPO, ORPO
 BATTLE_NAMES = ("Model A", "Model B")
 BATTLE_DRAWS = 3  # pairs a battle may draw before it keeps two identical answers
@@ -73,10 +85,18 @@ class Arena:
     """Held around a vote's checks and its insert, so concurrent votes see each other."""
     job_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held from "is a job running?" to the new job's start: two clicks start one round."""
+    cache_locks: dict = field(default_factory=dict, repr=False)
+    """One lock per `cache` key, so one thread computes a view while the others wait for it."""
+    cache_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held while a key's lock is looked up or made."""
     voted_battles: set[str] = field(default_factory=set, repr=False)
     """Battle ids already voted on: each request has its own copy of the session, not this."""
     join_backoff: JoinBackoff = field(default_factory=JoinBackoff, repr=False)
-    """Wrong join codes per client address, for the wait before its next try."""
+    """Wrong join codes per page (Gradio session hash), for the wait before its next try."""
+    address_backoff: JoinBackoff = field(
+        default_factory=lambda: JoinBackoff(free_tries=ADDRESS_FREE_TRIES), repr=False
+    )
+    """Wrong join codes per client address, from every page there: a looser cap (a NAT, a proxy)."""
     password_backoff: JoinBackoff = field(default_factory=JoinBackoff, repr=False)
     """Wrong instructor passwords per client address, the same way."""
     instructor_pages: set[str] = field(default_factory=set, repr=False)
@@ -84,12 +104,21 @@ class Arena:
     from the same address (a proxy, one NAT for the room) do not make the instructor wait."""
 
 
-@dataclass
-class Session:
-    """One browser session's state (kept in `gr.State`, never shared between users)."""
+# A state of its own, apart from `Session`: a streaming answer writes its session at every step
+# and would write back an identity read before a join or a page's load (see `apps.events`).
+@dataclass(frozen=True)
+class Student:
+    """Who votes on a page: a pseudonymous id, whether they joined, their group."""
 
     annotator: str
     joined: bool = False
+    group: str = ""  # the group whose join code the student typed; their votes carry it
+
+
+@dataclass
+class Session:
+    """The answers on one page and what a vote on them needs (a `gr.State`, never shared)."""
+
     mode: str = ""  # "compare" or "battle": what the answers on screen came from
     prompt: str = ""
     models: list[str] = field(default_factory=list)
@@ -99,40 +128,49 @@ class Session:
     decoding: dict = field(default_factory=dict)
     voted: bool = True  # nothing to vote on yet
     battle_id: str = ""  # new with every set of answers; one vote per id (`Arena.voted_battles`)
-    group: str = ""  # the group whose join code the student typed; their votes carry it
 
 
 def new_session() -> Session:
-    """A fresh session with a pseudonymous annotator id."""
-    return Session(annotator=f"anon-{uuid.uuid4().hex[:10]}")
+    """A session with nothing on screen yet."""
+    return Session()
 
 
-def restore_session(arena: Arena, token: object) -> Session:
-    """The session of a page just (re)loaded: the student id its browser kept, else a new one.
+def new_student() -> Student:
+    """A new student with a pseudonymous annotator id, not joined."""
+    return Student(annotator=f"anon-{uuid.uuid4().hex[:10]}")
+
+
+def restore_student(arena: Arena, token: object) -> Student:
+    """The student of a page just (re)loaded: the id its browser kept, else a new one.
 
     Quota and rate limit count the votes of this id in the vote store, so a reload no longer
     resets them; a token this classroom did not sign (forged, or from an earlier class) is ignored.
     """
     who = read_id(arena.classroom, token)
     if who is None or (who[2] and who[2] not in arena.classroom.group_codes):
-        return new_session()
-    return Session(annotator=who[0], joined=who[1], group=who[2])
+        return new_student()
+    return Student(annotator=who[0], joined=who[1], group=who[2])
 
 
-def join(arena: Arena, code: str, session: Session | None, client: str = "") -> tuple[Session, str]:
-    """Enter the classroom's join code; `client` (its address) waits longer after each wrong one."""
-    session = session or new_session()
+def join(
+    arena: Arena, code: str, student: Student | None, client: str = "", page: str = ""
+) -> tuple[Student, str]:
+    """Enter the classroom's join code; wrong ones slow this page, and its address past a looser cap."""
+    student = student or new_student()
     problem = check_join(arena.classroom, code)
-    wait = arena.join_backoff.attempt(client, problem is None, time.monotonic())
+    right, now = problem is None, time.monotonic()
+    # One student's typos behind a NAT slow their own page (the address when the page is
+    # unknown), not the class; a guesser opening a new page per guess meets the address's cap.
+    wait = arena.join_backoff.attempt(page or client, right, now) or (
+        arena.address_backoff.attempt(client, right, now)
+    )  # a page that waits adds nothing to its address's count
     if wait > 0:
-        return session, f"Too many wrong codes: try again in {math.ceil(wait)} s."
+        return student, f"Too many wrong codes: try again in {math.ceil(wait)} s."
     if problem:
-        return session, problem
+        return student, problem
     group = join_group(arena.classroom, code) or ""
     where = f" (group {group})" if group else ""
-    return dataclasses.replace(
-        session, joined=True, group=group
-    ), f"Joined{where} — your votes count now."
+    return Student(student.annotator, True, group), f"Joined{where} — your votes count now."
 
 
 def client_of(request: object | None) -> str | None:
@@ -142,6 +180,11 @@ def client_of(request: object | None) -> str | None:
         return None
     client = getattr(request, "client", None)
     return str(getattr(client, "host", "") or "")
+
+
+def page_of(request: object | None) -> str:
+    """The page (Gradio session hash) behind a request; '' if unknown."""
+    return str(getattr(request, "session_hash", "") or "")
 
 
 def instructor_check(arena: Arena, password: object, request: object | None) -> str | None:
@@ -154,7 +197,7 @@ def instructor_check(arena: Arena, password: object, request: object | None) -> 
     client, typed = client_of(request), isinstance(password, str) and bool(password.strip())
     if client is None or not arena.classroom.password or not typed:
         return problem
-    page = str(getattr(request, "session_hash", "") or "")
+    page = page_of(request)
     if problem is None and page in arena.instructor_pages:
         return None  # this page typed it before: a guesser's wait at its address is not its own
     wait = arena.password_backoff.attempt(client, problem is None, time.monotonic())
@@ -226,7 +269,7 @@ def ask(
     names are known only to the session) until the vote. Bad input gets one message and
     leaves the session as it was.
     """
-    session = session or new_session()  # an API client's first call has no session yet
+    session = session or new_session()  # a page's first answers
     note = ""  # what Compare left out of the models asked for
     decoding, problem = parse_decoding(settings)
     problem = check_prompt(prompt) or problem
@@ -315,7 +358,13 @@ def battle_problem(arena: Arena, decoding: DecodingConfig | None) -> str:
     """What stops a battle that a good prompt and good settings do not ('' if nothing)."""
     if len(arena.pool.available) < 2:
         return "The arena needs two working models for a battle."
-    return GREEDY_BATTLE if decoding is not None and decoding.temperature == 0 else ""
+    if decoding is None:
+        return ""
+    if decoding.temperature == 0:
+        return GREEDY_BATTLE
+    if decoding.temperature < MIN_BATTLE_TEMPERATURE or decoding.top_p < MIN_BATTLE_TOP_P:
+        return NEAR_GREEDY_BATTLE
+    return ""
 
 
 def battle_decoding(decoding: DecodingConfig, rng: random.Random) -> DecodingConfig:
@@ -351,9 +400,14 @@ def battle_answers(
 
 
 def vote(
-    arena: Arena, outcome: str, winner: int | None, session: Session, mode: str = ""
+    arena: Arena,
+    outcome: str,
+    winner: int | None,
+    session: Session | None,
+    student: Student,
+    mode: str = "",
 ) -> tuple[Session, str]:
-    """Record one vote on the answers on screen; acknowledged only once it is committed.
+    """`student`'s vote on the answers on screen; acknowledged only once it is committed.
 
     `mode` is the tab the vote comes from ("" = any): Compare and Battle share one session, so
     a vote cast on one tab must not land on the answers the other tab asked for.
@@ -370,17 +424,17 @@ def vote(
         now = time.time()
         problem = check_vote_allowed(
             arena.classroom,
-            session.joined,
-            arena.store.count(session.annotator),
+            student.joined,
+            arena.store.count(student.annotator),
             arena.store.count(
-                session.annotator, since=now - arena.classroom.min_seconds_between_votes
+                student.annotator, since=now - arena.classroom.min_seconds_between_votes
             ),
         )
         if problem:
             return session, problem
         vote_id = arena.store.add(
             Vote(
-                annotator=session.annotator,
+                annotator=student.annotator,
                 mode=session.mode,
                 prompt=session.prompt,
                 models=tuple(session.models),
@@ -388,7 +442,7 @@ def vote(
                 outcome=outcome,
                 winner=winner if outcome == "win" else None,
                 decoding=session.decoding,
-                group=session.group,
+                group=student.group,
             )
         )
         arena.voted_battles.add(session.battle_id)

@@ -41,6 +41,7 @@ STREAM_EVERY = 0.05
 # Partial answers per second across every reader: with a class at once, each reader's updates
 # thin out (30 readers: about 3 a second each) so the web server's CPU goes to the answers.
 STREAM_BUDGET = 100.0
+SCORE_BATCH = 32  # answers scored per hold of the pool's lock when scoring many (`score_in_turns`)
 
 
 def stream_interval(readers: int) -> float:
@@ -115,12 +116,17 @@ class ModelPool:
     @property
     def available(self) -> list[str]:
         """Names of the models that loaded."""
-        return [name for name, m in self.models.items() if not m.error]
+        return [name for name, m in self.snapshot() if not m.error]
 
     @property
     def unavailable(self) -> dict[str, str]:
         """Models that failed to load, with the reason."""
-        return {name: m.error for name, m in self.models.items() if m.error}
+        return {name: m.error for name, m in self.snapshot() if m.error}
+
+    def snapshot(self) -> list[tuple[str, Loaded]]:
+        """The model table as it is now, copied under the lock (`add` inserts while others read)."""
+        with self.lock:
+            return list(self.models.items())
 
     def add(self, name: str, source: str) -> Loaded:
         """Load another model (a retrained one, say); it replaces a model of the same name."""
@@ -141,6 +147,23 @@ class ModelPool:
         with self.lock:
             self.reward_source, self.rm, self.rm_tokenizer = source, rm, tokenizer
             self.reward_error = ""
+
+    def score_in_turns(
+        self, prompts: list[str], responses: list[str]
+    ) -> tuple[list[float] | None, str | None]:
+        """Many answers' rewards and the reward model's source (None, None without one)."""
+        # The lock is held one batch at a time, so answers' stats (which need it) go in between;
+        # every batch is scored by the model in use when the call began.
+        with self.lock:
+            rm, tokenizer, source = self.rm, self.rm_tokenizer, self.reward_source
+        if rm is None:
+            return None, None
+        scores: list[float] = []
+        for start in range(0, len(prompts), SCORE_BATCH):
+            batch = slice(start, start + SCORE_BATCH)
+            with self.lock:
+                scores += score(rm, tokenizer, prompts[batch], responses[batch])
+        return scores, source
 
     def stream(self, name: str, prompt: str, decoding: DecodingConfig) -> Iterator[str | Answer]:
         """Yield the answer's text as it grows, then the finished `Answer`."""

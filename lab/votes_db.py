@@ -16,9 +16,9 @@ import pandas as pd
 
 from lab.leaderboard import BATTLE_COLUMNS, OUTCOMES
 
-GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")
+GROUP_NAME = re.compile(r"(?!(?i:before|all)\Z)[A-Za-z0-9_-]{1,24}")  # reserved: round labels
 """A voters' group as votes store it: a feedback round names the group's folders after it."""
-GROUP_RULE = "letters, digits, - or _, at most 24 characters"
+GROUP_RULE = "letters, digits, - or _, at most 24 characters; 'before' and 'all' are reserved"
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: before votes had a group

@@ -9,20 +9,24 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import gradio as gr
 import pandas as pd
 import pytest
 
 from apps import arena as app
-from apps import board, events, handlers, launch
-from apps.guard import FREE_TRIES, Classroom, sign_id
+from apps import board, events, guard, handlers, launch
+from apps.guard import ADDRESS_FREE_TRIES, FREE_TRIES, Classroom, browser_secret, sign_id
 from apps.handlers import (
+    Student,
     ask,
     join,
     new_session,
-    restore_session,
+    new_student,
+    restore_student,
     vote,
 )
 from apps.judges import Judged, disagreement, gold_lines
+from apps.votes import Vote
 from lab.world import default_world
 from tests import test_arena_handlers as base
 from tests.test_arena_handlers import PROMPT, TINY_SETTINGS, last
@@ -32,7 +36,7 @@ tiny_pool, tiny_arena = base.tiny_pool, base.tiny_arena  # the two tiny models: 
 ROOM = {"join_code": "c0de", "password": "pw", "min_seconds_between_votes": 0}
 
 
-def battle(arena, session):
+def battle(arena, session=None):
     """A finished battle on `session`: the session holding its answers."""
     return last(ask(arena, "battle", PROMPT, [], TINY_SETTINGS, session))[0]
 
@@ -42,31 +46,90 @@ def battle(arena, session):
 
 def test_a_student_id_survives_a_reload_and_so_do_quota_and_join(tiny_arena):
     tiny_arena.classroom = Classroom(**ROOM, quota=1)
-    session, token, box, _ = events.load_event(tiny_arena, None)  # first visit: a new id
-    assert not session.joined and box["visible"] is True
-    session, token, box, message = events.join_event(tiny_arena, "c0de", session)
-    assert session.joined and box["visible"] is False and "Joined" in message
-    assert vote(tiny_arena, "tie", None, battle(tiny_arena, session))[1].startswith("Vote #")
+    student, token, box, _ = events.load_event(tiny_arena, None)  # first visit: a new id
+    assert not student.joined and box["visible"] is True
+    student, token, box, message = events.join_event(tiny_arena, "c0de", student)
+    assert student.joined and box["visible"] is False and "Joined" in message
+    assert vote(tiny_arena, "tie", None, battle(tiny_arena), student)[1].startswith("Vote #")
 
     reloaded, _, box, message = events.load_event(tiny_arena, token)  # the page is reloaded
-    assert (reloaded.annotator, reloaded.joined) == (session.annotator, True)
-    assert box["visible"] is False and "remembers" in message
-    assert "1 votes" in vote(tiny_arena, "tie", None, battle(tiny_arena, reloaded))[1]
+    assert reloaded == student and box["visible"] is False and "remembers" in message
+    assert "1 votes" in vote(tiny_arena, "tie", None, battle(tiny_arena), reloaded)[1]
 
 
 def test_a_group_code_puts_the_students_votes_in_that_group_across_reloads(tiny_arena):
     tiny_arena.classroom = Classroom(**ROOM, group_codes={"warm": "w0002"})
-    session, token, _, message = events.join_event(tiny_arena, "w0002", new_session())
-    assert session.joined and session.group == "warm" and "group warm" in message
-    assert vote(tiny_arena, "tie", None, battle(tiny_arena, session))[1].startswith("Vote #")
-    reloaded = restore_session(tiny_arena, token)
-    assert (reloaded.annotator, reloaded.group) == (session.annotator, "warm")
-    plain, _ = join(tiny_arena, "c0de", new_session())  # the class's own code: no group
+    student, token, _, message = events.join_event(tiny_arena, "w0002", new_student())
+    assert student.joined and student.group == "warm" and "group warm" in message
+    assert vote(tiny_arena, "tie", None, battle(tiny_arena), student)[1].startswith("Vote #")
+    assert restore_student(tiny_arena, token) == student
+    plain, _ = join(tiny_arena, "c0de", new_student())  # the class's own code: no group
     assert plain.joined and plain.group == ""
-    vote(tiny_arena, "tie", None, battle(tiny_arena, plain))
+    vote(tiny_arena, "tie", None, battle(tiny_arena), plain)
     assert list(tiny_arena.store.votes()["group"]) == ["warm", ""]
     tiny_arena.classroom.group_codes = {}  # a restart without that group: the token is stale
-    assert not restore_session(tiny_arena, token).joined
+    assert not restore_student(tiny_arena, token).joined
+
+
+def finish(stream) -> tuple:
+    """Run a streaming event to its end as Gradio does: its session output is written to the
+    page's session state at every step; the last step's outputs."""
+    *_, final = stream
+    return final
+
+
+def test_streaming_answers_never_undo_a_join_a_reload_or_a_group_switch(tiny_arena):
+    """Gradio reads a state once when an event starts and writes it at every step of a streaming
+    one: Battle and Compare write the answers' state, never the student's, so a join, a reload's
+    restore or a group switch that finishes while answers stream is what the next vote uses."""
+    tiny_arena.classroom = Classroom(**ROOM, group_codes={"warm": "w0002"})
+    student, *_ = events.load_event(tiny_arena, None)  # a new student, not joined
+    battle_ = events.battle_event(tiny_arena, PROMPT, *TINY_SETTINGS, None)
+    next(battle_)  # Battle! clicked: the answers start streaming
+    student, _, box, _ = events.join_event(tiny_arena, "c0de", student)  # joins meanwhile
+    session = finish(battle_)[0]
+    assert box["visible"] is False and student.joined
+    assert "Vote #" in events.battle_vote_event(tiny_arena, "win", 0, session, student)[-1]
+
+    token = sign_id(tiny_arena.classroom, "anon-back", True, "warm")  # a returning student
+    compare = events.compare_event(tiny_arena, PROMPT, ["sft", "ppo"], *TINY_SETTINGS, None)
+    next(compare)  # clicked before the page's load restored the student
+    student = events.load_event(tiny_arena, token)[0]
+    session = finish(compare)[0]
+    assert "Vote #" in events.compare_vote_event(tiny_arena, "win", "sft", session, student)[-1]
+    battle_ = events.battle_event(tiny_arena, PROMPT, *TINY_SETTINGS, session)
+    next(battle_)
+    student = events.join_event(tiny_arena, "c0de", student)[0]  # leaves group warm mid-stream
+    session = finish(battle_)[0]
+    assert "Vote #" in events.battle_vote_event(tiny_arena, "tie", None, session, student)[-1]
+    votes = tiny_arena.store.votes().iloc[1:]
+    assert list(votes["annotator"]) == ["anon-back"] * 2 and list(votes["group"]) == ["warm", ""]
+
+
+def test_only_the_load_the_join_and_a_first_vote_write_the_student(classroom_app):
+    """The page's wiring: no streaming event writes the student's state; every vote reads it."""
+    _, demo = classroom_app
+    config = demo.get_config_file()
+    (join_,) = [d for d in config["dependencies"] if d["api_name"] == "join"]
+    states = {c["id"] for c in config["components"] if c["type"] == "state"}
+    (student,) = set(join_["outputs"]) & states
+    writers = [d for d in config["dependencies"] if student in d["outputs"]]
+    streaming = [d["api_name"] for d in writers if d["types"]["generator"]]
+    assert not streaming and {"battle", "compare"} & {d["api_name"] for d in writers} == set()
+    votes = [
+        d for d in config["dependencies"] if str(d["api_name"]).startswith(("battle_", "compare_"))
+    ]
+    assert len(votes) == 7 and all(student in d["inputs"] for d in votes)
+
+
+def test_a_vote_from_a_page_without_a_student_gives_it_one(tiny_arena):
+    """An API client never runs the page's load: its first vote makes its id, which it keeps."""
+    session = battle(tiny_arena)
+    new, first, *_, message = events.battle_vote_event(tiny_arena, "tie", None, session, None)
+    assert message.startswith("Vote #") and isinstance(first, Student) and not first.joined
+    assert tiny_arena.store.votes()["annotator"].iloc[-1] == first.annotator
+    kept = events.compare_vote_event(tiny_arena, "tie", None, battle(tiny_arena), first)[1]
+    assert kept == events.NO_CHANGE  # a page with a student keeps it
 
 
 def test_groups_get_codes_that_survive_a_restart_and_need_a_classroom():
@@ -81,6 +144,19 @@ def test_groups_get_codes_that_survive_a_restart_and_need_a_classroom():
         launch.classroom_from_args(launch.parse_args(["--classroom", "--groups", "a b"]))
 
 
+@pytest.mark.parametrize("name", ["before", "all", "All"])
+def test_the_labels_a_round_reserves_are_not_group_names(name):
+    """A round calls its start policy "before" (`lab.group_compare`) and the whole class "all"
+    (`apps.retrain`): a group of either name would be mistaken for them."""
+    args = ["--classroom", "--groups", f"warm,{name}"]
+    with pytest.raises(ValueError, match="'before' and 'all' are reserved"):
+        launch.classroom_from_args(launch.parse_args(args))
+    assert "'before' and 'all' are reserved" in guard.check_group(name)
+    with pytest.raises(ValueError, match="reserved"):
+        Vote("anon-1", "battle", PROMPT, ("sft", "ppo"), ("a", "b"), "tie", None, {}, name)
+    assert guard.check_group(f"{name}-2") is None and not guard.check_group("warm")
+
+
 def test_a_quota_below_one_vote_is_refused_at_the_command_line(capsys):
     assert launch.parse_args(["--quota", "1"]).quota == 1
     for bad in ("0", "-3", "2.5", "x"):
@@ -93,9 +169,9 @@ def test_a_forged_or_stale_id_starts_a_new_unjoined_student(tiny_arena):
     tiny_arena.classroom = Classroom(**ROOM)
     stale = sign_id(Classroom(**ROOM), "anon-someone", True)  # another run's secret
     for token in [stale, "anon-someone|1|0000", {"annotator": "x"}, None]:
-        session = restore_session(tiny_arena, token)
-        assert session.annotator != "anon-someone" and not session.joined
-        assert "join code" in vote(tiny_arena, "tie", None, battle(tiny_arena, session))[1]
+        student = restore_student(tiny_arena, token)
+        assert student.annotator != "anon-someone" and not student.joined
+        assert "join code" in vote(tiny_arena, "tie", None, battle(tiny_arena), student)[1]
     assert tiny_arena.store.count() == 0
 
 
@@ -105,7 +181,7 @@ def test_a_burst_of_wrong_codes_is_answered_only_a_few_times(tiny_arena):
 
     def guess(i):
         start.wait()
-        return join(tiny_arena, f"guess-{i}", new_session(), client="10.0.0.7")
+        return join(tiny_arena, f"guess-{i}", new_student(), client="10.0.0.7")
 
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(guess, range(50)))
@@ -113,10 +189,30 @@ def test_a_burst_of_wrong_codes_is_answered_only_a_few_times(tiny_arena):
     assert sum("not right" in m for m in messages) == FREE_TRIES  # tried and counted
     assert sum("Too many wrong codes" in m for m in messages) == 50 - FREE_TRIES
     assert not any(session.joined for session, _ in results)
-    waiting, message = join(tiny_arena, "c0de", new_session(), client="10.0.0.7")
+    waiting, message = join(tiny_arena, "c0de", new_student(), client="10.0.0.7")
     assert not waiting.joined and "try again in 1 s" in message  # even the right code waits
-    other, message = join(tiny_arena, "c0de", new_session(), client="10.0.0.8")
+    other, message = join(tiny_arena, "c0de", new_student(), client="10.0.0.8")
     assert other.joined  # another student's machine is not slowed down
+
+
+def test_a_pages_wrong_codes_slow_that_page_and_its_address_only_past_a_looser_cap(tiny_arena):
+    """Behind one address (a NAT, a tunnel) one student's typos make their own page wait, not
+    the class; a guesser opening a new page per guess waits once the address's cap is past."""
+    tiny_arena.classroom = Classroom(**ROOM)
+    nat = "10.0.0.7"
+    for typo in ("c0d", "code", "c0de0", "cod3"):  # one student, four typos
+        join(tiny_arena, typo, None, client=nat, page="typist")
+    assert "try again" in join(tiny_arena, "c0de", None, client=nat, page="typist")[1]
+    for i, typo in enumerate(("c0d", "code", "c0de0", "cod3")):  # four students, one typo each
+        assert "not right" in join(tiny_arena, typo, None, client=nat, page=f"page-{i}")[1]
+    assert join(tiny_arena, "c0de", None, client=nat, page="fifth")[0].joined
+    guesses = [
+        join(tiny_arena, f"guess-{i}", None, client=nat, page=f"guess-{i}")[1]
+        for i in range(ADDRESS_FREE_TRIES + 1)
+    ]
+    assert sum("not right" in m for m in guesses) == ADDRESS_FREE_TRIES
+    assert "try again" in guesses[-1]
+    assert join(tiny_arena, "c0de", None, client="10.0.0.8", page="elsewhere")[0].joined
 
 
 # ---------------------------------------------------------------- instructor only
@@ -176,7 +272,7 @@ def test_every_endpoint_is_a_students_or_refuses_without_the_password(classroom_
     assert instructor >= set(INSTRUCTOR_CALLS), sorted(found)
     unknown = instructor - set(INSTRUCTOR_CALLS)
     assert not unknown, f"new endpoints: decide whether students may call {sorted(unknown)}"
-    vote(arena, "tie", None, battle(arena, new_session()))  # refused: not joined
+    vote(arena, "tie", None, battle(arena), new_student())  # refused: not joined
     for name, inputs in INSTRUCTOR_CALLS.items():
         result = found[name].fn(*inputs)
         text = " ".join(map(str, result)) if isinstance(result, tuple) else str(result)
@@ -258,22 +354,22 @@ def test_disagreement_flags_the_reward_models_mistake():
 
 def test_a_battle_vote_reveals_names_and_gold_scores(tiny_arena):
     tiny_arena.world = default_world()
-    session = battle(tiny_arena, new_session())
-    new, label_a, label_b, stats_a, stats_b, message = events.battle_vote_event(
-        tiny_arena, "win", 0, session
+    session, student = battle(tiny_arena), new_student()
+    new, _, label_a, label_b, stats_a, stats_b, message = events.battle_vote_event(
+        tiny_arena, "win", 0, session, student
     )
     assert new.voted and message.startswith("Vote #")
     assert label_a["label"] == f"Model A: {session.models[0]}"
     for line, answer in zip((stats_a, stats_b), session.answers, strict=True):
         assert f"gold {default_world().gold_score(PROMPT, answer):+.2f}" in line
-    again = events.battle_vote_event(tiny_arena, "tie", None, session)  # the same battle again
+    again = events.battle_vote_event(tiny_arena, "tie", None, session, student)  # same battle
     assert "already voted" in again[-1] and tiny_arena.store.count() == 1
-    after = events.battle_vote_event(tiny_arena, "tie", None, again[0])  # its page, voted
-    assert after[1:5] == (events.NO_CHANGE,) * 4 and "already voted" in after[-1]
+    after = events.battle_vote_event(tiny_arena, "tie", None, again[0], student)  # its page, voted
+    assert after[2:6] == (events.NO_CHANGE,) * 4 and "already voted" in after[-1]
 
 
 def test_bad_input_leaves_the_answers_on_screen(tiny_arena):
-    session = battle(tiny_arena, new_session())
+    session = battle(tiny_arena)
     (step,) = events.battle_event(tiny_arena, "", *TINY_SETTINGS, session)
     assert step[0] is session and step[1:5] == (events.NO_CHANGE,) * 4 and "prompt" in step[-1]
     (step,) = events.compare_event(tiny_arena, PROMPT, ["sft"], 0.7, 1.0, 6, 2**70, session)
@@ -281,10 +377,12 @@ def test_bad_input_leaves_the_answers_on_screen(tiny_arena):
 
 
 def test_a_vote_counts_only_on_the_tab_that_asked(tiny_arena):
-    session = battle(tiny_arena, new_session())  # Compare and Battle share one session
-    new, *_, message = events.compare_vote_event(tiny_arena, "win", session.models[0], session)
+    session, student = battle(tiny_arena), new_student()  # one session for Compare and Battle
+    new, *_, message = events.compare_vote_event(
+        tiny_arena, "win", session.models[0], session, student
+    )
     assert "Battle tab" in message and not new.voted and tiny_arena.store.count() == 0
-    assert "Vote #" in events.battle_vote_event(tiny_arena, "tie", None, session)[-1]
+    assert "Vote #" in events.battle_vote_event(tiny_arena, "tie", None, session, student)[-1]
 
 
 def test_a_model_failing_mid_answer_puts_back_the_answers_still_votable(tiny_arena, monkeypatch):
@@ -378,12 +476,21 @@ def test_handlers_module_exposes_no_nested_event_functions():
                 assert "<locals>" not in fn.__qualname__, name
 
 
-def test_a_restart_with_the_same_codes_keeps_the_students_ids():
+def test_a_restart_with_the_same_codes_keeps_the_students_ids(tiny_arena):
     args = launch.parse_args(["--classroom", "--join-code", "c0de", "--password", "pw"])
     first, again = launch.classroom_from_args(args), launch.classroom_from_args(args)
     assert first.secret == again.secret and (first.join_code, first.password) == ("c0de", "pw")
     token = sign_id(first, "anon-1", True)
-    assert restore_session(handlers.Arena(None, None, again), token).annotator == "anon-1"
+    assert restore_student(handlers.Arena(None, None, again), token).annotator == "anon-1"
     fresh = launch.classroom_from_args(launch.parse_args(["--classroom"]))  # random codes
     assert fresh.join_code and fresh.password and fresh.secret != first.secret
     assert not launch.classroom_from_args(launch.parse_args([])).join_code  # open arena
+    # The browser keeps the token encrypted by Gradio: each launch's page must read it back.
+    keys = []
+    for classroom in (first, again, fresh):
+        tiny_arena.classroom = classroom
+        demo = app.build_app(tiny_arena)
+        (store,) = [b for b in demo.blocks.values() if isinstance(b, gr.BrowserState)]
+        keys.append(store.secret)
+    assert keys[0] == keys[1] == browser_secret(first) and keys[2] != keys[0]
+    assert first.secret not in keys[0]  # every page is sent this key: never the signing secret

@@ -26,8 +26,10 @@ from apps.handlers import (
     GREEDY_BATTLE,
     MAX_COMPARE,
     MAX_SEED,
+    NEAR_GREEDY_BATTLE,
     REDRAWING,
     Arena,
+    Student,
     ask,
     compare_choices,
     format_stats,
@@ -47,6 +49,7 @@ from tests.conftest import untrained_pool
 
 SETTINGS = (0.7, 1.0, 24, 1234)  # temperature, top-p, max tokens, seed
 PROMPT = "What is 2 plus 3?"
+ME = Student("anon-tester")  # who votes in these tests (open arena: no join needed)
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +143,12 @@ def test_kl_to_sft_of_a_greedy_answer_is_at_temperature_one(tiny_pool):
 def test_a_vote_is_stored_once_and_only_after_answers(arena):
     before = arena.store.count()
     session = new_session()
-    assert "Ask the models first" in vote(arena, "win", 0, session)[1]
+    assert "Ask the models first" in vote(arena, "win", 0, session, ME)[1]
     session = last(ask(arena, "compare", PROMPT, ["sft", "ppo"], SETTINGS, session))[0]
-    assert "Choose which" in vote(arena, "win", None, session)[1]
-    session, message = vote(arena, "win", 1, session)
+    assert "Choose which" in vote(arena, "win", None, session, ME)[1]
+    session, message = vote(arena, "win", 1, session, ME)
     assert message.startswith("Vote #") and arena.store.count() == before + 1
-    assert vote(arena, "win", 1, session)[1] == ALREADY_VOTED  # no double vote
+    assert vote(arena, "win", 1, session, ME)[1] == ALREADY_VOTED  # no double vote
     row = arena.store.votes().iloc[-1]
     assert row["models"] == ["sft", "ppo"] and row["winner"] == 1 and row["mode"] == "compare"
     assert row["responses"] == session.answers and row["decoding"]["seed"] == 1234
@@ -156,7 +159,7 @@ def test_battle_hides_names_until_the_vote(arena):
         ask(arena, "battle", PROMPT, [], SETTINGS, new_session())
     )
     assert len(texts) == 2 and stats == [] and len(session.stats) == 2
-    session, message = vote(arena, "tie", None, session)
+    session, message = vote(arena, "tie", None, session, ME)
     assert all(f"**{name}**" in message for name in names)
     assert arena.store.votes().iloc[-1]["outcome"] == "tie"
 
@@ -164,7 +167,7 @@ def test_battle_hides_names_until_the_vote(arena):
 def test_html_in_a_prompt_is_kept_as_text(arena):
     hostile = "<img src=x onerror=alert(1)> What is 2 plus 3?"
     session = last(ask(arena, "compare", hostile, ["sft", "ppo"], SETTINGS, new_session()))[0]
-    vote(arena, "win", 0, session)
+    vote(arena, "win", 0, session, ME)
     assert arena.store.votes().iloc[-1]["prompt"] == hostile
 
 
@@ -183,18 +186,18 @@ def test_classroom_needs_the_code_and_limits_votes(arena):
     room = Classroom(join_code="c0de", password="pw", quota=1, min_seconds_between_votes=0)
     strict = type(arena)(arena.pool, arena.store, room, arena.run_dir, arena.cfg, arena.world)
     session = last(ask(strict, "compare", PROMPT, ["sft"], SETTINGS, new_session()))[0]
-    assert "at least two" in vote(strict, "win", 0, session)[1]
+    assert "at least two" in vote(strict, "win", 0, session, ME)[1]
     session = last(ask(strict, "compare", PROMPT, ["sft", "ppo"], SETTINGS, session))[0]
-    assert "join code" in vote(strict, "win", 0, session)[1]
+    assert "join code" in vote(strict, "win", 0, session, ME)[1]
     from apps.handlers import join
 
-    session, message = join(strict, "wrong", session)
-    assert not session.joined and "not right" in message
-    session, _ = join(strict, "c0de", session)
-    session, message = vote(strict, "win", 0, session)
+    student, message = join(strict, "wrong", None)  # a new student: ME voted in this store
+    assert not student.joined and "not right" in message
+    student, _ = join(strict, "c0de", student)
+    session, message = vote(strict, "win", 0, session, student)
     assert message.startswith("Vote #")
     session = last(ask(strict, "compare", PROMPT, ["sft", "base"], SETTINGS, session))[0]
-    assert "1 votes" in vote(strict, "win", 0, session)[1]  # quota reached
+    assert "1 votes" in vote(strict, "win", 0, session, student)[1]  # quota reached
     assert "password" in board.export(strict, "", strict.store.path.parent)[1]
     assert "password" in retrain.start(strict, "nope", 0)
 
@@ -252,6 +255,81 @@ def test_agreement_keeps_the_votes_a_reward_model_trained_on_apart():
         {"measure": board.RM_AGREES_SEEN, "value": 1.0, "n": 2},
     ]
     assert [row["n"] for row in board.agreement_rows([1.0], [0.0], [False])] == [1]
+
+
+class CountingLock:
+    """A lock that counts how often it was taken (`holds`)."""
+
+    def __init__(self):
+        self.lock, self.holds = threading.Lock(), 0
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.holds += 1
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+    def locked(self) -> bool:
+        return self.lock.locked()
+
+
+def test_agreement_scores_a_batch_per_hold_of_the_lock_and_refreshes_share_it(
+    tiny_arena, tmp_path, monkeypatch
+):
+    """Any student's "Refresh agreement" scores every vote pair: it takes the pool's lock one
+    batch at a time (an answer's stats need it too), and refreshes sent at once share one run."""
+    for i in range(40):  # 40 pairs: 80 answers to score, three batches
+        tiny_arena.store.add(
+            Vote(f"anon-{i}", "battle", f"What is {i} plus 1?", ("sft", "ppo"),
+                 (f"It is {i + 1}.", "No idea."), "win", 0)
+        )  # fmt: skip
+    monkeypatch.setattr(tiny_arena.pool, "rm", object())  # `score` below stands in for it
+    monkeypatch.setattr(tiny_arena.pool, "reward_source", str(tmp_path / "reward" / "model"))
+    monkeypatch.setattr(tiny_arena.pool, "lock", CountingLock())
+    calls = []
+
+    def fake_score(rm, tokenizer, prompts, responses):
+        assert tiny_arena.pool.lock.locked()
+        calls.append((tiny_arena.pool.lock.holds, len(responses)))
+        time.sleep(0.05)  # long enough for the other refreshes to arrive meanwhile
+        return [1.0 if r.startswith("It is") else 0.0 for r in responses]
+
+    monkeypatch.setattr("apps.pool.score", fake_score)
+    monkeypatch.setattr(board, "score", fake_score, raising=False)  # where it was called from
+    start = threading.Barrier(8)
+
+    def refresh(_):
+        start.wait()
+        return board.agreement(tiny_arena)
+
+    with ThreadPoolExecutor(8) as pool:
+        tables = list(pool.map(refresh, range(8)))
+    assert all(table is tables[0] for table in tables)  # one computation, shared
+    assert sum(n for _, n in calls) == 80 and max(n for _, n in calls) <= 32
+    assert len({hold for hold, _ in calls}) == len(calls)  # the lock let go between batches
+    assert tables[0].set_index("measure").loc[board.RM_AGREES_NEW, "value"] == 1.0
+
+
+def test_thirty_pages_polling_after_a_vote_share_one_computation(tiny_arena):
+    runs = []
+
+    def compute():
+        runs.append(1)
+        time.sleep(0.2)  # a leaderboard of many votes takes a while
+        return object()
+
+    start = threading.Barrier(30)
+
+    def poll(_):
+        start.wait()
+        return board.once_per_vote(tiny_arena, "slow", compute)
+
+    with ThreadPoolExecutor(30) as pool:
+        results = list(pool.map(poll, range(30)))
+    assert len(runs) == 1 and all(r is results[0] for r in results)
+    tiny_arena.store.add(Vote("anon-1", "battle", PROMPT, ("sft", "ppo"), ("a", "b"), "tie", None))
+    assert board.once_per_vote(tiny_arena, "slow", compute) is not results[0] and len(runs) == 2
 
 
 def test_retrain_on_votes_adds_the_new_models(arena):
@@ -332,7 +410,7 @@ def test_bad_input_gets_one_line_and_changes_nothing(tiny_arena, mode):
         assert words in message and "\n" not in message, (prompt, settings, message)
         assert kept is session and names == texts == []  # the answers on screen stay votable
     assert tiny_arena.store.count() == 0
-    assert vote(tiny_arena, "tie", None, session)[1].startswith("Vote #")
+    assert vote(tiny_arena, "tie", None, session, ME)[1].startswith("Vote #")
 
 
 def test_a_model_failing_gives_one_line_not_a_traceback(tiny_arena, monkeypatch):
@@ -346,7 +424,7 @@ def test_a_model_failing_gives_one_line_not_a_traceback(tiny_arena, monkeypatch)
         tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, session
     )
     assert kept is session and names == texts == [] and "could not answer" in message
-    assert "Ask the models first" in vote(tiny_arena, "tie", None, kept)[1]
+    assert "Ask the models first" in vote(tiny_arena, "tie", None, kept, ME)[1]
 
 
 def test_edge_settings_that_are_fine_are_accepted(tiny_arena):
@@ -370,7 +448,7 @@ def test_compare_names_from_a_client_are_cleaned(tiny_arena):
     )
     assert names == ["sft"] and "2 of the models asked for are not in this arena" in message
     assert "gone" not in message  # what a client sent is not echoed
-    assert vote(tiny_arena, "win", 1, session)[1].startswith("Vote #")
+    assert vote(tiny_arena, "win", 1, session, ME)[1].startswith("Vote #")
 
 
 def test_pick_models_says_what_it_left_out():
@@ -393,19 +471,20 @@ def test_bad_votes_get_a_message_and_store_nothing(tiny_arena):
         ("win", True, "Choose which"),
         ("win", "0", "Choose which"),
     ]:
-        kept, message = vote(tiny_arena, outcome, winner, session)
+        kept, message = vote(tiny_arena, outcome, winner, session, ME)
         assert words in message and kept is session, (outcome, winner)
     assert tiny_arena.store.count() == 0
 
 
 def cast_at_once(arena: Arena, ballots: list[tuple]) -> list[tuple]:
-    """Send (outcome, winner, session) votes from threads released together; their results."""
+    """Send (outcome, winner, session) votes of one student from threads released together;
+    their results."""
     start = threading.Barrier(len(ballots))
 
     def cast(ballot):
         outcome, winner, session = ballot
         start.wait()
-        return vote(arena, outcome, winner, copy.deepcopy(session))  # Gradio: a copy each
+        return vote(arena, outcome, winner, copy.deepcopy(session), ME)  # Gradio: a copy each
 
     with ThreadPoolExecutor(len(ballots)) as pool:
         return list(pool.map(cast, ballots))
@@ -422,7 +501,7 @@ def test_concurrent_votes_on_one_battle_store_exactly_one(tiny_arena):
         assert all(state.voted for state, _ in results)
         assert tiny_arena.store.count() == round_ + 1
         # A copy of the session from before the vote cannot vote later either.
-        assert vote(tiny_arena, "tie", None, session)[1] == ALREADY_VOTED
+        assert vote(tiny_arena, "tie", None, session, ME)[1] == ALREADY_VOTED
     assert tiny_arena.store.count() == 3
 
 
@@ -448,7 +527,7 @@ def test_concurrent_votes_cannot_get_round_the_quota_or_rate_limit(tiny_arena, r
 
 def test_votes_table_needs_the_password_in_classroom_mode(tiny_arena):
     session = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
-    vote(tiny_arena, "win", 0, session)
+    vote(tiny_arena, "win", 0, session, ME)
     table, message = board.votes_table(tiny_arena)  # open arena: no password needed
     assert table["prompt"].tolist() == [PROMPT] and message == "1 votes."
     tiny_arena.classroom = Classroom(join_code="c0de", password="pw")
@@ -579,7 +658,7 @@ def length_votes():
 def test_leaderboard_is_cached_per_vote_count(tiny_arena):
     assert board.leaderboard(tiny_arena)[-1].startswith("No votes yet")
     session = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, new_session()))[0]
-    vote(tiny_arena, "win", 0, session)
+    vote(tiny_arena, "win", 0, session, ME)
     first = board.leaderboard(tiny_arena)
     assert "1 votes: 1 blind battles" in first[-1] and board.leaderboard(tiny_arena) is first
 
@@ -605,10 +684,10 @@ def test_a_vote_while_new_answers_stream_in_is_refused_and_stores_nothing(tiny_a
         old = last(ask(tiny_arena, mode, PROMPT, names, TINY_SETTINGS, new_session()))[0]
         stream = ask(tiny_arena, mode, "What is 3 plus 4?", names, TINY_SETTINGS, old)
         streaming = next(stream)[0]  # the session the page holds while the new answers grow
-        assert vote(tiny_arena, "win", 0, streaming)[1] == ANSWERING  # not a vote on `old`
+        assert vote(tiny_arena, "win", 0, streaming, ME)[1] == ANSWERING  # not a vote on `old`
         assert tiny_arena.store.count() == before
         done = last(stream)[0]
-        assert vote(tiny_arena, "win", 0, done)[1].startswith("Vote #")
+        assert vote(tiny_arena, "win", 0, done, ME)[1].startswith("Vote #")
         assert tiny_arena.store.votes().iloc[-1]["prompt"] == "What is 3 plus 4?"
 
 
@@ -626,6 +705,21 @@ def test_a_battle_draws_its_own_seed_so_compare_cannot_unmask_it(tiny_arena):
     replay = (*TINY_SETTINGS[:3], battle.decoding["seed"])
     texts = last(ask(tiny_arena, "compare", PROMPT, battle.models, replay, new_session()))[2]
     assert texts == battle.answers
+
+
+def test_near_greedy_battles_are_refused_as_greedy_ones_are(tiny_arena):
+    """At a low temperature or top-p a battle's own seed hardly changes its answers, and Compare
+    on the same prompt would show them under the models' names (see MIN_BATTLE_TEMPERATURE)."""
+    for settings in [(0.05, 1.0, 6, 0), (0.45, 1.0, 6, 0), (0.7, 0.05, 6, 0), (1.0, 0.85, 6, 0)]:
+        steps = list(ask(tiny_arena, "battle", PROMPT, [], settings, new_session()))
+        assert len(steps) == 1 and steps[0][-1] == NEAR_GREEDY_BATTLE, settings
+    assert "\n" not in NEAR_GREEDY_BATTLE and tiny_arena.store.count() == 0
+    for settings in [(0.5, 0.9, 6, 0), TINY_SETTINGS]:
+        assert last(ask(tiny_arena, "battle", PROMPT, [], settings, new_session()))[-1] == (
+            "Which is better, A or B?"
+        )
+    texts = last(ask(tiny_arena, "compare", PROMPT, ["sft"], (0.05, 0.05, 6, 0), new_session()))[2]
+    assert len(texts) == 1  # Compare shows names anyway: any sampling setting is fine there
 
 
 def test_compare_clears_the_last_pick_of_the_best_answer(tiny_arena):
@@ -658,6 +752,22 @@ def test_two_retrains_at_once_start_one_round(tiny_arena, tmp_path, monkeypatch)
 def test_compare_list_follows_the_pool_and_keeps_the_selection(tiny_arena):
     assert compare_choices(tiny_arena, ["ppo", "gone"]) == (["sft", "ppo"], ["ppo"])
     assert compare_choices(tiny_arena, None) == (["sft", "ppo"], ["sft", "ppo"])
+
+
+def test_the_model_list_is_read_under_the_lock_a_new_model_is_added_under(tiny_pool):
+    """`add` inserts under the pool's lock while every request reads the list: unlocked, a read
+    during an insert fails ("dictionary changed size during iteration")."""
+
+    class Table(dict):
+        def items(self):
+            assert tiny_pool.lock.locked(), "read without the pool's lock"
+            return super().items()
+
+    tiny_pool.models = Table(tiny_pool.models)
+    try:
+        assert tiny_pool.available == ["sft", "ppo"] and tiny_pool.unavailable == {}
+    finally:
+        tiny_pool.models = dict(tiny_pool.models)
 
 
 def test_retrain_and_simulate_refuse_bad_numbers_in_one_line(tiny_arena):
@@ -769,7 +879,7 @@ def test_a_battle_of_two_identical_answers_asks_another_pair(tiny_arena, monkeyp
     session, names, texts, _, message = steps[-1]
     assert texts == ["It is 5.", "Hi! It is 5."] and session.answers == texts
     assert names == asked[-1] and message == "Which is better, A or B?"
-    assert vote(tiny_arena, "win", 1, session)[1].startswith("Vote #")
+    assert vote(tiny_arena, "win", 1, session, ME)[1].startswith("Vote #")
     stored = tiny_arena.store.votes().iloc[-1]
     assert list(stored["responses"]) == texts and list(stored["models"]) == names
 
@@ -778,7 +888,7 @@ def test_a_battle_keeps_identical_answers_after_its_last_draw(tiny_arena, monkey
     asked = scripted_answers(monkeypatch, [["Same.", "Same."]] * (BATTLE_DRAWS + 1))
     session, _, texts, _, _ = last(ask(tiny_arena, "battle", PROMPT, [], TINY_SETTINGS, None))
     assert len(asked) == BATTLE_DRAWS and texts == session.answers == ["Same.", "Same."]
-    assert vote(tiny_arena, "tie", None, session)[1].startswith("Vote #")  # still votable
+    assert vote(tiny_arena, "tie", None, session, ME)[1].startswith("Vote #")  # still votable
 
 
 def test_simulated_votes_take_the_battle_path_and_skip_identical_answers(arena, monkeypatch):
