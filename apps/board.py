@@ -16,7 +16,8 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from apps.handlers import Arena, instructor_check
+from apps.handlers import Arena
+from apps.students import instructor_check
 from apps.votes import export_preferences, to_preferences
 from lab import metrics as M
 from lab.feedback import seen_by, validate_votes

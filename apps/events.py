@@ -15,24 +15,18 @@ from collections.abc import Callable, Iterator
 import gradio as gr
 
 from apps import board
-from apps.guard import sign_id
+from apps.guard import Student, new_student, sign_id
 from apps.handlers import (
     BATTLE_NAMES,
     MAX_COMPARE,
     Arena,
     Session,
-    Student,
     ask,
-    client_of,
     compare_choices,
     gold_reveal,
-    instructor_check,
-    join,
-    new_student,
-    page_of,
-    restore_student,
     vote,
 )
+from apps.students import client_of, instructor_check, join, page_of, restore_student
 
 NO_CHANGE = gr.update()
 

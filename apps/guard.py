@@ -13,6 +13,7 @@ import numbers
 import secrets
 import threading
 import unicodedata
+import uuid
 from dataclasses import dataclass, field
 
 from lab.votes_db import GROUP_NAME, GROUP_RULE
@@ -250,3 +251,19 @@ def same_secret(given: object, expected: str, any_case: bool = False) -> bool:
     return hmac.compare_digest(
         given.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
     )
+
+
+# A state of its own, apart from `Session`: a streaming answer writes its session at every step
+# and would write back an identity read before a join or a page's load (see `apps.events`).
+@dataclass(frozen=True)
+class Student:
+    """Who votes on a page: a pseudonymous id, whether they joined, their group."""
+
+    annotator: str
+    joined: bool = False
+    group: str = ""  # the group whose join code the student typed; their votes carry it
+
+
+def new_student() -> Student:
+    """A new student with a pseudonymous annotator id, not joined."""
+    return Student(annotator=f"anon-{uuid.uuid4().hex[:10]}")

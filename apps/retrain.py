@@ -11,9 +11,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from apps.guard import check_group, whole_number
-from apps.handlers import Arena, instructor_check
+from apps.handlers import Arena
 from apps.jobs import Progress, start_job
 from apps.simulate import simulate_votes
+from apps.students import instructor_check
 from apps.votes import to_preferences
 from lab import metrics as M
 from lab.feedback import FeedbackConfig, select_group

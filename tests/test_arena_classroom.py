@@ -14,18 +14,19 @@ import pandas as pd
 import pytest
 
 from apps import arena as app
-from apps import board, events, guard, handlers, launch
-from apps.guard import ADDRESS_FREE_TRIES, FREE_TRIES, Classroom, browser_secret, sign_id
-from apps.handlers import (
+from apps import board, events, guard, handlers, launch, students
+from apps.guard import (
+    ADDRESS_FREE_TRIES,
+    FREE_TRIES,
+    Classroom,
     Student,
-    ask,
-    join,
-    new_session,
+    browser_secret,
     new_student,
-    restore_student,
-    vote,
+    sign_id,
 )
+from apps.handlers import ask, new_session, vote
 from apps.judges import Judged, disagreement, gold_lines
+from apps.students import join, restore_student
 from apps.votes import Vote
 from lab.world import default_world
 from tests import test_arena_handlers as base
@@ -299,7 +300,7 @@ def test_wrong_instructor_passwords_make_that_client_wait(classroom_app, monkeyp
         assert guesser in special_args(found[name].fn, list(inputs), request=guesser)[0], name
     clock = iter(range(1000, 2000))  # a tenth of a second per call: the 1 s wait holds
     fake_time = SimpleNamespace(monotonic=lambda: next(clock) / 10)  # this module's clock only
-    monkeypatch.setattr(handlers, "time", fake_time)
+    monkeypatch.setattr(students, "time", fake_time)
     assert events.instructor_event(arena, "pw", teacher)[-1] == "Instructor controls shown."
     for _ in range(FREE_TRIES):
         assert "Wrong instructor password" in retrain.vote_content(arena, "guess", "", guesser)[0]

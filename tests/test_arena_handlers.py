@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from apps import board, events, retrain
-from apps.guard import Classroom
+from apps.guard import Classroom, Student
 from apps.handlers import (
     ALREADY_VOTED,
     ANSWERING,
@@ -29,7 +29,6 @@ from apps.handlers import (
     NEAR_GREEDY_BATTLE,
     REDRAWING,
     Arena,
-    Student,
     ask,
     compare_choices,
     format_stats,
@@ -189,7 +188,7 @@ def test_classroom_needs_the_code_and_limits_votes(arena):
     assert "at least two" in vote(strict, "win", 0, session, ME)[1]
     session = last(ask(strict, "compare", PROMPT, ["sft", "ppo"], SETTINGS, session))[0]
     assert "join code" in vote(strict, "win", 0, session, ME)[1]
-    from apps.handlers import join
+    from apps.students import join
 
     student, message = join(strict, "wrong", None)  # a new student: ME voted in this store
     assert not student.joined and "not right" in message
