@@ -19,17 +19,19 @@ way by chance; on two of the seeds below a single draw made the credit drop look
 
 The round's policy is rewarded with the adapted reward model's score minus the old one's
 (`FeedbackConfig.ppo_reward_delta`), its critic starting at a zero head. 200 votes, vote seeds
-0-2, 2 CPU cores, a fresh tiny run (PPO gold -0.30, answers 13.9 tokens, credit 0.271 over 8
-samples), 8 samples per prompt: padding -27%, -29%, -23%; length -18%, -16%, -16%; credit
--0.029, -0.022, -0.005 (intervals within [-0.048, +0.013]); better under `terse` on 70%, 72%,
-76% of prompts (Wilson lower bounds 64-70%); agreement 0.72 -> 0.81, 0.65 -> 0.78,
-0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy 0.720 -> 0.713, 0.708, 0.725; round
-87-95 s, of which about 20 s measure the two policies (67-68 s before the round measured them
-itself). One answer per prompt on the same rounds: credit -0.058, -0.070, +0.029, better on
-39-46%. With beta 0.1 (`--set ppo_kl_coef=0.1`): padding -31%, -44%, -36%, length -20%, -25%,
--20%, credit -0.046, -0.077, -0.017, better on 68%, 68%, 78%. A control round with a zero
-reward: padding +3%, credit -0.002 (one answer per prompt). `--groups` (seed 0): see notebook 07.
-On a run whose PPO policy was weaker (gold -0.66), the same round moved padding only 5-10%.
+0-2, 2 CPU cores, a fresh tiny run (PPO gold -0.48 on one answer per prompt, answers 14.0
+tokens, credit 0.266 over 8 samples), 8 samples per prompt: padding -26%, -28%, -24%; length
+-18%, -17%, -16%; credit -0.032, -0.027, -0.006 (intervals within [-0.049, +0.008]); better
+under `terse` on 77%, 78%, 78% of prompts (Wilson lower bounds 71-72%); agreement
+0.72 -> 0.81, 0.65 -> 0.78, 0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy
+0.720 -> 0.713, 0.708, 0.725; round 85-86 s. `--groups` (seed 0): the warm group's policy
++36% padding, +23% length, its answers 50% longer than the terse group's; both rounds 221 s.
+Measured before each batch of held-out prompts drew from its own seed (`generation.batch_seed`),
+so with less tightly paired samples: one answer per prompt, credit -0.058, -0.070, +0.029,
+better on 39-46%; with beta 0.1 (`--set ppo_kl_coef=0.1`): padding -31%, -44%, -36%, length
+-20%, -25%, -20%, credit -0.046, -0.077, -0.017, better on 68%, 68%, 78%; a control round with
+a zero reward: padding +3%, credit -0.002 (one answer per prompt). On a run whose PPO policy
+was weaker (gold -0.66), the same round moved padding only 5-10%.
 
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200
     python benchmarks/feedback_loop.py --run runs/tiny --votes 200 --groups
