@@ -28,6 +28,7 @@ from lab.generation import (
     generate_kwargs,
     seeded,
 )
+from lab.intervals import bootstrap_ci
 from lab.responses import (
     kl_exact,
     next_token_logits,
@@ -264,6 +265,26 @@ def compute_sentence_counts(world: World, table: pd.DataFrame) -> dict[str, floa
         "rude_unsafe": sum(f.rude + f.unsafe for f in feats) / n,
         "garbled": sum(f.garbled for f in feats) / n,
     }
+
+
+def compute_gold_by_kind(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Mean gold per model and task kind, with its bootstrap 95% interval over that kind's prompts
+    and their number (the kinds are not equally many: a mean over 10 prompts is a rough one)."""
+    rows = []
+    for name, table in tables.items():
+        for kind, gold in table.groupby("kind")["gold"]:
+            lo, hi = bootstrap_ci(list(gold))
+            rows.append(
+                {
+                    "model": name,
+                    "kind": kind,
+                    "gold": gold.mean(),
+                    "lo": lo,
+                    "hi": hi,
+                    "n": len(gold),
+                }
+            )
+    return pd.DataFrame(rows, columns=["model", "kind", "gold", "lo", "hi", "n"])
 
 
 def compute_gold_win_matrix(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

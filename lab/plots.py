@@ -50,20 +50,22 @@ def plot_agreement(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def plot_gold_by_kind(tables: dict[str, pd.DataFrame]) -> go.Figure:
-    """Mean gold score per task kind for several models (name -> gold table)."""
-    rows = [
-        {"model": name, "kind": kind, "gold": g}
-        for name, table in tables.items()
-        for kind, g in table.groupby("kind")["gold"].mean().items()
-    ]
+def plot_gold_by_kind(table: pd.DataFrame) -> go.Figure:
+    """Mean gold per task kind for several models, with 95% intervals (`compute_gold_by_kind`)."""
+    shown = table.assign(
+        kind=[f"{k} ({n} prompts)" for k, n in zip(table["kind"], table["n"], strict=True)],
+        plus=table["hi"] - table["gold"],
+        minus=table["gold"] - table["lo"],
+    )
     fig = px.bar(
-        pd.DataFrame(rows),
+        shown,
         x="kind",
         y="gold",
         color="model",
         barmode="group",
-        title="Gold score by task kind",
+        error_y="plus",
+        error_y_minus="minus",
+        title="Gold score by task kind (95% intervals over each kind's prompts)",
     )
     fig.update_layout(template="plotly_white", height=350)
     return fig

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from lab import metrics as M
-from lab.evaluation import BASE_GOLD_TABLE, GOLD_TABLE, compute_win_rate
+from lab.evaluation import BASE_GOLD_TABLE, GOLD_TABLE, compute_gold_by_kind, compute_win_rate
 from lab.intervals import bootstrap_ci, win_score
 from lab.plots import plot_curves, plot_gold_by_kind, plot_seed_spread
 from lab.runlog import LOG_FILE, is_done, read_log, read_metrics, write_json
@@ -191,7 +191,7 @@ def report_figures(run_dir: Path) -> list[go.Figure]:
         this_run = compute_model_table(run_dir) if tables else None
         figures.append(plot_seed_spread(seeds, models, this_run))
     if tables:
-        figures.append(plot_gold_by_kind(tables))
+        figures.append(plot_gold_by_kind(compute_gold_by_kind(tables)))
     for stage, names in CURVES.items():
         # A hub model's pretrain stage trained nothing here: it has metrics but no curves.
         if is_done(run_dir / stage) and (run_dir / stage / LOG_FILE).is_file():

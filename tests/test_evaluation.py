@@ -131,3 +131,21 @@ def test_each_batch_draws_from_its_own_seed(two_tiny_models):
     alone = dataclasses.replace(decoding, seed=batch_seed(decoding.seed, 2))
     assert both[2:] == generate(policy, tokenizer, later, alone, batch_size=2)
     assert both[:2] == generate(policy, tokenizer, first, decoding, batch_size=2)
+
+
+def test_gold_by_kind_gives_each_kinds_mean_its_interval_and_its_count():
+    import pandas as pd
+
+    from lab.evaluation import compute_gold_by_kind
+    from lab.plots import plot_gold_by_kind
+
+    table = pd.DataFrame({"kind": ["math"] * 4 + ["advice"] * 2, "gold": [1, 2, 3, 2, -1, -1.0]})
+    got = compute_gold_by_kind({"sft": table}).set_index("kind")
+    assert got.loc["math", "gold"] == 2.0 and got.loc["math", "n"] == 4
+    assert got.loc["math", "lo"] < 2.0 < got.loc["math", "hi"]  # four different scores: a spread
+    assert got.loc["advice", ["gold", "lo", "hi", "n"]].tolist() == [-1.0, -1.0, -1.0, 2]
+    bars = plot_gold_by_kind(compute_gold_by_kind({"sft": table})).data[0]
+    assert (
+        list(bars.x) == ["advice (2 prompts)", "math (4 prompts)"]
+        and bars.error_y.array is not None
+    )
