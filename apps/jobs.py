@@ -21,6 +21,7 @@ class Job:
     result: Any = None
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
+    views: Any = None  # what the page shows of the result, built once by whoever shows it
 
     def report(self, fraction: float, message: str) -> None:
         """The progress callback handed to the work."""

@@ -261,11 +261,15 @@ def status(arena: Arena) -> tuple[str, pd.DataFrame, go.Figure | None, pd.DataFr
     """The job's progress line, the readable before/after panel and its plot, every number."""
     if arena.job is None:
         return "No retraining yet.", pd.DataFrame(), None, pd.DataFrame()
-    summary = {} if arena.job.running else (arena.job.result or {})
-    numbers = compute_round_numbers(summary)
-    figure = plot_before_after(numbers) if not numbers.empty else None
-    panel = compute_round_panel(summary) if summary else pd.DataFrame()
-    return arena.job.status(), panel, figure, every_number(summary)
+    if arena.job.running:
+        return arena.job.status(), pd.DataFrame(), None, every_number({})
+    if arena.job.views is None:  # built once: every open page asks for them every 2 s
+        summary = arena.job.result or {}
+        numbers = compute_round_numbers(summary)
+        figure = plot_before_after(numbers) if not numbers.empty else None
+        panel = compute_round_panel(summary) if summary else pd.DataFrame()
+        arena.job.views = (panel, figure, every_number(summary))
+    return arena.job.status(), *arena.job.views
 
 
 def group_view(

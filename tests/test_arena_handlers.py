@@ -338,6 +338,7 @@ def test_retrain_on_votes_adds_the_new_models(arena):
     assert arena.job.done.wait(timeout=900), "retraining did not finish"
     progress, panel, figure, table = retrain.status(arena)
     assert arena.job.error == "" and "done" in progress
+    assert retrain.status(arena)[2] is figure  # built once: every open page polls every 2 s
     assert {"feedback/accuracy_before", "feedback/accuracy_after"} <= set(table["metric"])
     assert "agreement with the class (held-out votes)" in set(panel["measure"])
     length = panel.set_index("measure").loc["policy: answer length (tokens)"]  # 8 answers a prompt
