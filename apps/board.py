@@ -307,7 +307,9 @@ def export(
     votes = arena.store.votes()
     n_pairs = len(to_preferences(votes))
     if n_pairs == 0:
-        return [], "No preference pairs yet: only votes with a winner make pairs."
+        return [], "No preference pairs yet: only votes with a winner make pairs." + left_out_note(
+            votes
+        )
     out_root = Path(out_root) if out_root else arena.store.path.parent / "exports"
     folder = new_folder(out_root, time.strftime("export-%Y%m%d-%H%M%S"))
     jsonl = export_preferences(votes, folder)["jsonl"]

@@ -110,7 +110,8 @@ def start_round(arena: Arena, group: str, per_group: bool, updates: int) -> str:
     job = lambda report: work(arena, pairs, fb, group or None, report, per_group)  # noqa: E731
     arena.job = start_job(folder.name, job)
     each = f" (one round per group: {', '.join(groups)})" if per_group else ""
-    return f"Retraining on {len(pairs)} vote pairs in {folder.name}{each}{left_out_note(votes)} …"
+    left_out = left_out_note(votes, group or None)  # of the votes this round reads
+    return f"Retraining on {len(pairs)} vote pairs in {folder.name}{each}{left_out} …"
 
 
 def group_pairs(pairs: list[dict], group: str) -> tuple[list[dict], str | None]:

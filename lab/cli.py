@@ -193,7 +193,7 @@ def run_feedback(args: argparse.Namespace) -> int:
                 raise ValueError(f"--ppo-updates must be 0 or more, got {args.ppo_updates}")
             fb = dataclasses.replace(fb, ppo_updates=args.ppo_updates)
         votes = read_votes(args.db)
-        pairs, left_out = to_preferences(votes), left_out_note(votes)
+        pairs, left_out = to_preferences(votes), left_out_note(votes, args.group or None)
         if not pairs:
             raise ValueError(
                 f"no vote pairs in {args.db}: votes with a winner make pairs{left_out}"

@@ -22,6 +22,7 @@ import json
 import re
 import warnings
 import zlib
+from codecs import BOM_UTF8
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -295,14 +296,16 @@ def _read_text(path: Path) -> str:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, corrupt
             raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+    bom = len(BOM_UTF8) if raw.startswith(BOM_UTF8) else 0  # Notepad, Excel: not text
     try:
-        text = raw.decode("utf-8-sig")  # a leading byte-order mark (Notepad, Excel) is not text
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        where = f"offset {e.start}{' once decompressed' if gz else ''}, line {line}"
+        at = bom + e.start  # in the file's bytes
+        line = raw.count(b"\n", 0, at) + 1
+        where = f"offset {at}{' once decompressed' if gz else ''}, line {line}"
         hint = "; it looks like UTF-16, re-save it as UTF-8" if raw[:2] in BOMS_UTF16 else ""
         raise ValueError(
-            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at {where}{hint})"
+            f"{path}: not UTF-8 text (byte 0x{raw[at]:02x} at {where}{hint})"
         ) from None
     # What open(..., "rt") did: "\r\n" and a lone "\r" end a line too.
     return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -205,9 +205,10 @@ def unpaired_wins(votes: pd.DataFrame) -> list[str]:
     ]
 
 
-def left_out_note(votes: pd.DataFrame, shown: int = 3) -> str:
-    """`unpaired_wins` as a clause to append to a count: "" when none was left out."""
-    left = unpaired_wins(votes)
+def left_out_note(votes: pd.DataFrame, group: str | None = None, shown: int = 3) -> str:
+    """`unpaired_wins` (of `group`'s votes if given) as a clause to append to a count: "" when
+    none was left out."""
+    left = unpaired_wins(votes if not group else votes[votes["group"] == group])
     if not left:
         return ""
     more = "; …" if len(left) > shown else ""

@@ -326,6 +326,9 @@ def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path, name):
     text = '{"prompt": "hello"}\n' if name.endswith(".jsonl") else "hello\n"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert load_prompts(path)["prompt"] == [[user("hello")]]
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode() + b"\xe9t\xe9\n")  # then a Latin-1 line
+    with pytest.raises(ValueError, match=rf"byte 0xe9 at offset {3 + len(text)}, line 2\)"):
+        load_prompts(path)  # the file's own offset, the mark counted
 
 
 def test_skip_mode_still_raises_on_unreadable_file(tmp_path):

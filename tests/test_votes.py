@@ -418,6 +418,7 @@ def test_to_preferences_three_models(tmp_path):
         " (2 pairs of win votes left out: vote 4: the two answers are the same text; …)"
     )
     assert left_out_note(stored(tmp_path / "clean", vote(winner=1))) == ""
+    assert left_out_note(table, group="terse") == ""  # a round on one group reads its votes only
 
 
 def test_export_round_trips_through_load_preferences(tmp_path):
