@@ -27,15 +27,26 @@ def bootstrap_ci(
     statistic: Callable[[Sequence[float]], float] = mean,
     n_boot: int = 2000,
     seed: int = 0,
+    strata: Sequence | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap 95% interval of `statistic` over resampled `values` (e.g. prompts).
 
-    Paired comparisons resample the per-prompt differences, so pass those as `values`.
+    Paired comparisons resample the per-prompt differences, so pass those as `values`. With
+    `strata` (a label per value, e.g. each prompt's task kind, whose counts the held-out set
+    fixes by design) each resample draws within every stratum as many values as it holds.
     """
     if not len(values):
         return math.nan, math.nan
-    rng, n = random.Random(seed), len(values)
-    stats = sorted(statistic([values[rng.randrange(n)] for _ in range(n)]) for _ in range(n_boot))
+    rng = random.Random(seed)
+    groups: dict = {}
+    for i, label in enumerate(strata if strata is not None else [0] * len(values)):
+        groups.setdefault(label, []).append(i)
+    blocks = [groups[k] for k in sorted(groups, key=str)]  # strata in a fixed order
+
+    def resample() -> list[float]:
+        return [values[block[rng.randrange(len(block))]] for block in blocks for _ in block]
+
+    stats = sorted(statistic(resample()) for _ in range(n_boot))
     return stats[int(0.025 * n_boot)], stats[int(0.975 * n_boot) - 1]
 
 

@@ -104,7 +104,8 @@ def gold_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def compute_model_table(run_dir: Path) -> pd.DataFrame:
-    """One row per model, each with a bootstrap 95% interval over the held-out prompts: mean
+    """One row per model, each with a bootstrap 95% interval over the held-out prompts (drawn
+    within each task kind, as many as the held-out set holds of it): mean
     gold; win rate against SFT (`eval/win_rate`: wins plus half the ties, prompt by prompt) and
     its win / tie / loss shares; exact KL to SFT and reward-model score (the same samples and
     decoding for every policy, see `lab.yardstick`); mean length.
@@ -114,15 +115,17 @@ def compute_model_table(run_dir: Path) -> pd.DataFrame:
     tables, rows = gold_tables(run_dir), []
     for model, table in tables.items():
         gold = table["gold"].tolist()
+        # The held-out set fixes how many prompts of each kind it holds: resample within kinds.
+        kinds = list(table["kind"]) if "kind" in table else None
         row = {"model": model, "gold_mean": table["gold"].mean()}
-        row["gold_lo"], row["gold_hi"] = bootstrap_ci(gold)
+        row["gold_lo"], row["gold_hi"] = bootstrap_ci(gold, strata=kinds)
         if "sft" in tables and model != "sft" and table["gold"].notna().any():
             diffs = [a - b for a, b in zip(gold, tables["sft"]["gold"], strict=True)]
             rate = compute_win_rate(gold, list(tables["sft"]["gold"]))
             scores = [win_score(d) for d in diffs]
             row["win_rate_vs_sft"] = rate.win_or_half_tie
-            row["win_rate_lo"], row["win_rate_hi"] = bootstrap_ci(scores)
-            row["gold_diff_lo"], row["gold_diff_hi"] = bootstrap_ci(diffs)  # paired by prompt
+            row["win_rate_lo"], row["win_rate_hi"] = bootstrap_ci(scores, strata=kinds)
+            row["gold_diff_lo"], row["gold_diff_hi"] = bootstrap_ci(diffs, strata=kinds)  # paired
             row.update(win=rate.win, tie=rate.tie, loss=rate.loss)
         metrics = read_metrics(run_dir / MODEL_TABLES[model][0])
         row["kl_to_sft"] = 0.0 if model == "sft" else metrics.get(KL_KEYS.get(model, ""), math.nan)

@@ -30,3 +30,13 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_data():
 
 def test_win_score_counts_ties_as_half():
     assert [win_score(d) for d in (0.3, 0.0, -0.2, 1e-9)] == [1.0, 0.5, 0.0, 0.5]
+
+
+def test_a_stratified_bootstrap_keeps_each_strata_count():
+    """Two kinds of prompt, three each, every kind's scores alike: resampled within its kind, every
+    mean is 5 (no width); resampled together, the share of each kind varies, and so does the mean."""
+    values, kinds = [0.0, 0.0, 0.0, 10.0, 10.0, 10.0], ["math"] * 3 + ["fact"] * 3
+    assert bootstrap_ci(values, strata=kinds) == (5.0, 5.0)
+    lo, hi = bootstrap_ci(values)
+    assert lo < 5.0 < hi
+    assert bootstrap_ci(values, strata=[0] * 6) == (lo, hi)  # one stratum: the plain bootstrap
