@@ -168,6 +168,7 @@ BEFORE_AFTER = {  # the readable rows of the Retrain tab: (label, before, after,
     ),
 }
 
+AGREEMENT_CHANGE = "agreement change (the same held-out votes; 95% interval over prompts)"
 VOTE_COUNTS = {  # the vote pairs a round used: held out are only those its start never trained on
     "vote pairs used": M.FEEDBACK_VOTE_PAIRS_TRAIN,
     "vote pairs held out (new since the reward model it starts from)": (
@@ -194,6 +195,15 @@ def compute_before_after(result: dict) -> pd.DataFrame:
          "after": with_interval(result, a, a_ci)}
         for label, (b, a, b_ci, a_ci) in BEFORE_AFTER.items()
     ]  # fmt: skip
+    if change := result.get(M.FEEDBACK_VOTES_ACCURACY_CHANGE_CI):
+        moved = result[M.FEEDBACK_VOTES_ACCURACY_AFTER] - result[M.FEEDBACK_VOTES_ACCURACY_BEFORE]
+        rows.append(
+            {
+                "measure": AGREEMENT_CHANGE,
+                "before": "",
+                "after": f"{moved:+.2f} ({change[0]:+.2f}–{change[1]:+.2f})",
+            }
+        )
     for label, name in VOTE_COUNTS.items():
         rows.append({"measure": label, "before": "", "after": str(result.get(name, ""))})
     for measure, numbers in result.get(M.FEEDBACK_POLICY_CHANGE, {}).items():

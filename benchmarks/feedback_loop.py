@@ -211,8 +211,11 @@ def report_group(
     )
     before = ci(m, M.FEEDBACK_VOTES_ACCURACY_BEFORE, M.FEEDBACK_VOTES_ACCURACY_BEFORE_CI)
     after = ci(m, M.FEEDBACK_VOTES_ACCURACY_AFTER, M.FEEDBACK_VOTES_ACCURACY_AFTER_CI)
+    change = m.get(M.FEEDBACK_VOTES_ACCURACY_CHANGE_CI)
+    paired = f" (change [{change[0]:+.3f}, {change[1]:+.3f}], paired by prompt)" if change else ""
     print(
         f"  agreement with the class, held-out votes ({m[M.FEEDBACK_FOLDS]}-fold): {before} -> {after}"
+        + paired
     )
     print(
         f"  noise ceiling (noiseless {taste} taste vs its votes): {noise_ceiling(world, pairs, taste):.3f}"

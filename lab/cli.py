@@ -128,6 +128,12 @@ def fmt_share(metrics: dict, name: str, ci_name: str) -> str:
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
+def fmt_change(interval: list[float] | None) -> str:
+    """' (change [+0.020, +0.160], paired)': the agreement's change on the same held-out votes,
+    resampled by prompt; '' when not measured."""
+    return "" if not interval else f" (change [{interval[0]:+.3f}, {interval[1]:+.3f}], paired)"
+
+
 def format_round(folder: Path, summary: dict) -> str:
     """A feedback round's before/after, a few lines per group."""
     from lab import metrics as M
@@ -149,7 +155,8 @@ def format_round(folder: Path, summary: dict) -> str:
             f"  held out: {m[M.FEEDBACK_VOTE_PAIRS_HELDOUT]} vote pairs (only ones new since the "
             f"reward model it starts from; never the {m[M.FEEDBACK_VOTE_PAIRS_SEEN]} it had "
             "trained on already)",
-            f"  agreement with the class, held-out votes: {votes[0]} -> {votes[1]}",
+            f"  agreement with the class, held-out votes: {votes[0]} -> {votes[1]}"
+            + fmt_change(m.get(M.FEEDBACK_VOTES_ACCURACY_CHANGE_CI)),
             f"  accuracy vs gold, world's held-out pairs: {gold[0]} -> {gold[1]}",
         ]
         if M.FEEDBACK_NOTE in m:

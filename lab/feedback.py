@@ -44,7 +44,7 @@ import trl
 from lab import metrics as M
 from lab.config import LabConfig
 from lab.data import normalize_preference_row
-from lab.intervals import wilson_interval
+from lab.intervals import cluster_mean_ci, wilson_interval
 from lab.models import load_tokenizer, resolve_device, save_model
 from lab.pairs import as_conversational, conversational_row, load_pairs
 from lab.progress import Progress, ReportProgress
@@ -293,9 +293,13 @@ def cross_validate(
         after |= zip(held, agreement(model, tokenizer, votes.select(held)), strict=True)
         shutil.rmtree(work_dir / f"fold-{k}", ignore_errors=True)
     shutil.rmtree(work_dir, ignore_errors=True)
-    result = {}
-    for when, hits in (("before", before), ("after", [after[i] for i in new])):
+    result, after = {}, [after[i] for i in new]
+    for when, hits in (("before", before), ("after", after)):
         result |= share_and_interval(hits, fb.z, *VOTES[when])
+    # The change, vote by vote on the same votes, resampled by prompt (the folds' unit).
+    changes = [int(a) - int(b) for a, b in zip(after, before, strict=True)]
+    prompts = [json.dumps(votes[i]["prompt"], sort_keys=True) for i in new]
+    result[M.FEEDBACK_VOTES_ACCURACY_CHANGE_CI] = list(cluster_mean_ci(changes, prompts))
     return result
 
 

@@ -50,6 +50,23 @@ def bootstrap_ci(
     return stats[int(0.025 * n_boot)], stats[int(0.975 * n_boot) - 1]
 
 
+def cluster_mean_ci(
+    values: Sequence[float], clusters: Sequence, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean of `values` that come in clusters (votes on
+    one prompt are not independent): whole clusters are resampled, the mean taken over values."""
+    groups: dict = {}
+    for value, cluster in zip(values, clusters, strict=True):
+        groups.setdefault(cluster, []).append(value)
+    totals = [(sum(groups[k]), len(groups[k])) for k in sorted(groups, key=str)]  # (sum, n) each
+    return bootstrap_ci(
+        totals,
+        lambda drawn: sum(s for s, _ in drawn) / sum(n for _, n in drawn),
+        n_boot,
+        seed,
+    )
+
+
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
     """Student-t 95% interval of the mean of a few independent runs (e.g. seeds)."""
     n = len(values)

@@ -91,6 +91,7 @@ FEEDBACK_VOTES_ACCURACY_BEFORE = "feedback/votes_accuracy_before"  # held-out vo
 FEEDBACK_VOTES_ACCURACY_AFTER = "feedback/votes_accuracy_after"
 FEEDBACK_VOTES_ACCURACY_BEFORE_CI = "feedback/votes_accuracy_before_ci"  # [low, high], Wilson 95%
 FEEDBACK_VOTES_ACCURACY_AFTER_CI = "feedback/votes_accuracy_after_ci"
+FEEDBACK_VOTES_ACCURACY_CHANGE_CI = "feedback/votes_accuracy_change_ci"  # after - before, paired
 FEEDBACK_VOTES_ACCURACY_TRAINED = "feedback/votes_accuracy_trained"  # the kept model, in-sample
 FEEDBACK_VOTE_PAIRS_TRAIN = "feedback/vote_pairs_train"  # vote pairs the kept model trained on
 FEEDBACK_VOTE_PAIRS_HELDOUT = "feedback/vote_pairs_heldout"  # new ones, held out (0: too few)

@@ -94,6 +94,8 @@ def test_adapted_reward_model_learns_the_class_taste_on_held_out_votes(adapted):
     assert before < 0.5, m  # the current model has the world's taste, not the class's
     # after beats before beyond the noise: the intervals do not overlap
     assert m[M.FEEDBACK_VOTES_ACCURACY_AFTER_CI][0] > m[M.FEEDBACK_VOTES_ACCURACY_BEFORE_CI][1], m
+    low, high = m[M.FEEDBACK_VOTES_ACCURACY_CHANGE_CI]  # the same votes, paired, by prompt
+    assert 0 < low <= after - before <= high, m
     # Every vote here contradicts gold, so some gold accuracy goes; replay keeps it small. The
     # drop moves with the CPU's kernels: under 0.05 on earlier CI machines, 0.050 and 0.0525
     # (2 and 1 threads) on a Xeon with AMX. Adapting too hard (`lr_scale` 0.35) lost 0.085,

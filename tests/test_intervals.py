@@ -40,3 +40,15 @@ def test_a_stratified_bootstrap_keeps_each_strata_count():
     lo, hi = bootstrap_ci(values)
     assert lo < 5.0 < hi
     assert bootstrap_ci(values, strata=[0] * 6) == (lo, hi)  # one stratum: the plain bootstrap
+
+
+def test_a_cluster_bootstrap_resamples_whole_clusters():
+    """Votes on one prompt agree with each other: resampled one by one, they look like eight
+    independent votes; resampled by prompt, like two."""
+    from lab.intervals import cluster_mean_ci
+
+    values, prompts = [1.0] * 4 + [0.0] * 4, ["a"] * 4 + ["b"] * 4
+    assert cluster_mean_ci(values, prompts) == (0.0, 1.0)  # both prompts, one of them, or the other
+    lo, hi = bootstrap_ci(values)
+    assert 0.0 < lo < 0.5 < hi < 1.0
+    assert cluster_mean_ci([0.5, 0.5, 0.5], ["a", "b", "c"]) == (0.5, 0.5)
