@@ -35,7 +35,7 @@ from lab.intervals import wilson_interval
 from lab.ppo_models import load_ppo_models
 from lab.recipes import gold_judge
 from lab.runlog import METRICS_FILE, read_log, write_json
-from lab.votes_db import read_votes, to_preferences
+from lab.votes_db import GROUP_RULE, read_votes, to_preferences
 from lab.world.build import FILES
 from lab.world.judge import score
 from lab.world.tastes import make_class, taste_weights
@@ -438,9 +438,7 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(small_ppo_run, tmp_pat
         )
     assert cli([*args, "--per-group"]) == 2
     err = capsys.readouterr().err
-    assert err == "error: vote group '../../outside' cannot name a round's folders: " + (
-        "letters, digits, - or _, at most 24 characters\n"
-    )
+    assert err == f"error: vote group '../../outside' cannot name a round's folders: {GROUP_RULE}\n"
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE schema_version SET version = 9")
     assert cli(args) == 2
