@@ -258,12 +258,12 @@ def update_bar(start: int, total: int):
     return tqdm(range(start, total), **bar)
 
 
-def save_on_interrupt(save, out_dir: Path, update: int) -> None:
-    """Ctrl-C: keep what was done. The update in flight may be partly applied, so this checkpoint
-    is close to the run it cut, not exact; an exact one of the same number is never replaced."""
-    if latest_update(out_dir) != update:
-        save(out_dir, update)
-    print(f"[ppo] interrupted: checkpoint at update {update}; continue with --resume")
+def save_on_interrupt(save, out_dir: Path, done: int) -> None:
+    """Ctrl-C: keep what was done, `done` whole updates. One in flight may be partly applied, so
+    this checkpoint is close to the run it cut, not exact; an exact one of that number is kept."""
+    if latest_update(out_dir) != done:
+        save(out_dir, done)
+    print(f"[ppo] interrupted: checkpoint at update {done}; continue with --resume")
 
 
 def run_ppo(
@@ -298,7 +298,7 @@ def run_ppo(
     save = partial(
         checkpoint, learner=learner, tokenizer=tokenizer, prompts=eval_prompts, world=world
     )
-    kl_ctl, update = learner.kl_ctl, start
+    kl_ctl, done = learner.kl_ctl, start  # `done`: updates applied, logged, beta adapted
     try:
         for update in update_bar(start, p.updates):
             # 1. Sample a batch of prompts.
@@ -314,12 +314,13 @@ def run_ppo(
             if log:
                 log.log(update + 1, row)
             kl_ctl.update(row[M.PPO_KL], p.batch_size * process().num_processes)
-            if (update + 1) % p.checkpoint_every == 0 or update + 1 == p.updates:
-                save(out_dir, update + 1)
+            done = update + 1  # a Ctrl-C from here on keeps this update whole, under its number
+            if done % p.checkpoint_every == 0 or done == p.updates:
+                save(out_dir, done)
             if progress:  # the last share of the bar is the final evaluation in `finish`
-                progress((update + 1) / (p.updates + 1), f"PPO update {update + 1}/{p.updates}")
+                progress(done / (p.updates + 1), f"PPO update {done}/{p.updates}")
     except KeyboardInterrupt:
-        save_on_interrupt(save, out_dir, update)
+        save_on_interrupt(save, out_dir, done)
         raise
     if not is_main():  # the other processes are done: the main one saves and evaluates
         return {}

@@ -175,6 +175,34 @@ def test_an_interrupt_never_overwrites_an_exact_checkpoint(ppo_run, tmp_path, mo
     assert len(samples) == len({s["prompt"] for s in samples})  # each answer once, not twice
 
 
+def test_an_interrupt_after_an_update_keeps_it_under_its_own_number(ppo_run, tmp_path, monkeypatch):
+    """Ctrl-C while a checkpoint draws its sample answers: the update is whole, so it is saved
+    as that update (saved one lower, resuming would have run it twice)."""
+    import lab.ppo as ppo
+
+    run, _ = ppo_run
+    for stage in ("world", "sft", "reward"):
+        shutil.copytree(run / stage, tmp_path / stage)
+    cfg = load_config(
+        "tiny", {**SMALL, "ppo.updates": 4, "ppo.batch_size": 8, "ppo.checkpoint_every": 2}
+    )
+    real, weights = ppo.checkpoint, {}
+
+    def interrupted(out_dir, step, **kwargs):
+        if step == 2 and not weights:  # Ctrl-C before this checkpoint wrote anything
+            weights.update(kwargs["learner"].ac.trainable_state())
+            raise KeyboardInterrupt
+        return real(out_dir, step, **kwargs)
+
+    monkeypatch.setattr(ppo, "checkpoint", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_ppo(cfg, tmp_path, tmp_path / "out")
+    saved = latest_checkpoint(tmp_path / "out")
+    assert saved.name == "update-00002"
+    state = torch.load(saved / "state.pt", weights_only=False)["trainable"]
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
+
+
 def test_resume_needs_every_processs_random_state(ppo_run, tmp_path):
     from lab.ppo_checkpoint import load_checkpoint
 
