@@ -20,14 +20,7 @@ import torch
 
 from lab import metrics as M
 from lab.distributed import is_main
-from lab.generation import (
-    DecodingConfig,
-    batch_seed,
-    chat_batch,
-    generate,
-    generate_kwargs,
-    seeded,
-)
+from lab.generation import DecodingConfig, chat_batch, generate, generate_kwargs, seeded_batches
 from lab.intervals import bootstrap_ci
 from lab.responses import (
     kl_exact,
@@ -237,19 +230,15 @@ def compute_kl_and_reward(
     policy.eval()
     reference.eval()
     kls, scores, ended = [], [], []
-    with seeded(decoding.seed, policy.device):  # the caller's random stream is left alone
-        for start in range(0, len(prompts), batch_size):
-            torch.manual_seed(batch_seed(decoding.seed, start))  # every policy the same noise
-            chunk = list(prompts[start : start + batch_size])
-            s = sample_responses(policy, tokenizer, chunk, decoding)
-            n = s.response.shape[1]
-            logits, ref_logits = (
-                next_token_logits(m, s.ids, s.mask, n) for m in (policy, reference)
-            )
-            kl = kl_exact(logits, ref_logits, s.response_mask, decoding.temperature)  # (B, R)
-            kls += sequence_kl(kl, s.response_mask).tolist()
-            scores += scorer(chunk, s.texts) if scorer else score(rm, rm_tokenizer, chunk, s.texts)
-            ended += s.has_eos.tolist()
+    # Every policy the same noise, batch by batch; the caller's random stream is left alone.
+    for chunk in seeded_batches(prompts, batch_size, decoding.seed, policy.device):
+        s = sample_responses(policy, tokenizer, chunk, decoding)
+        n = s.response.shape[1]
+        logits, ref_logits = (next_token_logits(m, s.ids, s.mask, n) for m in (policy, reference))
+        kl = kl_exact(logits, ref_logits, s.response_mask, decoding.temperature)  # (B, R)
+        kls += sequence_kl(kl, s.response_mask).tolist()
+        scores += scorer(chunk, s.texts) if scorer else score(rm, rm_tokenizer, chunk, s.texts)
+        ended += s.has_eos.tolist()
     as_float64 = torch.tensor(scores, dtype=torch.float64)  # Python floats, exactly
     rewards = penalize_missing_eos(as_float64, torch.tensor(ended), missing_eos_penalty).tolist()
     n = len(kls)

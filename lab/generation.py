@@ -40,6 +40,16 @@ def batch_seed(seed: int, start: int) -> int:
     return seed + start
 
 
+def seeded_batches(
+    prompts, batch_size: int, seed: int, device: torch.device | str = "cpu"
+) -> Iterator[list]:
+    """`prompts` in batches of `batch_size`, each sampled from its `batch_seed`, inside `seeded`."""
+    with seeded(seed, device):
+        for start in range(0, len(prompts), batch_size):
+            torch.manual_seed(batch_seed(seed, start))
+            yield list(prompts[start : start + batch_size])
+
+
 def as_messages(prompt) -> list[dict]:
     """A prompt string becomes one user message; a conversation is kept as is."""
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
@@ -81,11 +91,9 @@ def generate(
     """
     model.eval()
     answers: list[str] = []
-    with seeded(decoding.seed, model.device):
-        for start in range(0, len(prompts), batch_size):
-            torch.manual_seed(batch_seed(decoding.seed, start))
-            batch = chat_batch(tokenizer, prompts[start : start + batch_size], model.device)
-            out = model.generate(**batch, **generate_kwargs(decoding, tokenizer))
-            new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
-            answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    for chunk in seeded_batches(prompts, batch_size, decoding.seed, model.device):
+        batch = chat_batch(tokenizer, chunk, model.device)
+        out = model.generate(**batch, **generate_kwargs(decoding, tokenizer))
+        new_tokens = out[:, batch["input_ids"].shape[1] :]  # (B, T_new)
+        answers += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [a.strip() for a in answers]

@@ -232,7 +232,10 @@ HEADLINES = {
 COLUMNS = {
     "model": ("model", "the policy after that stage; base is the model SFT started from"),
     "gold_mean": ("gold", "mean gold-judge score on the held-out prompts (about 3 is the best)"),
-    "gold_lo": ("gold lo", "95% bootstrap interval of that mean, over prompts"),
+    "gold_lo": (
+        "gold lo",
+        "95% bootstrap interval of that mean, over prompts (within each task kind)",
+    ),
     "gold_hi": ("gold hi", ""),
     "gold_diff_lo": (
         "gold - SFT lo",
