@@ -25,6 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # kaleido draws with the local Chromium (nbconvert's HTML, GitHub). Without a Chromium: plotly.js
 # inlined once into the notebook instead of the PNG. Neither needs a network.
 WITH_PNG, WITHOUT_CHROME = "plotly_mimetype+png", "plotly_mimetype+notebook"
+FIGURE_PROBE_SECONDS = 60.0  # Chromium starts in seconds; a hung one must not hang the notebook
 
 
 def notebook_setup(profile: str = "tiny") -> tuple[LabConfig, Path]:
@@ -56,9 +57,8 @@ def quiet_progress() -> None:
     hf_logging.set_verbosity_error()
 
 
-def use_offline_figures() -> str:
+def use_offline_figures(probe_seconds: float = FIGURE_PROBE_SECONDS) -> str:
     """Make plotly's figures show in every notebook viewer without a network; the renderer used."""
-    import plotly.graph_objects as go
     import plotly.io as pio
 
     warnings.filterwarnings("ignore", message="The kopts argument is ignored")
@@ -66,12 +66,39 @@ def use_offline_figures() -> str:
         import kaleido
 
         kaleido.start_sync_server(silence_warnings=True)  # one Chromium for every figure
-        pio.to_image(go.Figure(), format="png")  # fails here, once, if there is no Chromium
+        draw_test_figure(probe_seconds)  # fails here, once, if there is no working Chromium
         pio.renderers.default = WITH_PNG
     except Exception as err:  # no kaleido or no Chromium: interactive HTML, still offline
-        print(f"Figures without a static PNG ({type(err).__name__}); apt install chromium adds it")
+        print(f"Figures without a static PNG ({type(err).__name__}: {err}).")
+        print("A working Chromium adds them: apt install chromium")
         pio.renderers.default = WITHOUT_CHROME
     return pio.renderers.default
+
+
+def draw_test_figure(seconds: float) -> None:
+    """Draw an empty figure as a PNG, or raise: its error, or TimeoutError after `seconds`.
+
+    kaleido's server waits forever for an answer if its Chromium died while starting, so the
+    drawing runs in a thread of its own that is given up on, not waited for.
+    """
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    failure: list[BaseException] = []
+
+    def draw() -> None:
+        try:
+            pio.to_image(go.Figure(), format="png")
+        except BaseException as err:
+            failure.append(err)
+
+    drawing = threading.Thread(target=draw, name="draw-test-figure", daemon=True)
+    drawing.start()
+    drawing.join(seconds)
+    if drawing.is_alive():
+        raise TimeoutError(f"Chromium did not draw a test figure within {seconds:g} s")
+    if failure:
+        raise failure[0]
 
 
 @contextmanager

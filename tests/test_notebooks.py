@@ -5,8 +5,10 @@ Every figure a notebook draws survives the export to HTML (a static PNG, or plot
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
+import kaleido
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -107,7 +109,27 @@ def test_figures_fall_back_to_inlined_plotly_without_chromium(monkeypatch, capsy
     def no_chromium(*args, **kwargs):
         raise RuntimeError("no Chromium here")
 
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **kwargs: None)
     monkeypatch.setattr(pio, "to_image", no_chromium)
     monkeypatch.setattr(pio.renderers, "default", WITH_PNG)
     assert use_offline_figures() == WITHOUT_CHROME == pio.renderers.default
-    assert "without a static PNG" in capsys.readouterr().out
+    assert "without a static PNG (RuntimeError: no Chromium here)" in capsys.readouterr().out
+
+
+def test_a_chromium_that_never_answers_does_not_hang_the_notebook(monkeypatch, capsys):
+    # kaleido's server waits forever if its Chromium died while starting (a CI run hung here).
+    import plotly.io as pio
+
+    from lab.notebook import WITH_PNG, WITHOUT_CHROME, use_offline_figures
+
+    released = threading.Event()
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **kwargs: None)
+    monkeypatch.setattr(pio, "to_image", lambda *args, **kwargs: released.wait(30))
+    monkeypatch.setattr(pio.renderers, "default", WITH_PNG)
+    try:
+        assert use_offline_figures(probe_seconds=0.2) == WITHOUT_CHROME == pio.renderers.default
+    finally:
+        released.set()
+    assert (
+        "TimeoutError: Chromium did not draw a test figure within 0.2 s" in capsys.readouterr().out
+    )

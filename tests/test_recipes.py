@@ -13,6 +13,7 @@ import shutil
 import pandas as pd
 import pytest
 
+import lab.notebook
 from lab import metrics as M
 from lab import recipes
 from lab.evaluation import GOLD_TABLE
@@ -127,6 +128,7 @@ def test_tiny_model_trains_on_a_tldr_shaped_recipe(small_run, recipe_files, tmp_
 def test_notebooks_take_any_profile_on_the_world_and_explain_a_recipe(monkeypatch, tmp_path):
     monkeypatch.delenv("LAB_SET", raising=False)
     monkeypatch.setenv("LAB_RUN_DIR", str(tmp_path))
+    monkeypatch.setattr(lab.notebook, "use_offline_figures", lambda: None)  # no Chromium here
     cfg, run = notebook_setup("smollm2-135m")  # the one line a student changes
     assert cfg.model.name_or_path == "HuggingFaceTB/SmolLM2-135M" and run == tmp_path
     with pytest.raises(
