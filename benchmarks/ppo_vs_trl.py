@@ -69,6 +69,19 @@ before, batch 32, four minibatches, two runs, each 37.7 against TRL's 18.3 sampl
 the six repeats 1.90-2.21x); the commit before 36.7 (2.01x) and 34.4 (1.88x). A third run
 without the baseline: 37.1 against 18.9 (1.96x); the nine repeats average 2.03x, at the
 target rather than clear of it. The same RM scores and gold as the commit before, peak 162 against 178 MB.
+
+The same code on one H200 (torch 2.11+cu130, transformers 5.24, `OMP_NUM_THREADS=8`, this
+script with the tiny run's models; 2026-11-30): batch 32, four minibatches (2 repeats): 34.4
+against TRL's 21.6 samples/s (1.59x; the H200 at stops 23-27: 1.36x), 121 against 175 MB;
+batch 8, one minibatch: 21.6 against 7.9 (2.75x); SmolLM2-135M shape, LoRA r=16 with gradient
+checkpointing, batch 8: 1,679 MB against TRL's four full models at 6,748 MB (0.25x) and its
+LoRA policy at 5,161 MB (0.33x). `ppo_throughput.py --run runs/tiny --batch-size 32
+--mini-batch-size 8 --ppo-epochs 4 --device cuda`: update 68% (0.66 s for 16 minibatch steps,
+about 41 ms each for two networks' forward and backward, clipping and fused AdamW: kernel
+launches, not arithmetic, on a model this small), generate 22% (2,585 tokens/s, plain
+`generate` 2,584), log-probs and values 8%, score 2%. What would close the gap on a GPU is
+fewer launches per step (CUDA graphs over fixed minibatch shapes), which torch.compile gives
+only after a compile longer than the tiny PPO stage (71 s on the CPU); not done.
 """
 
 from __future__ import annotations
