@@ -165,14 +165,15 @@ def untrained_pool(folder: Path, num_layers: int = 1):
 
 def measured_again(cfg, run: Path, stage: str) -> dict:
     """A stage's KL to SFT and reward on the held-out prompts, measured again on its saved
-    model: the yardstick is seeded, so the stage's own metrics must be these numbers."""
+    model, on the device the stage ran on (a GPU samples from another random stream than a
+    CPU): the yardstick is seeded, so the stage's own metrics must be these numbers."""
     from lab.evaluation import compute_kl_and_reward
     from lab.models import load_causal_lm, load_tokenizer
     from lab.recipes import eval_prompts
     from lab.reward_sources import load_scorer
 
-    policy = load_causal_lm(str(run / stage / "model"), "float32", "cpu")
-    sft = load_causal_lm(str(run / "sft" / "model"), "float32", "cpu")
+    policy = load_causal_lm(str(run / stage / "model"), "float32", cfg.device)
+    sft = load_causal_lm(str(run / "sft" / "model"), "float32", cfg.device)
     tokenizer = load_tokenizer(str(run / stage / "model"))
     scorer = load_scorer("model", run, policy.device)
     prompts = eval_prompts(cfg, run / "world")
