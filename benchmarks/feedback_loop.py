@@ -20,12 +20,21 @@ way by chance; on two of the seeds below a single draw made the credit drop look
 The round's policy is rewarded with the adapted reward model's score minus the old one's
 (`FeedbackConfig.ppo_reward_delta`), its critic starting at a zero head. 200 votes, vote seeds
 0-2, 2 CPU cores, a fresh tiny run (PPO gold -0.48 on one answer per prompt, answers 14.0
-tokens, credit 0.266 over 8 samples), 8 samples per prompt: padding -26%, -28%, -24%; length
--18%, -17%, -16%; credit -0.032, -0.027, -0.006 (intervals within [-0.049, +0.008]); better
-under `terse` on 77%, 78%, 78% of prompts (Wilson lower bounds 71-72%); agreement
-0.72 -> 0.81, 0.65 -> 0.78, 0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy
-0.720 -> 0.713, 0.708, 0.725; round 85-86 s. `--groups` (seed 0): the warm group's policy
-+36% padding, +23% length, its answers 50% longer than the terse group's; both rounds 221 s.
+tokens, credit 0.266 over 8 samples), 8 samples per prompt, the reward model adapted at half
+the reward stage's learning rate (`FeedbackConfig.lr_scale` 0.5): padding -32%, -46%, -39%;
+length -22%, -22%, -22%; credit -0.043, -0.037, -0.020 (intervals within [-0.060, -0.002]);
+better under `terse` on 80%, 80%, 83% of prompts (Wilson lower bounds 74-77%); agreement
+0.72 -> 0.85, 0.65 -> 0.82, 0.65 -> 0.73 (ceilings 0.95, 0.97, 0.94); gold accuracy
+0.720 -> 0.697, 0.713, 0.708; the adapted model prefers the policy's padded answers without
+their padding on 69%, 89%, 83% of them; round 92-98 s. `--groups` (seed 0): the warm group's
+policy +37% padding, +20% length, its answers 54% longer than the terse group's; both rounds
+178 s. At a fifth of the rate (`--set lr_scale=0.2`, the default before): padding -26%, -28%,
+-24%; length -18%, -17%, -16%; credit -0.032, -0.027, -0.006; better on 77%, 78%, 78%;
+agreement -> 0.81, 0.78, 0.73; gold accuracy -> 0.713, 0.708, 0.725; the padding probe 39%
+(seed 0). Harder on seed 0, reward model only: `lr_scale=0.7` agreement 0.85, gold accuracy
+0.693, probe 66%; `epochs=8` 0.82, 0.697, 63%; `lr_scale=0.5 epochs=6` 0.80, 0.695, 73%;
+`lr_scale=0.5 epochs=8` 0.77; `replay=2` at 0.5: 0.79, 0.715, 35%. 40 PPO updates instead of
+20 (`--set ppo_updates=40`): padding -32% and -54% (seeds 0, 1), credit -0.055 and -0.029.
 Measured before each batch of held-out prompts drew from its own seed (`generation.batch_seed`),
 so with less tightly paired samples: one answer per prompt, credit -0.058, -0.070, +0.029,
 better on 39-46%; with beta 0.1 (`--set ppo_kl_coef=0.1`): padding -31%, -44%, -36%, length
