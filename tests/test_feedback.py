@@ -44,8 +44,8 @@ GOOD = {"prompt": "What is 2 plus 3?", "chosen": "2 plus 3 is 5.", "rejected": "
 N_VOTES = 120
 # 4 short fine-tunings, 1 PPO update, 2 answers per prompt measuring the policy
 # Every vote here contradicts gold (`taste_votes`), so these tests adapt at the gentler rate of
-# 0.2: the default 0.5, tuned on a class whose votes mostly agree with gold (0.007-0.023 of gold
-# accuracy lost in benchmarks/feedback_loop.py), loses 0.10 here.
+# 0.2: the default 0.5, chosen on benchmarks/feedback_loop.py's class (battles between the run's
+# models, where the taste and gold often agree; 0.007-0.023 of gold accuracy lost), loses 0.10.
 FAST = FeedbackConfig(folds=3, epochs=3.0, lr_scale=0.2, ppo_updates=1, samples=2)
 
 
