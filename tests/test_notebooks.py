@@ -5,6 +5,8 @@ Every figure a notebook draws survives the export to HTML (a static PNG, or plot
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -114,6 +116,19 @@ def test_figures_fall_back_to_inlined_plotly_without_chromium(monkeypatch, capsy
     monkeypatch.setattr(pio.renderers, "default", WITH_PNG)
     assert use_offline_figures() == WITHOUT_CHROME == pio.renderers.default
     assert "without a static PNG (RuntimeError: no Chromium here)" in capsys.readouterr().out
+
+
+def test_a_chromium_that_dies_at_start_does_not_hang_the_notebook():
+    # The real kaleido, in a process of its own, with a "browser" that exits at once: its server's
+    # thread dies while starting and a drawing asked of it waits forever (what hung a CI run).
+    code = "from lab.notebook import use_offline_figures; print(use_offline_figures(5.0))"
+    env = {**os.environ, "BROWSER_PATH": shutil.which("false") or "/bin/false"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Figures without a static PNG" in done.stdout
+    assert done.stdout.strip().endswith("plotly_mimetype+notebook"), done.stdout
 
 
 def test_a_chromium_that_never_answers_does_not_hang_the_notebook(monkeypatch, capsys):
