@@ -32,7 +32,7 @@ policy +37% padding, +20% length, its answers 54% longer than the terse group's;
 -24%; length -18%, -17%, -16%; credit -0.032, -0.027, -0.006; better on 77%, 78%, 78%;
 agreement -> 0.81, 0.78, 0.73; gold accuracy -> 0.713, 0.708, 0.725; the padding probe 39%
 (seed 0). Harder on seed 0, reward model only: `lr_scale=0.7` agreement 0.85, gold accuracy
-0.693, probe 66%; `epochs=8` 0.82, 0.697, 63%; `lr_scale=0.5 epochs=6` 0.80, 0.695, 73%;
+0.693, probe 66%; `epochs=8` at 0.2: 0.82, 0.697, 63%; `lr_scale=0.5 epochs=6` 0.80, 0.695, 73%;
 `lr_scale=0.5 epochs=8` 0.77; `replay=2` at 0.5: 0.79, 0.715, 35%. 40 PPO updates instead of
 20 (`--set ppo_updates=40`): padding -32% and -54% (seeds 0, 1), credit -0.055 and -0.029;
 beta 0.15 (`--set ppo_kl_coef=0.15`, seed 0): padding -32%, credit -0.042, no further.

@@ -77,8 +77,8 @@ batch 8, one minibatch: 21.6 against 7.9 (2.75x); SmolLM2-135M shape, LoRA r=16 
 checkpointing, batch 8: 1,679 MB against TRL's four full models at 6,748 MB (0.25x) and its
 LoRA policy at 5,161 MB (0.33x). `ppo_throughput.py --run runs/tiny --batch-size 32
 --mini-batch-size 8 --ppo-epochs 4 --device cuda`: update 68% (0.66 s for 16 minibatch steps,
-about 41 ms each for two networks' forward and backward, clipping and fused AdamW: kernel
-launches, not arithmetic, on a model this small), generate 22% (2,585 tokens/s, plain
+about 41 ms each for two networks' forward and backward, clipping and fused AdamW: likely
+kernel launches rather than arithmetic on a model this small; not profiled), generate 22% (2,585 tokens/s, plain
 `generate` 2,584), log-probs and values 8%, score 2%. What would close the gap on a GPU is
 fewer launches per step (CUDA graphs over fixed minibatch shapes), which torch.compile gives
 only after a compile longer than the tiny PPO stage (71 s on the CPU); not done.

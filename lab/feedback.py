@@ -84,8 +84,8 @@ class FeedbackConfig:
     """Passes over the vote pairs and their replayed originals."""
     lr_scale: float = 0.5
     """Learning rate as a share of the reward stage's (`reward.lr`): adapt, don't forget. At 0.2
-    a terse class's adapted model still preferred its policy's padded answers to the same answers
-    without the padding (39% the other way), and the round's policy kept most of its padding."""
+    a terse class's adapted model still scored its policy's padded answers above the same answers
+    with the padding taken out on 61% of them, and the round's policy kept most of its padding."""
     batch_size: int = 16
     """Pairs per optimizer step."""
     replay: float = 1.0
